@@ -1,0 +1,53 @@
+//! The shared vocabulary of skmem.
+//!
+//! skmem stacks allocator layers at compile time: a **segment source**
+//! (backend) supplies fixed-size segments of memory, a **region** hands those
+//! segments out whole, a **slab cache** carves each segment into equally sized
+//! objects, and a **magazine cache** keeps constructed objects close to each
+//! CPU. Each layer is generic over the traits in this crate, so a stack built
+//! from zero-sized policies ([`NoCtor`], [`NoMirror`]) compiles to the code a
+//! person would have written by hand.
+//!
+//! | trait | what it decides | default |
+//! |---|---|---|
+//! | [`SegmentSource`] | where segment memory comes from (heap, memfd, DMA) | — |
+//! | [`ObjectCtor`] | how objects are built on their way up from the slab layer and torn down on their way back | [`NoCtor`] |
+//! | [`Mirror`] | whether a region drives a shadow region segment for segment | [`NoMirror`] |
+//! | [`CpuLocal`] | where the magazine layer keeps per-CPU state | — |
+//!
+//! The crate is `no_std` (with `alloc`); the `std` feature (on by default)
+//! only adds `std::error::Error` through `thiserror`, and the `serde` feature
+//! makes every stats struct serialisable.
+
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod ctor;
+mod error;
+mod flags;
+mod info;
+mod local;
+mod mirror;
+mod source;
+pub mod stats;
+
+pub use ctor::{NoCtor, ObjectCtor};
+pub use error::{Error, Result};
+pub use flags::{AllocFlags, RegionMode};
+pub use info::ObjectInfo;
+pub use local::CpuLocal;
+pub use mirror::{Mirror, NoMirror};
+pub use source::{Capabilities, Protection, SegmentGeometry, SegmentSource, SharedBacking};
+
+/// The CPU cache line size every object is aligned to (x86-64 and most
+/// aarch64 parts; the adjacent-line prefetcher makes 128 a tempting choice,
+/// but the seed and every consumer here use 64).
+pub const CACHE_LINE_SIZE: usize = 64;
+
+/// The granule in which segment sizes are computed (the seed's
+/// `SKMEM_MIN_SEG_SIZE`): one small page.
+pub const MIN_SEG_SIZE: usize = 4096;

@@ -1,0 +1,136 @@
+//! Plain statistics structs, one per layer.
+//!
+//! Each is a snapshot: the layer fills it on request from its counters. The
+//! field names follow the seed's `sk_stats_region` / `sk_stats_cache` where a
+//! field means the same thing here.
+
+use alloc::string::String;
+
+/// A snapshot of one region (the seed's `sk_stats_region`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RegionStats {
+    /// Region name.
+    pub name: String,
+    /// Backend name.
+    pub source: &'static str,
+    /// Mode flags, as bits of [`RegionMode`](crate::RegionMode).
+    pub mode: u32,
+    /// Requested segment size.
+    pub r_seg_size: u64,
+    /// Computed segment size.
+    pub c_seg_size: u64,
+    /// Number of segments the region may hold.
+    pub seg_cnt: u32,
+    /// Objects per segment.
+    pub seg_objs: u32,
+    /// Requested object size.
+    pub r_obj_size: u64,
+    /// Requested object count.
+    pub r_obj_cnt: u64,
+    /// Computed object size.
+    pub c_obj_size: u64,
+    /// Computed object count.
+    pub c_obj_cnt: u64,
+    /// Object alignment.
+    pub align: u64,
+    /// Bytes of all segments the region may hold.
+    pub memtotal: u64,
+    /// Bytes of segments currently created.
+    pub meminuse: u64,
+    /// Bytes of segments currently wired (locked).
+    pub w_meminuse: u64,
+    /// Segments handed out and not yet freed.
+    pub seginuse: u64,
+    /// Segment allocations so far.
+    pub alloc: u64,
+    /// Segment frees so far.
+    pub free: u64,
+    /// Segments created in the backend so far.
+    pub create: u64,
+    /// Segments discarded in the backend so far.
+    pub destroy: u64,
+    /// Allocations that found the region exhausted.
+    pub alloc_fail: u64,
+    /// Threads that blocked waiting for a segment.
+    pub waits: u64,
+}
+
+/// A snapshot of one slab layer (the `sca_sl_*` part of `sk_stats_cache`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SlabStats {
+    /// Cache name.
+    pub name: String,
+    /// Requested object size.
+    pub objsize: u64,
+    /// Requested object alignment.
+    pub objalign: u64,
+    /// Bytes between consecutive objects (the chunk size).
+    pub chunksize: u64,
+    /// Size of one slab (one segment).
+    pub slabsize: u64,
+    /// Objects per slab.
+    pub chunks_per_slab: u32,
+    /// Slabs created.
+    pub sl_create: u64,
+    /// Slabs destroyed (segments returned to the region).
+    pub sl_destroy: u64,
+    /// Objects allocated from slabs.
+    pub sl_alloc: u64,
+    /// Objects freed to slabs.
+    pub sl_free: u64,
+    /// Allocations that failed.
+    pub sl_alloc_fail: u64,
+    /// Slabs with some objects allocated and some free.
+    pub sl_partial: u64,
+    /// Slabs with every object allocated.
+    pub sl_full: u64,
+    /// Slabs with no object allocated, kept for reuse.
+    pub sl_empty: u64,
+    /// Objects currently allocated from slabs.
+    pub sl_bufinuse: u64,
+    /// Buckets of the address → bufctl hash (0 when lookup is arithmetic).
+    pub sl_hash_size: u64,
+    /// Constructor calls.
+    pub ctor: u64,
+    /// Destructor calls.
+    pub dtor: u64,
+}
+
+/// A snapshot of one magazine cache (`sk_stats_cache`), including its slab
+/// layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct CacheStats {
+    /// Cache name.
+    pub name: String,
+    /// Locality policy ([`CpuLocal::NAME`](crate::CpuLocal::NAME)).
+    pub locality: &'static str,
+    /// Current magazine capacity (rounds).
+    pub cpu_mag_size: u32,
+    /// Times the magazine size grew.
+    pub cpu_mag_resize: u64,
+    /// Times the CPU layer was purged.
+    pub cpu_mag_purge: u64,
+    /// Times the depot was reaped.
+    pub cpu_mag_reap: u64,
+    /// Full magazines in the depot.
+    pub depot_full: u64,
+    /// Empty magazines in the depot.
+    pub depot_empty: u64,
+    /// Times the working set was zeroed.
+    pub depot_ws_zero: u64,
+    /// Failed try-locks on the depot (contention) in all.
+    pub depot_contention: u64,
+    /// Objects in loaded magazines of all CPU slots.
+    pub cpu_rounds: u64,
+    /// Objects in previous magazines of all CPU slots.
+    pub cpu_prounds: u64,
+    /// Allocations served by the CPU layer.
+    pub cpu_alloc: u64,
+    /// Frees absorbed by the CPU layer.
+    pub cpu_free: u64,
+    /// The slab layer beneath.
+    pub slab: SlabStats,
+}

@@ -137,7 +137,13 @@ mod tests {
     #[test]
     fn bad_geometry_is_refused_by_name() {
         let err = Heap::open(&geometry(0, 64), &HeapConfig::default()).unwrap_err();
-        assert!(matches!(err, Error::InvalidParam { param: "seg_size", .. }));
+        assert!(matches!(
+            err,
+            Error::InvalidParam {
+                param: "seg_size",
+                ..
+            }
+        ));
         let err = Heap::open(&geometry(4096, 48), &HeapConfig::default()).unwrap_err();
         assert!(matches!(err, Error::InvalidParam { param: "align", .. }));
         let huge = SegmentGeometry {
@@ -147,7 +153,13 @@ mod tests {
             mode: RegionMode::empty(),
         };
         let err = Heap::open(&huge, &HeapConfig::default()).unwrap_err();
-        assert!(matches!(err, Error::InvalidParam { param: "seg_count", .. }));
+        assert!(matches!(
+            err,
+            Error::InvalidParam {
+                param: "seg_count",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -328,8 +328,8 @@ impl Mmap {
         // aligned address inside it, then give back the slack on both sides.
         let slack = align - sys_page;
         let reserve_len = span_len + slack; // checked in `validate`
-        // SAFETY: as above, the kernel picks a free range; PROT_NONE and
-        // MAP_NORESERVE make it address space only.
+                                            // SAFETY: as above, the kernel picks a free range; PROT_NONE and
+                                            // MAP_NORESERVE make it address space only.
         let reserve = unsafe {
             rustix::mm::mmap_anonymous(
                 ptr::null_mut(),
@@ -488,13 +488,13 @@ impl Mmap {
         }
         // SAFETY: as above; the caller guarantees nothing accesses the
         // segment any more, so removing access breaks no one.
-        failures += u64::from(
-            unsafe { rustix::mm::mprotect(seg, len, MprotectFlags::empty()) }.is_err(),
-        );
+        failures +=
+            u64::from(unsafe { rustix::mm::mprotect(seg, len, MprotectFlags::empty()) }.is_err());
         failures += u64::from(self.punch(index).is_err());
         // SAFETY: as above; dropping the page-table entries of a segment
         // nobody uses loses nothing (the hole punch already freed the data).
-        failures += u64::from(unsafe { rustix::mm::madvise(seg, len, Advice::LinuxDontNeed) }.is_err());
+        failures +=
+            u64::from(unsafe { rustix::mm::madvise(seg, len, Advice::LinuxDontNeed) }.is_err());
         failures
     }
 }
@@ -547,8 +547,7 @@ unsafe impl SegmentSource for Mmap {
         } else {
             sys_page
         };
-        rustix::fs::ftruncate(&fd, span_len as u64)
-            .map_err(|e| os("ftruncate of the memfd", e))?;
+        rustix::fs::ftruncate(&fd, span_len as u64).map_err(|e| os("ftruncate of the memfd", e))?;
         let base = Self::map_span(&fd, span_len, geometry.align.max(page), config.hugepages)?;
         let words = (geometry.seg_count as usize).div_ceil(64);
         Ok(Mmap {

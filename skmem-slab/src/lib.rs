@@ -3,9 +3,14 @@
 //! * [`region`]: a [`Region`] is a bounded set of equally sized segments
 //!   taken from a [`SegmentSource`](skmem_traits::SegmentSource), created
 //!   lazily and handed out whole.
+//! * [`slab`]: a [`SlabCache`] carves each segment of a region into equally
+//!   sized objects (one slab per segment), with constructors, clear-on-free
+//!   and batch operations.
 
 pub mod region;
+pub mod slab;
 
 pub use region::{
     leaked_segments, FaultInjection, Reap, Region, RegionLayout, RegionParams, Segment, Shadow,
 };
+pub use slab::{SlabCache, SlabConfig};

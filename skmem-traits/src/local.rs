@@ -1,19 +1,73 @@
 //! Where the magazine layer keeps its per-CPU state.
 
+use alloc::boxed::Box;
+
+/// Builds the value of a slot the first time a thread (or CPU) needs one.
+pub type SlotInit<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// Work a slot's exit hook hands back, run on the exiting thread after the
+/// locality policy has released every lock it held.
+pub type ExitJob = Box<dyn FnOnce() + Send>;
+
+/// Called, under the slot's exclusion, when the thread that owns a slot
+/// exits. Returning `Some(job)` says "I took what I needed out of the slot":
+/// the policy then forgets the slot (drops its value) and runs `job` once
+/// its locks are released. Returning `None` leaves the slot, value and all,
+/// where [`CpuLocal::for_each_slot`] will still find it.
+pub type ExitHook<T> = Box<dyn Fn(&mut T) -> Option<ExitJob> + Send + Sync>;
+
+/// The callbacks a locality policy needs from the layer that owns the slots.
+pub struct SlotHooks<T> {
+    /// Creates a slot's value. Policies that create slots lazily call it
+    /// under the same exclusion that [`CpuLocal::for_each_slot`] takes
+    /// while it walks the slots, so a walk either sees the new slot or
+    /// happens entirely before `init` ran.
+    pub init: SlotInit<T>,
+    /// Thread-exit hook, for policies whose slots belong to threads.
+    pub on_exit: Option<ExitHook<T>>,
+}
+
+impl<T> core::fmt::Debug for SlotHooks<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SlotHooks")
+            .field("on_exit", &self.on_exit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A locality policy: how many slots of per-CPU state a cache keeps, and
 /// which slot the calling thread uses.
 ///
 /// Implementations live in `skmem-magazine` (`PerCpu`, `PerThread`,
-/// `Global`); the trait is here so that every layer can name it.
+/// `Global`); the trait is here so that every layer can name it. The
+/// magazine layer keeps a loaded and a previous magazine in each slot; the
+/// policy decides how a thread finds its slot (the CPU it runs on, its own
+/// thread-local storage, or one shared slot) and how the slot is guarded.
 ///
 /// # Safety
 ///
+/// The magazine layer hands out the objects it finds in a slot, so an
+/// implementation must guarantee:
+///
 /// * [`with_slot`](Self::with_slot) gives the closure exclusive access to
-///   one slot: no other call, on any thread, sees the same slot until the
-///   closure returns (a lock, or a slot only this thread can reach);
-/// * [`for_each_slot`](Self::for_each_slot) visits every slot that ever held
-///   state, each under the same exclusion, so that a purge reaches every
-///   cached object.
+///   one slot: no other `with_slot` or `for_each_slot` call, on any thread,
+///   reaches the same slot until the closure returns (a lock, or a lock that
+///   only the owning thread and walkers ever take);
+/// * `with_slot` returns `None` only without calling the closure (the
+///   calling thread can have no slot, e.g. during its own exit);
+/// * every slot value is created by [`SlotHooks::init`]; creation of a slot
+///   and a concurrent [`for_each_slot`](Self::for_each_slot) are ordered:
+///   the walk visits the new slot or `init` runs after the walk began to
+///   hold its exclusion (see [`SlotHooks::init`]);
+/// * `for_each_slot` visits every slot that holds a value, each under the
+///   same exclusion, except values handed to an exit hook that returned
+///   `Some` (those are never reached again), so that a purge reaches every
+///   cached object;
+/// * an exit hook runs at most once per slot, under the slot's exclusion,
+///   and the job it returns runs exactly once, after the policy released
+///   its locks;
+/// * dropping the slots drops every value still held, and nothing reaches
+///   a slot afterwards.
 pub unsafe trait CpuLocal: Send + Sync + Sized + 'static {
     /// Human-readable name for stats and benchmark labels.
     const NAME: &'static str;
@@ -21,17 +75,22 @@ pub unsafe trait CpuLocal: Send + Sync + Sized + 'static {
     /// The storage of one cache's slots, each holding a `T`.
     type Slots<T: Send + 'static>: Send + Sync;
 
-    /// Creates the slots of one cache, each initialised lazily by `init`.
-    fn new_slots<T: Send + 'static>() -> Self::Slots<T>
-    where
-        T: Default;
+    /// How many slots typically hold state at once (CPUs for a per-CPU
+    /// policy, 1 for a global one, the hardware parallelism for a per-thread
+    /// one). The magazine layer sizes its worst-case object residency
+    /// with it.
+    fn slot_hint() -> usize;
 
-    /// Runs `f` on the calling thread's slot, exclusively.
-    fn with_slot<T: Send + Default + 'static, R>(
+    /// Creates the slots of one cache.
+    fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> Self::Slots<T>;
+
+    /// Runs `f` on the calling thread's slot, exclusively; `None` when the
+    /// calling thread can have no slot (then `f` was not called).
+    fn with_slot<T: Send + 'static, R>(
         slots: &Self::Slots<T>,
         f: impl FnOnce(&mut T) -> R,
-    ) -> R;
+    ) -> Option<R>;
 
     /// Runs `f` on every slot in turn, each exclusively.
-    fn for_each_slot<T: Send + Default + 'static>(slots: &Self::Slots<T>, f: impl FnMut(&mut T));
+    fn for_each_slot<T: Send + 'static>(slots: &Self::Slots<T>, f: impl FnMut(&mut T));
 }

@@ -131,6 +131,15 @@ pub struct CacheStats {
     pub cpu_alloc: u64,
     /// Frees absorbed by the CPU layer.
     pub cpu_free: u64,
+    /// Full magazines handed out by the depot so far (`ml_alloc`).
+    pub depot_full_alloc: u64,
+    /// Empty magazines handed out by the depot so far (`ml_alloc`).
+    pub depot_empty_alloc: u64,
+    /// CPU-layer slots currently holding state.
+    pub cpu_slots: u64,
+    /// Constructed objects resting in the magazine layer (CPU slots and
+    /// depot): `cpu_rounds + cpu_prounds + depot_full * cpu_mag_size`.
+    pub cached_objs: u64,
     /// The slab layer beneath.
     pub slab: SlabStats,
 }

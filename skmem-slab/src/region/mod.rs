@@ -16,28 +16,44 @@
 //! # Safety and correctness
 //!
 //! * A segment index is in exactly one of: vacant (bitmap), free (freelist and
-//!   free set together), or live (the live map). Every transition happens
-//!   under the region lock.
+//!   free set together), live (the live map), or *reserved* by one thread
+//!   that is creating or discarding its memory. Every transition happens
+//!   under the region lock; the source and the shadow are called without it,
+//!   only for indices the calling thread has reserved, so calls for one index
+//!   never overlap (the source contract) and slow system calls do not
+//!   serialise the region.
+//! * An allocation that fails after reserving an index puts the index back
+//!   at the front of the state it came from, so a failure (source error,
+//!   shadow busy or exhausted, injected fault) leaves the region as it was,
+//!   apart from the `alloc_fail` counter.
 //! * Live segments' memory is valid (source contract) from allocation until
 //!   [`Region::free_segment`]; `free_segment` checks the index and base against
 //!   the live map before discarding, so a forged or repeated free panics
 //!   naming the region instead of discarding memory that is in use.
+//! * Waiting: a blocked [`AllocFlags::Sleep`] allocation raises `waiters`
+//!   under the lock before the condition variable releases it, and every
+//!   path that makes an index free again notifies under the same lock
+//!   discipline, so no wake-up is lost. Reapers are called with no region
+//!   lock held, so they may free segments.
 //! * When the region is dropped with segments still out, it logs the count,
 //!   adds it to [`leaked_segments`], and leaks its source, so memory that is
 //!   still referenced stays mapped.
+//! * No integer is ever turned into a pointer: segment addresses are the
+//!   source's pointers, kept with their provenance (Miri runs the heap
+//!   backend with `-Zmiri-strict-provenance`).
 
 mod fault;
-mod params;
+pub mod params;
+mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use hashbrown::HashMap;
-use parking_lot::{Condvar, Mutex};
 use skmem_traits::stats::RegionStats;
 use skmem_traits::{
     AllocFlags, Capabilities, Error, Mirror, NoMirror, RegionMode, Result, SegmentGeometry,
@@ -45,9 +61,12 @@ use skmem_traits::{
 };
 
 pub use fault::FaultInjection;
-pub use params::{RegionLayout, RegionParams, DEFAULT_SEG_SIZE, MAX_OBJ_COUNT, MAX_SEG_SIZE};
+pub use params::{
+    RegionLayout, RegionParams, DEFAULT_SEG_SIZE, MAX_OBJ_COUNT, MAX_SEG_SIZE, MIN_PSEUDO_ALIGN,
+};
 
 use fault::Injector;
+use sync::{Mutex, Signal};
 
 /// How many times a blocking allocation retries a failing segment source
 /// before it reports the failure. The seed retries forever (and panics after
@@ -102,11 +121,23 @@ struct Counters {
     waits: u64,
 }
 
+/// Where a reserved index came from, so that a failed creation can put it
+/// back exactly where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The vacant bitmap (never described, or torn down).
+    Vacant,
+    /// The freelist (described, not in use).
+    Free,
+}
+
 #[derive(Debug)]
 struct State {
     /// Bit set: the index has never been described (or was torn down).
     vacant: Vec<u64>,
     vacant_count: u32,
+    /// No word of `vacant` before this one has a bit set.
+    vacant_hint: usize,
     /// Described, not in use, in FIFO order.
     freelist: VecDeque<u32>,
     /// The same indices, ordered, for allocation of a given index.
@@ -126,14 +157,17 @@ unsafe impl Send for State {}
 
 impl State {
     fn take_vacant(&mut self) -> Option<u32> {
-        for (w, word) in self.vacant.iter_mut().enumerate() {
+        for w in self.vacant_hint..self.vacant.len() {
+            let word = &mut self.vacant[w];
             if *word != 0 {
                 let bit = word.trailing_zeros();
                 *word &= !(1u64 << bit);
                 self.vacant_count -= 1;
+                self.vacant_hint = w;
                 return Some(w as u32 * 64 + bit);
             }
         }
+        self.vacant_hint = self.vacant.len();
         None
     }
 
@@ -167,6 +201,46 @@ impl State {
         }
     }
 
+    /// Reserves any index: a described one first (FIFO), else the lowest
+    /// vacant one. A reserved index is in none of the three states until the
+    /// caller makes it live or gives it back with [`untake`](Self::untake).
+    fn take_any(&mut self) -> Option<(u32, Origin)> {
+        if let Some(index) = self.take_free() {
+            return Some((index, Origin::Free));
+        }
+        self.take_vacant().map(|index| (index, Origin::Vacant))
+    }
+
+    /// Reserves `index` if it is vacant or free.
+    fn take_at(&mut self, index: u32) -> Option<Origin> {
+        if self.take_free_at(index) {
+            Some(Origin::Free)
+        } else if self.take_vacant_at(index) {
+            Some(Origin::Vacant)
+        } else {
+            None
+        }
+    }
+
+    /// Gives back a reserved index that could not be made live, to the
+    /// front of the state it came from: the next allocation takes it again,
+    /// as if nothing had happened.
+    fn untake(&mut self, index: u32, origin: Origin) {
+        match origin {
+            Origin::Free => {
+                self.freelist.push_front(index);
+                self.free_set.insert(index);
+            }
+            Origin::Vacant => {
+                let w = (index / 64) as usize;
+                debug_assert!(self.vacant[w] & (1 << (index % 64)) == 0);
+                self.vacant[w] |= 1 << (index % 64);
+                self.vacant_count += 1;
+                self.vacant_hint = self.vacant_hint.min(w);
+            }
+        }
+    }
+
     fn put_free(&mut self, index: u32) {
         self.freelist.push_back(index);
         self.free_set.insert(index);
@@ -175,6 +249,15 @@ impl State {
     fn has_free(&self) -> bool {
         !self.freelist.is_empty() || self.vacant_count != 0
     }
+}
+
+/// Whether a failed segment creation is worth retrying (transient), as
+/// opposed to one that will fail the same way again.
+fn is_transient(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Exhausted { .. } | Error::InjectedFault { .. } | Error::Os { .. }
+    )
 }
 
 /// A bounded set of equally sized segments from a [`SegmentSource`],
@@ -189,7 +272,7 @@ pub struct Region<S: SegmentSource, M: Mirror = NoMirror> {
     mirror: M,
     span: Option<NonNull<u8>>,
     state: Mutex<State>,
-    segment_freed: Condvar,
+    segment_freed: Signal,
     reapers: Mutex<Vec<Weak<dyn Reap>>>,
 }
 
@@ -262,6 +345,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         let state = State {
             vacant,
             vacant_count: layout.seg_count,
+            vacant_hint: 0,
             freelist: VecDeque::new(),
             free_set: BTreeSet::new(),
             live: HashMap::new(),
@@ -283,7 +367,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             mirror,
             span,
             state: Mutex::new(state),
-            segment_freed: Condvar::new(),
+            segment_freed: Signal::new(),
             reapers: Mutex::new(Vec::new()),
         }))
     }
@@ -351,43 +435,26 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     /// Allocates a segment, creating its memory.
     ///
     /// When no index is free, the caches registered with
-    /// [`add_reaper`](Self::add_reaper) are asked to purge; then
-    /// [`AllocFlags::Sleep`] waits for a segment to be freed, the others fail
-    /// with [`Error::Exhausted`]. A failing source is retried a few times
-    /// unless the flags are [`AllocFlags::NoSleep`].
+    /// [`add_reaper`](Self::add_reaper) are asked to purge (without the
+    /// region lock held, so they may free segments); if that freed nothing,
+    /// [`AllocFlags::Sleep`] waits until another thread frees a segment and
+    /// the other flags fail with [`Error::Exhausted`].
+    ///
+    /// A transient failure of the source (or of the shadow, or an injected
+    /// fault) is retried with exponential backoff (2, 4, 8, 16 ms) unless
+    /// the flags are [`AllocFlags::NoSleep`]; after that, or for a permanent
+    /// error, the error is returned. A failed attempt leaves the region as it
+    /// was, apart from the `alloc_fail` counter.
     pub fn alloc_segment(&self, flags: AllocFlags) -> Result<Segment> {
         self.check_allocatable()?;
         let mut retries = 0;
         loop {
-            let mut state = self.state.lock();
-            let index = loop {
-                if let Some(index) = state.take_free().or_else(|| state.take_vacant()) {
-                    break index;
-                }
-                drop(state);
-                self.reap_caches();
-                state = self.state.lock();
-                if state.has_free() {
-                    continue;
-                }
-                if !flags.may_wait_for_free() {
-                    state.counters.alloc_fail += 1;
-                    return Err(self.exhausted());
-                }
-                state.waiters += 1;
-                state.counters.waits += 1;
-                self.segment_freed.wait(&mut state);
-                state.waiters -= 1;
-            };
-            match self.populate(&mut state, index, flags) {
+            let (index, origin, fault) = self.reserve(flags)?;
+            match self.populate(index, origin, fault, flags) {
                 Ok(segment) => return Ok(segment),
                 Err(err) => {
-                    // The index was described; it goes back on the freelist.
-                    state.put_free(index);
-                    state.counters.alloc_fail += 1;
-                    drop(state);
-                    self.segment_freed.notify_one();
-                    if !flags.may_retry_source() || retries >= SOURCE_RETRIES {
+                    if !flags.may_retry_source() || retries >= SOURCE_RETRIES || !is_transient(&err)
+                    {
                         return Err(err);
                     }
                     retries += 1;
@@ -398,8 +465,40 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         }
     }
 
+    /// Reserves an index for [`alloc_segment`](Self::alloc_segment): reaps,
+    /// fails or waits when none is free. Returns the index, where it came
+    /// from, and whether the fault injector wants this attempt to fail.
+    fn reserve(&self, flags: AllocFlags) -> Result<(u32, Origin, Option<u64>)> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some((index, origin)) = state.take_any() {
+                let fault = state.injector.as_mut().and_then(Injector::should_fail);
+                return Ok((index, origin, fault));
+            }
+            drop(state);
+            self.reap_caches();
+            state = self.state.lock();
+            if state.has_free() {
+                continue;
+            }
+            if !flags.may_wait_for_free() {
+                state.counters.alloc_fail += 1;
+                return Err(self.exhausted());
+            }
+            // `free_segment` notifies under the same lock after it has
+            // made an index free, and `waiters` is raised before the lock is
+            // released by `wait`, so no wake-up is lost.
+            state.waiters += 1;
+            state.counters.waits += 1;
+            state = self.segment_freed.wait(state);
+            state.waiters -= 1;
+        }
+    }
+
     /// Allocates the segment with a given index (what a master region asks
-    /// of its shadow). Fails with [`Error::Busy`] when that index is in use.
+    /// of its shadow). Fails with [`Error::Busy`] when that index is in use
+    /// and [`Error::OutOfRange`] when the region has no such index; never
+    /// waits and never retries.
     pub fn alloc_segment_at(&self, index: u32, flags: AllocFlags) -> Result<Segment> {
         self.check_allocatable()?;
         if index >= self.layout.seg_count {
@@ -409,17 +508,21 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
                 limit: self.layout.seg_count as u64,
             });
         }
-        let mut state = self.state.lock();
-        if !(state.take_free_at(index) || state.take_vacant_at(index)) {
-            return Err(Error::Busy {
-                name: self.params.name.clone(),
-                reason: "the requested segment index is in use",
-            });
-        }
-        self.populate(&mut state, index, flags).inspect_err(|_| {
-            state.put_free(index);
-            state.counters.alloc_fail += 1;
-        })
+        let (origin, fault) = {
+            let mut state = self.state.lock();
+            let Some(origin) = state.take_at(index) else {
+                state.counters.alloc_fail += 1;
+                return Err(Error::Busy {
+                    name: self.params.name.clone(),
+                    reason: "the requested segment index is in use",
+                });
+            };
+            (
+                origin,
+                state.injector.as_mut().and_then(Injector::should_fail),
+            )
+        };
+        self.populate(index, origin, fault, flags)
     }
 
     fn check_allocatable(&self) -> Result<()> {
@@ -435,24 +538,66 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         Ok(())
     }
 
-    /// Creates the memory of segment `index` (and its shadow) and records it
-    /// as live. On error nothing is created and `index` is the caller's.
-    fn populate(&self, state: &mut State, index: u32, flags: AllocFlags) -> Result<Segment> {
-        if let Some(sequence) = state.injector.as_mut().and_then(Injector::should_fail) {
-            return Err(Error::InjectedFault {
+    /// Creates the memory of the reserved segment `index` (and its shadow),
+    /// without the region lock, then records it as live. On error nothing
+    /// is left created and `index` goes back where it came from.
+    fn populate(
+        &self,
+        index: u32,
+        origin: Origin,
+        fault: Option<u64>,
+        flags: AllocFlags,
+    ) -> Result<Segment> {
+        let created = match fault {
+            Some(sequence) => Err(Error::InjectedFault {
                 name: self.params.name.clone(),
                 sequence,
-            });
+            }),
+            None => self.create_backing(index, flags),
+        };
+        let mut state = self.state.lock();
+        match created {
+            Ok(live) => {
+                state.live.insert(index, live);
+                if self.span.is_none() {
+                    state.by_addr.insert(live.base.as_ptr() as usize, index);
+                }
+                state.counters.alloc += 1;
+                state.counters.create += 1;
+                Ok(Segment {
+                    index,
+                    base: live.base,
+                    shadow: live.shadow,
+                })
+            }
+            Err(err) => {
+                state.untake(index, origin);
+                state.counters.alloc_fail += 1;
+                let wake = state.waiters != 0;
+                drop(state);
+                if wake {
+                    // A waiter may have gone to sleep while this index was
+                    // reserved; it is free again.
+                    self.segment_freed.notify_one();
+                }
+                Err(err)
+            }
         }
-        // SAFETY: `index < seg_count` (it came from the bitmap or the
-        // freelist) and it is not live: it was just taken out of the vacant or
-        // free state, and each index is in exactly one state.
+    }
+
+    /// Creates segment `index` in the source and, on mirrored regions, in
+    /// the shadow. Either both exist afterwards or neither does.
+    fn create_backing(&self, index: u32, flags: AllocFlags) -> Result<Live> {
+        // SAFETY: `index < seg_count` (it came from the bitmap, the freelist
+        // or a range-checked request) and it is not live: the caller
+        // reserved it, taking it out of the vacant or free state, and each
+        // index is in exactly one state (or reserved by one thread).
         let base = unsafe { self.source.create(index) }?;
         let shadow = if M::ACTIVE {
             match self.mirror.alloc_segment(index, flags) {
                 Ok(shadow) => Some(shadow),
                 Err(err) => {
-                    // SAFETY: created just above and not handed out.
+                    // SAFETY: created just above and never handed out.
                     unsafe { self.source.discard(index, base) };
                     return Err(err);
                 }
@@ -460,20 +605,13 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         } else {
             None
         };
-        state.live.insert(index, Live { base, shadow });
-        if self.span.is_none() {
-            state.by_addr.insert(base.as_ptr() as usize, index);
-        }
-        state.counters.alloc += 1;
-        state.counters.create += 1;
-        Ok(Segment {
-            index,
-            base,
-            shadow,
-        })
+        Ok(Live { base, shadow })
     }
 
     /// Frees a segment, discarding its memory (and its shadow's).
+    ///
+    /// The memory is discarded without the region lock held; the index only
+    /// becomes free for reuse (and a waiting allocation is woken) afterwards.
     ///
     /// # Safety
     ///
@@ -483,29 +621,33 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     /// # Panics
     ///
     /// When `segment` is not live in this region (a double or forged free),
-    /// naming the region and the address.
+    /// naming the region and the address; the region is left unchanged.
     pub unsafe fn free_segment(&self, segment: Segment) {
-        let mut state = self.state.lock();
-        let live = state.live.get(&segment.index).copied();
-        match live {
-            Some(live) if live.base == segment.base => {}
-            _ => panic!(
-                "region `{}`: free of segment {} at {:p}, which this region did not hand out (double free?)",
-                self.params.name, segment.index, segment.base
-            ),
-        }
-        let live = state.live.remove(&segment.index).expect("checked above");
-        if self.span.is_none() {
-            state.by_addr.remove(&(live.base.as_ptr() as usize));
-        }
+        let live = {
+            let mut state = self.state.lock();
+            match state.live.get(&segment.index) {
+                Some(live) if live.base == segment.base => {}
+                _ => {
+                    drop(state);
+                    self.bad_free(segment);
+                }
+            }
+            let live = state.live.remove(&segment.index).expect("checked above");
+            if self.span.is_none() {
+                state.by_addr.remove(&(live.base.as_ptr() as usize));
+            }
+            live
+        };
+        // The index is now reserved by this call: neither live nor free.
         if let Some(shadow) = live.shadow {
             // SAFETY: the shadow segment was allocated for this index when
             // the segment was populated; the caller no longer uses it.
             unsafe { self.mirror.free_segment(segment.index, shadow) };
         }
-        // SAFETY: `live.base` was created for this index and is live; the
-        // caller promises no further access.
+        // SAFETY: `live.base` was created for this index and was live until
+        // just now; the caller promises no further access.
         unsafe { self.source.discard(segment.index, live.base) };
+        let mut state = self.state.lock();
         state.put_free(segment.index);
         state.counters.free += 1;
         state.counters.destroy += 1;
@@ -514,6 +656,15 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         if wake {
             self.segment_freed.notify_one();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_free(&self, segment: Segment) -> ! {
+        panic!(
+            "region `{}`: free of segment {} at {:p}, which this region did not hand out (double free?)",
+            self.params.name, segment.index, segment.base
+        )
     }
 
     /// The live segment containing `addr`, if any.
@@ -536,6 +687,23 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             base: live.base,
             shadow: live.shadow,
         })
+    }
+
+    /// Every live segment, in index order (a snapshot).
+    pub fn live_segments(&self) -> Vec<Segment> {
+        let state = self.state.lock();
+        let mut segments: Vec<_> = state
+            .live
+            .iter()
+            .map(|(&index, live)| Segment {
+                index,
+                base: live.base,
+                shadow: live.shadow,
+            })
+            .collect();
+        drop(state);
+        segments.sort_unstable_by_key(|s| s.index);
+        segments
     }
 
     /// Number of segments handed out.

@@ -3,33 +3,71 @@
 //! Given what a caller asks for (object size and count, a segment size hint,
 //! mode flags, and how many objects the magazine layer may hold at worst),
 //! compute the object size actually used, the segment size and count, and the
-//! object count that fills those segments without waste. The steps, in order:
+//! object count that fills those segments. The steps, in the seed's order:
 //!
-//! 1. **Pseudo regions** (heap-backed intrinsic): the object is rounded up to
-//!    the alignment and each "segment" is one object. Done.
+//! 1. **Pseudo regions** (heap-backed intrinsic): the object is at least
+//!    8 bytes, rounded up to the alignment, and each "segment" is one object.
+//!    The magazine allowance does not apply. Done.
 //! 2. Otherwise objects are aligned to the cache line. The segment limit
-//!    starts at the hint (rounded up to [`MIN_SEG_SIZE`]) or the default
-//!    ([`DEFAULT_SEG_SIZE`]).
+//!    starts at the hint rounded up to [`MIN_SEG_SIZE`], or
+//!    [`DEFAULT_SEG_SIZE`] when there is no hint.
 //! 3. **Object size**: unless the object is a proper divisor of the cache line
-//!    that also divides the segment, round it up to the cache line and keep
-//!    adding cache lines until it divides the segment limit (or reaches it).
+//!    that also divides the segment limit (then it is kept as is, even 1
+//!    byte), round it up to the cache line and keep adding cache lines until
+//!    it divides the segment limit or reaches it.
 //! 4. **Grow**: the segment limit grows by [`MIN_SEG_SIZE`] until it holds at
 //!    least one object.
-//! 5. **Magazine residency**: unless the region has no magazines on top, add
-//!    the worst-case number of objects the magazines may hold, so that the
-//!    requested count is still available to callers.
-//! 6. **Shrink or stretch**: the total (`obj_size * obj_count`, rounded to
-//!    the page) is compared with the limit. If the limit is larger, shrink it
-//!    page by page down to the total. If smaller, stretch it page by page (to
-//!    at most 1.5 times) looking for a limit that divides the total, then round
-//!    the total up to a multiple of the limit.
-//! 7. **Count**: monolithic regions have one segment of the whole total.
-//!    Otherwise, when an object is larger than a page and the limit is not a
-//!    multiple of it, the limit grows by `limit - obj_size` (making room for
-//!    one more whole object), the total is rounded again, and the segment
-//!    count is `total / limit`.
-//! 8. **Recount**: the object count becomes however many objects fit in all
-//!    segments, so no space is wasted.
+//! 5. **Magazine residency**: unless the region has no magazines on top
+//!    ([`RegionMode::NOMAGAZINES`]), add the worst-case number of objects the
+//!    magazines may hold, so that the requested count is still available to
+//!    callers while the magazines are full.
+//! 6. **Shrink or stretch**: the total (`obj_size * obj_count`, rounded up to
+//!    [`MIN_SEG_SIZE`]) is compared with the limit. If the limit is larger,
+//!    it shrinks page by page down to the total (and becomes the total). If
+//!    smaller, it is stretched page by page — while it does not divide the
+//!    total, and to less than 1.5 times its size — and the total is rounded
+//!    up to a multiple of it.
+//! 7. **Count**: monolithic regions have one segment holding the whole total.
+//!    Otherwise, when an object is larger than [`MIN_SEG_SIZE`] and the limit
+//!    is not a multiple of it, the limit grows by `limit - obj_size`, the
+//!    total is rounded up to a multiple of the limit again, and the segment
+//!    count is `total / limit` (at least one), each of `total / count` bytes.
+//! 8. **Recount**: the object count becomes however many objects fit.
+//!
+//! # Differences from the seed
+//!
+//! Steps 1–7 compute exactly what the seed computes. Three things differ,
+//! each only where the seed's own result breaks an invariant it relies on:
+//!
+//! * **Object count.** The seed recounts as `(seg_size * seg_count) /
+//!   obj_size`, as if objects could straddle segments. Here the slab layer
+//!   never splits an object across segments, so the count is `objs_per_seg *
+//!   seg_count` with `objs_per_seg = seg_size / obj_size`. The two differ
+//!   when an object does not divide the segment (only possible through step
+//!   7 for objects above 4 KiB, or through a segment hint the object divides
+//!   but the final segment does not): 6 KiB objects in two 34 KiB segments
+//!   are 10 here, 11 in the seed.
+//! * **Whole pages.** The seed asserts that a non-pseudo segment is a whole
+//!   number of pages, yet step 7's `limit += limit - obj_size` breaks that
+//!   whenever the object is not itself a page multiple (10 000-byte objects
+//!   get a 30 912-byte segment). Here the segment is rounded up to
+//!   [`MIN_SEG_SIZE`] afterwards, so every backend (mmap refuses partial
+//!   pages) can serve it.
+//! * **Never fewer objects than asked.** Because of the two effects above,
+//!   the seed's segments can hold fewer whole objects than were asked for
+//!   (33 objects of 16 KiB would get eight 72 KiB segments of four objects:
+//!   32). Here segments are added until the count covers the request plus
+//!   the magazine allowance.
+//!
+//! The magazine allowance is supplied by the caller
+//! ([`RegionParams::magazine_max_objs`]); the seed asks the magazine layer for
+//! it (`skmem_cache_magazine_max(objsize)`).
+//!
+//! Bad input is refused with [`Error::InvalidParam`] naming the parameter:
+//! zero sizes or counts, objects or segments above [`MAX_SEG_SIZE`], counts
+//! above [`MAX_OBJ_COUNT`] (before or after inflation and recounting), a
+//! pseudo alignment that is not a power of two and a multiple of 8, and
+//! regions whose span would not fit the address space.
 
 use skmem_traits::{Error, RegionMode, Result, CACHE_LINE_SIZE, MIN_SEG_SIZE};
 
@@ -37,12 +75,17 @@ use skmem_traits::{Error, RegionMode, Result, CACHE_LINE_SIZE, MIN_SEG_SIZE};
 /// `SKMEM_SEG_SIZE`).
 pub const DEFAULT_SEG_SIZE: usize = 32 * 1024;
 
-/// The largest segment a region will compute (1 GiB): an object that needs a
-/// larger one is refused by name.
+/// The largest segment (and object) a region will compute (1 GiB): an object
+/// or hint that needs a larger one is refused by name.
 pub const MAX_SEG_SIZE: usize = 1 << 30;
 
-/// The largest object count a region accepts.
+/// The largest object count a region accepts (segment and object indices are
+/// `u32`).
 pub const MAX_OBJ_COUNT: usize = u32::MAX as usize;
+
+/// The smallest alignment of a pseudo region (the seed's `SKMEM_CACHE_ALIGN`:
+/// 64-bit).
+pub const MIN_PSEUDO_ALIGN: usize = core::mem::size_of::<u64>();
 
 /// What a caller asks of a region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +99,13 @@ pub struct RegionParams {
     /// Requested segment size; 0 picks [`DEFAULT_SEG_SIZE`].
     pub seg_size: usize,
     /// Object alignment for [`RegionMode::PSEUDO`] regions (a power of two,
-    /// multiple of the cache line). Other regions align to the cache line.
+    /// multiple of [`MIN_PSEUDO_ALIGN`]). Other regions align to the cache
+    /// line and ignore this field.
     pub align: usize,
     /// Mode flags.
     pub mode: RegionMode,
     /// Worst-case number of objects the magazine layer above may hold
-    /// (ignored with [`RegionMode::NOMAGAZINES`]).
+    /// (ignored with [`RegionMode::NOMAGAZINES`] and for pseudo regions).
     pub magazine_max_objs: usize,
 }
 
@@ -112,6 +156,10 @@ impl RegionParams {
 }
 
 /// The computed shape of a region.
+///
+/// Invariants (checked by the tests): `objs_per_seg = seg_size / obj_size >=
+/// 1`, `obj_count = objs_per_seg * seg_count`, `seg_count >= 1`, and for
+/// non-pseudo regions `seg_size` is a multiple of [`MIN_SEG_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegionLayout {
     /// Object (chunk) size in bytes.
@@ -129,13 +177,17 @@ pub struct RegionLayout {
 }
 
 impl RegionLayout {
-    /// Bytes of all segments: `seg_size * seg_count`.
+    /// Bytes of all segments: `seg_size * seg_count` (checked not to
+    /// overflow by [`RegionParams::configure`]).
     pub fn span_len(&self) -> usize {
         self.seg_size * self.seg_count as usize
     }
 }
 
+/// `value` rounded up to a multiple of `to` (any non-zero `to`), or `None`
+/// on overflow.
 fn round_up(value: usize, to: usize) -> Option<usize> {
+    debug_assert!(to != 0);
     value.checked_add(to - 1).map(|v| v / to * to)
 }
 
@@ -143,7 +195,7 @@ fn too_large(param: &'static str, value: usize) -> Error {
     Error::invalid_param(
         param,
         value as u64,
-        "the region would exceed the segment size or count limits",
+        "the region would exceed the segment size, object count or address space limits",
     )
 }
 
@@ -175,36 +227,20 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
             "larger than the segment limit (1 GiB)",
         ));
     }
-    let line = CACHE_LINE_SIZE;
-    let mut objsize = p.obj_size;
-    let mut objcnt = p.obj_count;
 
     if p.mode.contains(RegionMode::PSEUDO) {
-        let align = p.align;
-        if align == 0 || !align.is_power_of_two() || align % line != 0 {
-            return Err(Error::invalid_param(
-                "align",
-                align as u64,
-                "must be a power of two and a multiple of the cache line",
-            ));
-        }
-        objsize = objsize.max(core::mem::size_of::<u64>());
-        objsize = round_up(objsize, align).ok_or_else(|| too_large("obj_size", p.obj_size))?;
-        let seg_count = u32::try_from(objcnt).map_err(|_| too_large("obj_count", objcnt))?;
-        return Ok(RegionLayout {
-            obj_size: objsize,
-            obj_count: objcnt,
-            seg_size: objsize,
-            seg_count,
-            objs_per_seg: 1,
-            align,
-        });
+        return configure_pseudo(p);
     }
+
+    let line = CACHE_LINE_SIZE;
+    let mono = p.mode.contains(RegionMode::MONOLITHIC);
+    let mut objsize = p.obj_size;
 
     // Step 2: the segment limit.
     let mut seglim = if p.seg_size == 0 {
         DEFAULT_SEG_SIZE
     } else {
+        // Cannot overflow: seg_size <= MAX_SEG_SIZE.
         round_up(p.seg_size, MIN_SEG_SIZE).ok_or_else(|| too_large("seg_size", p.seg_size))?
     };
 
@@ -213,6 +249,8 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
     let small_divisor =
         objsize < line && objsize < seglim && line % objsize == 0 && seglim % objsize == 0;
     if !small_divisor {
+        // Cannot overflow: obj_size <= MAX_SEG_SIZE, a multiple of the line,
+        // and the loop stops at seglim.
         objsize = round_up(objsize, line).ok_or_else(|| too_large("obj_size", p.obj_size))?;
         while objsize < seglim && seglim % objsize != 0 {
             objsize += line;
@@ -225,6 +263,7 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
     }
 
     // Step 5: worst-case magazine residency.
+    let mut objcnt = p.obj_count;
     if !p.mode.contains(RegionMode::NOMAGAZINES) {
         objcnt = objcnt
             .checked_add(p.magazine_max_objs)
@@ -233,14 +272,14 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
     }
 
     // Step 6: shrink or stretch the limit against the total.
-    let total = objsize
+    let mut segsize = objsize
         .checked_mul(objcnt)
         .and_then(|t| round_up(t, MIN_SEG_SIZE))
         .ok_or_else(|| too_large("obj_count", p.obj_count))?;
-    let mut segsize = total;
     if seglim > segsize {
         while seglim > segsize && seglim > MIN_SEG_SIZE {
-            seglim = round_up(seglim - MIN_SEG_SIZE, MIN_SEG_SIZE).expect("no overflow shrinking");
+            // seglim is a multiple of MIN_SEG_SIZE above it: no rounding.
+            seglim -= MIN_SEG_SIZE;
         }
         segsize = seglim;
     } else if seglim < segsize {
@@ -256,29 +295,47 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
     debug_assert!(segsize != 0 && segsize % seglim == 0);
 
     // Step 7: segment count, and the size of one segment.
-    let segcnt;
-    if p.mode.contains(RegionMode::MONOLITHIC) {
+    let mut segcnt;
+    if mono {
         segcnt = 1;
     } else {
-        if objsize > MIN_SEG_SIZE && seglim % objsize != 0 {
-            seglim += seglim - objsize;
+        if objsize > MIN_SEG_SIZE {
+            if seglim % objsize != 0 {
+                seglim = seglim
+                    .checked_add(seglim - objsize)
+                    .ok_or_else(|| too_large("seg_size", p.seg_size))?;
+            }
             segsize =
                 round_up(segsize, seglim).ok_or_else(|| too_large("obj_count", p.obj_count))?;
         }
         segcnt = (segsize / seglim).max(1);
         segsize /= segcnt;
+        // Difference 2: whole pages (a no-op unless step 7 grew the limit by
+        // a non-page amount).
+        segsize =
+            round_up(segsize, MIN_SEG_SIZE).ok_or_else(|| too_large("seg_size", p.seg_size))?;
     }
     if segsize > MAX_SEG_SIZE {
-        return Err(too_large("obj_count", p.obj_count));
+        return Err(if mono {
+            too_large("obj_count", p.obj_count)
+        } else {
+            too_large("seg_size", p.seg_size)
+        });
     }
 
-    // Step 8: recount so that no space is wasted.
-    let seg_count = u32::try_from(segcnt).map_err(|_| too_large("obj_count", p.obj_count))?;
+    // Step 8 and differences 1 and 3: whole objects per segment, and enough
+    // segments for the (inflated) request.
     let objs_per_seg = segsize / objsize;
-    let obj_count = objs_per_seg * segcnt;
-    if obj_count > MAX_OBJ_COUNT {
-        return Err(too_large("obj_count", p.obj_count));
+    debug_assert!(objs_per_seg >= 1);
+    if objs_per_seg * segcnt < objcnt {
+        segcnt = objcnt.div_ceil(objs_per_seg);
     }
+    let obj_count = objs_per_seg
+        .checked_mul(segcnt)
+        .filter(|&c| c <= MAX_OBJ_COUNT)
+        .ok_or_else(|| too_large("obj_count", p.obj_count))?;
+    let seg_count = u32::try_from(segcnt).map_err(|_| too_large("obj_count", p.obj_count))?;
+    check_span(segsize, segcnt, p.obj_count)?;
     Ok(RegionLayout {
         obj_size: objsize,
         obj_count,
@@ -287,4 +344,37 @@ fn configure(p: &RegionParams) -> Result<RegionLayout> {
         objs_per_seg: objs_per_seg as u32,
         align: line,
     })
+}
+
+/// Step 1: one object per "segment", from the heap.
+fn configure_pseudo(p: &RegionParams) -> Result<RegionLayout> {
+    let align = p.align;
+    if !align.is_power_of_two() || align % MIN_PSEUDO_ALIGN != 0 || align > MAX_SEG_SIZE {
+        return Err(Error::invalid_param(
+            "align",
+            align as u64,
+            "a pseudo region's alignment must be a power of two, at least 8 and at most 1 GiB",
+        ));
+    }
+    // Cannot overflow: both are at most MAX_SEG_SIZE, which `align` divides.
+    let objsize = round_up(p.obj_size.max(MIN_PSEUDO_ALIGN), align)
+        .ok_or_else(|| too_large("obj_size", p.obj_size))?;
+    let seg_count = u32::try_from(p.obj_count).map_err(|_| too_large("obj_count", p.obj_count))?;
+    check_span(objsize, p.obj_count, p.obj_count)?;
+    Ok(RegionLayout {
+        obj_size: objsize,
+        obj_count: p.obj_count,
+        seg_size: objsize,
+        seg_count,
+        objs_per_seg: 1,
+        align,
+    })
+}
+
+/// The whole span must be addressable (what `Layout` and `mmap` accept).
+fn check_span(seg_size: usize, seg_count: usize, obj_count: usize) -> Result<()> {
+    match seg_size.checked_mul(seg_count) {
+        Some(span) if span <= isize::MAX as usize => Ok(()),
+        _ => Err(too_large("obj_count", obj_count)),
+    }
 }

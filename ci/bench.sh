@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds every benchmark and runs the iai-callgrind fast-path suite (instruction
+# counts; nothing is asserted about timings).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f benches/Cargo.toml ]; then
+    echo "no benches package yet"
+    exit 0
+fi
+cargo bench --workspace --no-run
+if [ -x ci/iai.sh ]; then
+    ci/iai.sh
+fi

@@ -1,0 +1,951 @@
+//! The magazine cache: CPU layer, depot, purge, resize, reap.
+//!
+//! # The CPU layer
+//!
+//! Each slot (see [`CpuLocal`]) holds a *loaded* and a *previous* magazine
+//! with their round counts (`-1` = no magazine) and the slot's magazine
+//! size (`0` = magazines disabled in this slot). Allocation pops from the
+//! loaded magazine; when it is empty and the previous one is full the two
+//! are swapped; only when both are empty does the slot go to the depot for
+//! a full magazine (two when the request is larger than one magazine), and
+//! only when the depot has none does it go to the layer beneath. Free is
+//! the mirror image with empty magazines; when the depot has no empty
+//! magazine a new one is allocated (with the slot's lock released), and
+//! when that fails the object goes to the layer beneath. This is the seed's
+//! `skmem_cache_batch_alloc` / `skmem_cache_batch_free_common`.
+//!
+//! # Safety and correctness
+//!
+//! * A slot's `rounds >= 0` exactly when `loaded` is `Some`, and then
+//!   `rounds <= loaded.cap`; likewise `prounds` / `ploaded`. A non-zero
+//!   `magsize` equals the `cap` of both magazines (and the depot's size at
+//!   the time the slot was enabled). The previous magazine is always
+//!   either full or empty.
+//! * Every object pointer in a magazine's valid rounds is an object this
+//!   cache took from its layer and nobody else holds: the fast paths move
+//!   pointers between users and magazines under the slot's exclusion, the
+//!   slow paths move whole magazines under the depot lock.
+//! * The depot only accepts magazines whose `cap` is its current size; a
+//!   resize drains it under its lock when it changes the size, so no
+//!   magazine of another size is ever loaded into a slot.
+//! * Nothing calls into the layer beneath while holding a slot or the depot
+//!   lock: an exhausted region calls back into the cache (`Reap`), which
+//!   takes those locks.
+//! * Purge and enable run inside the resize perimeter (or from `Drop`),
+//!   set the enabled size (read by lazily created slots) *before* walking
+//!   the slots, so a slot created during a walk is either visited or
+//!   created with the new size.
+
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use std::sync::atomic::AtomicU32 as StdAtomicU32;
+use std::sync::{Arc, Weak};
+
+use generic_array::ArrayLength;
+use skmem_slab::Reap;
+use skmem_traits::stats::CacheStats;
+use skmem_traits::{AllocFlags, CpuLocal, Error, ExitJob, Result, SlotHooks};
+
+use crate::depot::Depot;
+use crate::ladder::{Ladder, LadderExt, SeedLadder};
+use crate::layer::ObjectLayer;
+use crate::local::PerCpu;
+use crate::magazine::{Chain, MagBox, Magazine};
+use crate::registry;
+use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
+
+/// How a [`Cache`] behaves (the seed's `SKMEM_CR_*` creation flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Grow the magazine size along the ladder when depot contention in an
+    /// update interval passes `contention_threshold` (`SKMEM_CR_DYNAMIC`).
+    pub dynamic: bool,
+    /// No CPU layer: every alloc and free goes to the layer beneath
+    /// (`SKMEM_CR_NOMAGAZINES`).
+    pub no_magazines: bool,
+    /// Every reap purges the CPU layer too (`SKMEM_CR_RECLAIM`).
+    pub purge_on_reap: bool,
+    /// Failed depot try-locks per update interval above which a dynamic
+    /// cache grows its magazines (the seed's default is 3).
+    pub contention_threshold: u64,
+    /// List the cache in the global registry (for [`update_all`],
+    /// [`reap_all`], [`all_stats`] and the maintenance thread).
+    ///
+    /// [`update_all`]: crate::update_all
+    /// [`reap_all`]: crate::reap_all
+    /// [`all_stats`]: crate::all_stats
+    pub register: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { dynamic: false, no_magazines: false, purge_on_reap: false, contention_threshold: 3, register: true }
+    }
+}
+
+impl CacheConfig {
+    /// Sets [`dynamic`](Self::dynamic).
+    pub fn dynamic(mut self, on: bool) -> Self {
+        self.dynamic = on;
+        self
+    }
+    /// Sets [`no_magazines`](Self::no_magazines).
+    pub fn no_magazines(mut self, on: bool) -> Self {
+        self.no_magazines = on;
+        self
+    }
+    /// Sets [`purge_on_reap`](Self::purge_on_reap).
+    pub fn purge_on_reap(mut self, on: bool) -> Self {
+        self.purge_on_reap = on;
+        self
+    }
+    /// Sets [`contention_threshold`](Self::contention_threshold).
+    pub fn contention_threshold(mut self, n: u64) -> Self {
+        self.contention_threshold = n;
+        self
+    }
+    /// Sets [`register`](Self::register).
+    pub fn register(mut self, on: bool) -> Self {
+        self.register = on;
+        self
+    }
+}
+
+/// The CPU-layer state of one slot (the seed's `skmem_cpu_cache`).
+pub(crate) struct CpuCache<N: ArrayLength> {
+    rounds: i32,
+    magsize: u32,
+    loaded: Option<MagBox<N>>,
+    alloc: u64,
+    free: u64,
+    prounds: i32,
+    ploaded: Option<MagBox<N>>,
+}
+
+impl<N: ArrayLength> fmt::Debug for CpuCache<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CpuCache")
+            .field("rounds", &self.rounds)
+            .field("prounds", &self.prounds)
+            .field("magsize", &self.magsize)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: ArrayLength> CpuCache<N> {
+    fn new(magsize: u32) -> Self {
+        CpuCache { rounds: -1, magsize, loaded: None, alloc: 0, free: 0, prounds: -1, ploaded: None }
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<NonNull<u8>> {
+        if self.rounds > 0 {
+            self.rounds -= 1;
+            // SAFETY: `rounds >= 0` implies `loaded` is `Some` (module invariants).
+            let mag = unsafe { self.loaded.as_deref().unwrap_unchecked() };
+            let obj = mag.round(self.rounds as usize);
+            self.alloc += 1;
+            // SAFETY: valid rounds hold object addresses, never null.
+            Some(unsafe { NonNull::new_unchecked(obj) })
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, obj: NonNull<u8>) -> bool {
+        // `-1 as u32` is larger than any size, and a size of 0 refuses all.
+        if (self.rounds as u32) < self.magsize {
+            // SAFETY: `rounds >= 0` implies `loaded` is `Some`.
+            let mag = unsafe { self.loaded.as_deref_mut().unwrap_unchecked() };
+            mag.set_round(self.rounds as usize, obj.as_ptr());
+            self.rounds += 1;
+            self.free += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn swap(&mut self) {
+        core::mem::swap(&mut self.loaded, &mut self.ploaded);
+        core::mem::swap(&mut self.rounds, &mut self.prounds);
+    }
+
+    /// Takes both magazines with their valid counts, and disables the slot.
+    fn take_all(&mut self, out: &mut Vec<(MagBox<N>, usize)>) {
+        if let Some(m) = self.loaded.take() {
+            out.push((m, self.rounds.max(0) as usize));
+        }
+        if let Some(m) = self.ploaded.take() {
+            out.push((m, self.prounds.max(0) as usize));
+        }
+        self.rounds = -1;
+        self.prounds = -1;
+        self.magsize = 0;
+    }
+}
+
+enum FreeStep {
+    Done,
+    ToLayer,
+    NeedMagazine(u32),
+}
+
+/// The resize perimeter: one purge / resize / re-enable at a time, with
+/// re-entry for the thread inside (the seed's `skm_rs_busy`).
+struct Perimeter {
+    state: Mutex<PerimeterState>,
+    cv: Condvar,
+}
+
+struct PerimeterState {
+    busy: u32,
+    owner: Option<ThreadId>,
+}
+
+impl Perimeter {
+    fn new() -> Self {
+        Perimeter { state: Mutex::new(PerimeterState { busy: 0, owner: None }), cv: Condvar::new() }
+    }
+
+    fn enter(&self, can_sleep: bool) -> bool {
+        let me = current_thread();
+        let mut st = self.state.lock();
+        if st.owner == Some(me) {
+            st.busy += 1;
+            return true;
+        }
+        while st.busy != 0 {
+            if !can_sleep {
+                return false;
+            }
+            st = self.cv.wait(st);
+        }
+        st.busy = 1;
+        st.owner = Some(me);
+        true
+    }
+
+    fn exit(&self) {
+        let mut st = self.state.lock();
+        debug_assert!(st.busy > 0 && st.owner == Some(current_thread()));
+        st.busy -= 1;
+        if st.busy == 0 {
+            st.owner = None;
+            drop(st);
+            self.cv.notify_all();
+        }
+    }
+}
+
+pub(crate) type Slots<L, G> = <L as CpuLocal>::Slots<CpuCache<<G as Ladder>::MaxRounds>>;
+
+pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
+    slots: Slots<L, G>,
+    pub(crate) below: B,
+    depot: Mutex<Depot<G::MaxRounds>>,
+    /// Size new slots start with (0 while purged / disabled).
+    enabled_rounds: Arc<StdAtomicU32>,
+    contention: AtomicU64,
+    resizes: AtomicU64,
+    purges: AtomicU64,
+    reaps: AtomicU64,
+    retired_alloc: AtomicU64,
+    retired_free: AtomicU64,
+    perimeter: Perimeter,
+    chunk: usize,
+    config: CacheConfig,
+    registry_id: Option<u64>,
+}
+
+/// A magazine cache stacked on an object layer `B` (normally a
+/// [`SlabCache`](skmem_slab::SlabCache)), with CPU locality `L` and
+/// magazine ladder `G`.
+///
+/// A `Cache` is a handle: cloning it is cheap and every clone is the same
+/// cache. Objects handed out stay constructed while they rest in magazines;
+/// the layer beneath constructs them when they leave it and destructs them
+/// when they go back (on purge, reap, `free_nocache`, a full CPU layer
+/// without spare magazines, or when the cache is dropped).
+pub struct Cache<B: ObjectLayer, L: CpuLocal = PerCpu, G: Ladder = SeedLadder> {
+    inner: Arc<Inner<B, L, G>>,
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Clone for Cache<B, L, G> {
+    fn clone(&self) -> Self {
+        Cache { inner: self.inner.clone() }
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> fmt::Debug for Cache<B, L, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.name())
+            .field("locality", &L::NAME)
+            .field("magazine_size", &self.magazine_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
+    /// Stacks a magazine cache on `below`.
+    ///
+    /// The starting magazine size comes from the layer's chunk size and the
+    /// ladder. The cache registers with the layer as a reaper (a region
+    /// asks it to give objects back when it runs out) and, unless
+    /// `config.register` is off, in the global registry.
+    pub fn new(below: B, config: CacheConfig) -> Result<Self> {
+        let () = <G as LadderExt>::VALID;
+        let chunk = below.chunk_size();
+        if chunk == 0 || chunk < below.obj_size() {
+            return Err(Error::invalid_param("chunk_size", chunk as u64, "the layer's chunk is smaller than its objects"));
+        }
+        if !below.obj_align().is_power_of_two() {
+            return Err(Error::invalid_param("obj_align", below.obj_align() as u64, "not a power of two"));
+        }
+        let step = G::start_step(chunk);
+        let rounds = G::rounds(step);
+        let enabled_rounds = Arc::new(StdAtomicU32::new(0));
+        let registry_id = config.register.then(registry::next_id);
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L, G>>| {
+            let init_rounds = enabled_rounds.clone();
+            let exit_owner = weak.clone();
+            let hooks = SlotHooks {
+                init: Box::new(move || CpuCache::new(init_rounds.load(std::sync::atomic::Ordering::Acquire))),
+                on_exit: Some(Box::new(move |cp: &mut CpuCache<G::MaxRounds>| {
+                    let inner = exit_owner.upgrade()?;
+                    let taken = core::mem::replace(cp, CpuCache::new(0));
+                    Some(Box::new(move || inner.flush_exited(taken)) as ExitJob)
+                })),
+            };
+            Inner {
+                slots: L::new_slots(hooks),
+                below,
+                depot: Mutex::new(Depot::new(step, rounds)),
+                enabled_rounds,
+                contention: AtomicU64::new(0),
+                resizes: AtomicU64::new(0),
+                purges: AtomicU64::new(0),
+                reaps: AtomicU64::new(0),
+                retired_alloc: AtomicU64::new(0),
+                retired_free: AtomicU64::new(0),
+                perimeter: Perimeter::new(),
+                chunk,
+                config,
+                registry_id,
+            }
+        });
+        inner.enable();
+        let reaper: Weak<dyn Reap> = Arc::downgrade(&inner) as Weak<dyn Reap>;
+        inner.below.add_reaper(reaper);
+        if let Some(id) = registry_id {
+            registry::register(id, Arc::downgrade(&inner) as Weak<dyn registry::Managed>);
+        }
+        tracing::debug!(cache = %inner.below.name(), chunk, rounds, locality = L::NAME, "magazine cache created");
+        Ok(Cache { inner })
+    }
+
+    /// The cache's name (its layer's).
+    pub fn name(&self) -> &str {
+        self.inner.below.name()
+    }
+
+    /// The layer beneath.
+    pub fn layer(&self) -> &B {
+        &self.inner.below
+    }
+
+    /// The configuration the cache was made with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// Usable bytes of each object.
+    pub fn obj_size(&self) -> usize {
+        self.inner.below.obj_size()
+    }
+
+    /// Alignment of each object.
+    pub fn obj_align(&self) -> usize {
+        self.inner.below.obj_align()
+    }
+
+    /// Bytes between neighbouring objects in the layer beneath.
+    pub fn chunk_size(&self) -> usize {
+        self.inner.chunk
+    }
+
+    /// Current magazine capacity (0 with no magazines).
+    pub fn magazine_size(&self) -> u32 {
+        if self.inner.config.no_magazines {
+            0
+        } else {
+            self.inner.depot.lock().rounds
+        }
+    }
+
+    /// Failed depot try-locks so far.
+    pub fn contention(&self) -> u64 {
+        self.inner.contention.load(Ordering::Relaxed)
+    }
+
+    /// Allocates one constructed object without waiting for memory; `None`
+    /// when the cache and the layer beneath have nothing.
+    ///
+    /// The fast path (an object in the calling slot's loaded magazine) takes
+    /// the slot, pops a pointer, and returns.
+    #[inline]
+    pub fn alloc(&self) -> Option<NonNull<u8>> {
+        match L::with_slot(&self.inner.slots, CpuCache::pop) {
+            Some(Some(obj)) => Some(obj),
+            _ => self.inner.alloc_slow(AllocFlags::NoSleep).ok(),
+        }
+    }
+
+    /// Allocates one constructed object; `flags` say whether the layer
+    /// beneath may wait for memory. The error says why nothing was had.
+    #[inline]
+    pub fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        match L::with_slot(&self.inner.slots, CpuCache::pop) {
+            Some(Some(obj)) => Ok(obj),
+            _ => self.inner.alloc_slow(flags),
+        }
+    }
+
+    /// Allocates up to `out.len()` constructed objects into a prefix of
+    /// `out` and returns how many: first from the CPU layer and the depot
+    /// (two full magazines at once when more than a magazine is wanted),
+    /// then from the layer beneath.
+    pub fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
+        if out.is_empty() {
+            return 0;
+        }
+        let n = self.inner.alloc_cpu_layer(out);
+        if n == out.len() {
+            return n;
+        }
+        n + self.inner.below.alloc_batch(&mut out[n..], flags)
+    }
+
+    /// Frees a constructed object into the cache. It stays constructed in
+    /// a magazine, or goes back to the layer beneath (destructed) when the
+    /// CPU layer and depot have no room.
+    ///
+    /// # Safety
+    ///
+    /// `obj` was allocated from this cache (any clone of it), is not freed
+    /// yet, and is not used after this call. It must be in its constructed
+    /// state, as the constructor left it or as the user restored it.
+    #[inline]
+    pub unsafe fn free(&self, obj: NonNull<u8>) {
+        if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.free_slow(&[obj]) }
+        }
+    }
+
+    /// Frees many constructed objects (two empty magazines at once when
+    /// more than a magazine's worth is freed).
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free), for every element; no element repeats.
+    pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        if !objs.is_empty() {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.inner.free_slow(objs) }
+        }
+    }
+
+    /// Frees an object straight to the layer beneath (destructing it),
+    /// bypassing the magazines (the seed's `skmem_cache_free_nocache`).
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    pub unsafe fn free_nocache(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.inner.below.free(obj) }
+    }
+
+    /// Periodic maintenance: starts a new working-set interval and, in
+    /// dynamic mode, grows the magazines if depot contention in the interval
+    /// passed the threshold. Normally run by [`update_all`](crate::update_all)
+    /// or the [`Maintenance`](crate::Maintenance) thread.
+    pub fn update(&self) {
+        self.inner.update();
+    }
+
+    /// Reaps now (the seed's `skmem_cache_reap_now`): with `purge` (or in
+    /// purge-on-reap mode) every magazine goes back to the layer beneath and
+    /// the CPU layer is re-enabled; otherwise the working set is zeroed, the
+    /// whole depot and every slot's previous magazine go back. A purge
+    /// already in progress on another thread makes this a no-op.
+    pub fn reap_now(&self, purge: bool) {
+        self.inner.reap_now(purge);
+    }
+
+    /// The periodic reap (the seed's `skmem_cache_reclaim`): runs the
+    /// owner's reclaim callback, then with `lowmem` purges, otherwise gives
+    /// back the depot magazines outside the working set; finally asks the
+    /// layer beneath to return empty slabs.
+    pub fn reclaim(&self, lowmem: bool) {
+        self.inner.reclaim(lowmem);
+    }
+
+    /// Purges the CPU layer and depot, then re-enables magazines.
+    pub fn purge(&self) {
+        self.inner.reap_now(true);
+    }
+
+    /// A snapshot of the cache's statistics, its layer's included.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+
+    /// Test hook: climbs one ladder step now, as an update that judged the
+    /// depot contended would (purge, switch, re-enable in the perimeter).
+    #[doc(hidden)]
+    pub fn debug_resize(&self) {
+        self.inner.resize();
+    }
+
+    /// Test hook: runs `f` while holding the depot lock, so that another
+    /// thread's depot access fails its try-lock (contention).
+    #[doc(hidden)]
+    pub fn debug_hold_depot<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.inner.depot.lock();
+        f()
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
+    #[inline]
+    fn lock_depot(&self) -> MutexGuard<'_, Depot<G::MaxRounds>> {
+        if let Some(g) = self.depot.try_lock() {
+            return g;
+        }
+        self.contention.fetch_add(1, Ordering::Relaxed);
+        self.depot.lock()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        let mut one = [MaybeUninit::uninit()];
+        if self.alloc_cpu_layer(&mut one) == 1 {
+            // SAFETY: `alloc_cpu_layer` initialised the prefix it counted.
+            return Ok(unsafe { one[0].assume_init() });
+        }
+        self.below.alloc(flags)
+    }
+
+    fn alloc_cpu_layer(&self, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
+        if self.config.no_magazines {
+            return 0;
+        }
+        L::with_slot(&self.slots, |cp| self.cpu_alloc(cp, out)).unwrap_or(0)
+    }
+
+    /// The CPU-layer half of batch allocation, under the slot's exclusion.
+    fn cpu_alloc(&self, cp: &mut CpuCache<G::MaxRounds>, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
+        let mut got = 0;
+        loop {
+            if cp.rounds > 0 {
+                let k = (cp.rounds as usize).min(out.len() - got);
+                let top = cp.rounds as usize;
+                let mag = cp.loaded.as_deref().expect("rounds > 0 without a loaded magazine");
+                for (i, slot) in out[got..got + k].iter_mut().enumerate() {
+                    // SAFETY: valid rounds hold object addresses (non-null).
+                    slot.write(unsafe { NonNull::new_unchecked(mag.round(top - 1 - i)) });
+                }
+                cp.rounds -= k as i32;
+                cp.alloc += k as u64;
+                got += k;
+                if got == out.len() {
+                    return got;
+                }
+            }
+            if cp.prounds > 0 {
+                cp.swap();
+                continue;
+            }
+            if cp.magsize == 0 {
+                return got;
+            }
+            let want = if out.len() - got <= cp.magsize as usize { 1 } else { 2 };
+            let mut full = Chain::new();
+            let mut depot = self.lock_depot();
+            if depot.rounds != cp.magsize {
+                return got;
+            }
+            depot.full.take(want, &mut full);
+            let Some(m1) = full.pop() else { return got };
+            let size = cp.magsize as i32;
+            if let Some(p) = cp.ploaded.take() {
+                debug_assert!(cp.prounds == 0);
+                depot.empty.put(p);
+            }
+            match full.pop() {
+                None => {
+                    // One full magazine: the empty loaded one becomes previous.
+                    cp.ploaded = cp.loaded.take();
+                    cp.prounds = if cp.ploaded.is_some() { cp.rounds } else { -1 };
+                }
+                Some(m2) => {
+                    // Two: both of ours (empty) go back to the depot.
+                    if let Some(l) = cp.loaded.take() {
+                        depot.empty.put(l);
+                    }
+                    cp.ploaded = Some(m2);
+                    cp.prounds = size;
+                }
+            }
+            cp.loaded = Some(m1);
+            cp.rounds = size;
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Cache::free_batch`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&self, objs: &[NonNull<u8>]) {
+        let mut rest = objs;
+        if !self.config.no_magazines {
+            loop {
+                match L::with_slot(&self.slots, |cp| self.cpu_free(cp, &mut rest)) {
+                    Some(FreeStep::Done) => return,
+                    Some(FreeStep::NeedMagazine(cap)) => {
+                        if self.add_empty_magazine(cap) {
+                            continue;
+                        }
+                        break;
+                    }
+                    Some(FreeStep::ToLayer) | None => break,
+                }
+            }
+        }
+        // SAFETY: forwarded from the caller; `rest` are the objects that
+        // found no room in the magazines.
+        unsafe { self.below.free_batch(rest) }
+    }
+
+    /// The CPU-layer half of batch free, under the slot's exclusion.
+    fn cpu_free(&self, cp: &mut CpuCache<G::MaxRounds>, objs: &mut &[NonNull<u8>]) -> FreeStep {
+        loop {
+            if (cp.rounds as u32) < cp.magsize {
+                let r = cp.rounds as usize;
+                let k = (cp.magsize as usize - r).min(objs.len());
+                let mag = cp.loaded.as_deref_mut().expect("rounds >= 0 without a loaded magazine");
+                for (i, obj) in objs[..k].iter().enumerate() {
+                    mag.set_round(r + i, obj.as_ptr());
+                }
+                cp.rounds += k as i32;
+                cp.free += k as u64;
+                *objs = &objs[k..];
+                if objs.is_empty() {
+                    return FreeStep::Done;
+                }
+            }
+            if cp.prounds == 0 {
+                cp.swap();
+                continue;
+            }
+            if cp.magsize == 0 {
+                return FreeStep::ToLayer;
+            }
+            let want = if objs.len() > cp.magsize as usize { 2 } else { 1 };
+            let mut empty = Chain::new();
+            let mut depot = self.lock_depot();
+            if depot.rounds != cp.magsize {
+                return FreeStep::ToLayer;
+            }
+            depot.empty.take(want, &mut empty);
+            let Some(m1) = empty.pop() else {
+                return FreeStep::NeedMagazine(cp.magsize);
+            };
+            if let Some(p) = cp.ploaded.take() {
+                debug_assert!(cp.prounds == cp.magsize as i32);
+                depot.full.put(p);
+            }
+            match empty.pop() {
+                None => {
+                    // One empty magazine: the full loaded one becomes previous.
+                    cp.ploaded = cp.loaded.take();
+                    cp.prounds = if cp.ploaded.is_some() { cp.rounds } else { -1 };
+                }
+                Some(m2) => {
+                    if let Some(l) = cp.loaded.take() {
+                        depot.full.put(l);
+                    }
+                    cp.ploaded = Some(m2);
+                    cp.prounds = 0;
+                }
+            }
+            cp.loaded = Some(m1);
+            cp.rounds = 0;
+        }
+    }
+
+    /// Allocates an empty magazine of `cap` rounds into the depot; `false`
+    /// when memory is short or the size changed meanwhile.
+    #[cold]
+    fn add_empty_magazine(&self, cap: u32) -> bool {
+        let Some(mag) = Magazine::new(cap) else { return false };
+        let mut depot = self.lock_depot();
+        if depot.rounds != cap {
+            return false;
+        }
+        depot.empty.put(mag);
+        true
+    }
+
+    /// Gives a magazine's first `n` rounds back to the layer beneath.
+    fn destroy(&self, mag: MagBox<G::MaxRounds>, n: usize) {
+        if n > 0 {
+            // SAFETY: the first `n` rounds are objects of this cache that no
+            // one else holds (module invariants); the magazine is dropped
+            // right after, so none is used again.
+            unsafe { self.below.free_batch(mag.valid(n)) };
+        }
+    }
+
+    fn destroy_chain(&self, mut chain: Chain<G::MaxRounds>, full: bool) {
+        while let Some(mag) = chain.pop() {
+            let n = if full { mag.cap as usize } else { 0 };
+            self.destroy(mag, n);
+        }
+    }
+
+    /// Sends an exited thread's magazines back to the depot.
+    fn flush_exited(&self, mut cp: CpuCache<G::MaxRounds>) {
+        self.retired_alloc.fetch_add(cp.alloc, Ordering::Relaxed);
+        self.retired_free.fetch_add(cp.free, Ordering::Relaxed);
+        let mut mags = Vec::new();
+        cp.take_all(&mut mags);
+        let mut rejected = Vec::new();
+        {
+            let mut depot = self.lock_depot();
+            for (mag, n) in mags {
+                if mag.cap != depot.rounds || (n != 0 && n != mag.cap as usize) {
+                    rejected.push((mag, n));
+                } else if n == 0 {
+                    depot.empty.put(mag);
+                } else {
+                    depot.full.put(mag);
+                }
+            }
+        }
+        for (mag, n) in rejected {
+            self.destroy(mag, n);
+        }
+    }
+
+    /// Every magazine of every slot back to the layer; slots disabled.
+    fn purge_cpu_layer(&self) -> bool {
+        self.enabled_rounds.store(0, std::sync::atomic::Ordering::Release);
+        let mut taken = Vec::new();
+        L::for_each_slot(&self.slots, |cp| cp.take_all(&mut taken));
+        let any = !taken.is_empty();
+        for (mag, n) in taken {
+            self.destroy(mag, n);
+        }
+        any
+    }
+
+    /// Purges the CPU layer and the whole depot (the seed's
+    /// `skmem_cache_magazine_purge`).
+    fn purge(&self) {
+        tracing::debug!(cache = %self.below.name(), "purging magazines");
+        if self.purge_cpu_layer() {
+            self.purges.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lock_depot().ws_zero();
+        self.ws_reap();
+    }
+
+    /// Re-enables magazines at the depot's current size.
+    fn enable(&self) {
+        if self.config.no_magazines {
+            return;
+        }
+        let rounds = self.depot.lock().rounds;
+        self.enabled_rounds.store(rounds, std::sync::atomic::Ordering::Release);
+        L::for_each_slot(&self.slots, |cp| {
+            debug_assert!(cp.loaded.is_none() && cp.ploaded.is_none());
+            if cp.loaded.is_none() && cp.ploaded.is_none() {
+                cp.magsize = rounds;
+            }
+        });
+    }
+
+    /// Gives back the depot magazines outside the working set.
+    fn ws_reap(&self) {
+        let (mut full, mut empty) = (Chain::new(), Chain::new());
+        let (f, e) = self.lock_depot().take_reapable(&mut full, &mut empty);
+        self.destroy_chain(full, true);
+        self.destroy_chain(empty, false);
+        if f + e != 0 {
+            self.reaps.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(cache = %self.below.name(), full = f, empty = e, "reaped depot");
+        }
+    }
+
+    fn update(&self) {
+        let grow = {
+            let mut d = self.depot.lock();
+            d.ws_update();
+            let c = self.contention.load(Ordering::Relaxed);
+            let judge = !core::mem::replace(&mut d.skip_next_judgement, false);
+            let grow = judge
+                && self.config.dynamic
+                && !self.config.no_magazines
+                && G::can_grow(d.step, self.chunk)
+                && c.wrapping_sub(d.contention_prev) > self.config.contention_threshold;
+            d.contention_prev = c;
+            grow
+        };
+        if grow {
+            self.resize();
+        }
+    }
+
+    /// Climbs one ladder step (the seed's `skmem_cache_magazine_resize`):
+    /// purge, switch, re-enable, inside the resize perimeter.
+    #[cold]
+    fn resize(&self) {
+        self.perimeter.enter(true);
+        self.purge();
+        let mut drained = (Chain::new(), Chain::new());
+        let switched = {
+            let mut d = self.depot.lock();
+            if G::can_grow(d.step, self.chunk) {
+                d.step += 1;
+                d.rounds = G::rounds(d.step);
+                d.skip_next_judgement = true;
+                d.full.drain(&mut drained.0);
+                d.empty.drain(&mut drained.1);
+                Some(d.rounds)
+            } else {
+                None
+            }
+        };
+        self.destroy_chain(drained.0, true);
+        self.destroy_chain(drained.1, false);
+        if let Some(rounds) = switched {
+            self.resizes.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cache = %self.below.name(), rounds, "magazines resized");
+        }
+        self.enable();
+        self.perimeter.exit();
+    }
+
+    fn reap_now(&self, purge: bool) {
+        if purge || self.config.purge_on_reap {
+            if self.perimeter.enter(false) {
+                self.purge();
+                self.enable();
+                self.perimeter.exit();
+            }
+        } else {
+            self.lock_depot().ws_zero();
+            self.ws_reap();
+            let mut taken = Vec::new();
+            L::for_each_slot(&self.slots, |cp| {
+                if let Some(m) = cp.ploaded.take() {
+                    taken.push((m, cp.prounds.max(0) as usize));
+                }
+                cp.prounds = -1;
+            });
+            for (mag, n) in taken {
+                self.destroy(mag, n);
+            }
+        }
+    }
+
+    fn reclaim(&self, lowmem: bool) {
+        self.below.reclaim();
+        if lowmem {
+            self.reap_now(true);
+        } else {
+            self.ws_reap();
+        }
+        self.below.reap();
+    }
+
+    fn stats(&self) -> CacheStats {
+        let (mut rounds, mut prounds, mut alloc, mut free, mut slots) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        L::for_each_slot(&self.slots, |cp| {
+            rounds += cp.rounds.max(0) as u64;
+            prounds += cp.prounds.max(0) as u64;
+            alloc += cp.alloc;
+            free += cp.free;
+            slots += 1;
+        });
+        let (depot_full, depot_empty, full_alloc, empty_alloc, ws_zero, mag_size) = {
+            let d = self.depot.lock();
+            (d.full.total(), d.empty.total(), d.full.alloc, d.empty.alloc, d.ws_zero, d.rounds)
+        };
+        CacheStats {
+            name: self.below.name().to_owned(),
+            locality: L::NAME,
+            cpu_mag_size: if self.config.no_magazines { 0 } else { mag_size },
+            cpu_mag_resize: self.resizes.load(Ordering::Relaxed),
+            cpu_mag_purge: self.purges.load(Ordering::Relaxed),
+            cpu_mag_reap: self.reaps.load(Ordering::Relaxed),
+            depot_full,
+            depot_empty,
+            depot_ws_zero: ws_zero,
+            depot_contention: self.contention.load(Ordering::Relaxed),
+            cpu_rounds: rounds,
+            cpu_prounds: prounds,
+            cpu_alloc: alloc + self.retired_alloc.load(Ordering::Relaxed),
+            cpu_free: free + self.retired_free.load(Ordering::Relaxed),
+            depot_full_alloc: full_alloc,
+            depot_empty_alloc: empty_alloc,
+            cpu_slots: slots,
+            cached_objs: rounds + prounds + depot_full * mag_size as u64,
+            slab: self.below.stats(),
+        }
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Reap for Inner<B, L, G> {
+    fn reap_now(&self, purge: bool) {
+        Inner::reap_now(self, purge);
+        self.below.reap();
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> registry::Managed for Inner<B, L, G> {
+    fn update(&self) {
+        Inner::update(self);
+    }
+    fn reclaim(&self, lowmem: bool) {
+        Inner::reclaim(self, lowmem);
+    }
+    fn stats(&self) -> CacheStats {
+        Inner::stats(self)
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
+    fn drop(&mut self) {
+        if let Some(id) = self.registry_id {
+            registry::unregister(id);
+        }
+        self.purge_cpu_layer();
+        let (mut full, mut empty) = (Chain::new(), Chain::new());
+        {
+            let mut d = self.depot.lock();
+            d.full.drain(&mut full);
+            d.empty.drain(&mut empty);
+        }
+        self.destroy_chain(full, true);
+        self.destroy_chain(empty, false);
+    }
+}

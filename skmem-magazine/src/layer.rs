@@ -1,0 +1,351 @@
+//! The layer beneath a magazine cache.
+//!
+//! A [`Cache`](crate::Cache) takes constructed objects from, and gives them
+//! back to, an [`ObjectLayer`]: normally a [`SlabCache`], which constructs
+//! an object when it leaves a slab and destructs it when it returns.
+//! [`HeapObjects`] is a second, much simpler layer on the global allocator
+//! (one allocation per object, a live set to catch bad frees), for tests,
+//! Miri runs and loom models that should not depend on regions.
+
+use core::alloc::Layout;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
+
+use parking_lot::Mutex;
+use skmem_slab::{Reap, SlabCache};
+use skmem_traits::stats::SlabStats;
+use skmem_traits::{AllocFlags, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, Result, SegmentSource};
+
+/// A source of constructed, fixed-size objects beneath a magazine cache.
+///
+/// # Safety
+///
+/// The magazine layer hands out what this layer returns and trusts it:
+///
+/// * `alloc` / `alloc_batch` return distinct objects, each `obj_size()`
+///   bytes (at least), aligned to `obj_align()`, not handed out again until
+///   freed, and constructed (as the layer's constructor defines it);
+/// * `free` / `free_batch` accept every object this layer handed out and
+///   not yet got back, destruct it, and take it back;
+/// * `chunk_size() >= obj_size()` and `obj_align()` is a power of two; the
+///   three never change;
+/// * the layer is safe to use from several threads.
+pub unsafe trait ObjectLayer: Send + Sync + 'static {
+    /// Name for stats and errors.
+    fn name(&self) -> &str;
+    /// Usable bytes of each object.
+    fn obj_size(&self) -> usize;
+    /// Alignment of each object.
+    fn obj_align(&self) -> usize;
+    /// Bytes between neighbouring objects; picks the magazine ladder step.
+    fn chunk_size(&self) -> usize;
+    /// One constructed object.
+    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>>;
+    /// Up to `out.len()` constructed objects into a prefix of `out`; the count.
+    fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize;
+    /// Destructs and takes back one object.
+    ///
+    /// # Safety
+    ///
+    /// `obj` came from this layer, is not freed yet, and is not used again.
+    unsafe fn free(&self, obj: NonNull<u8>);
+    /// Destructs and takes back many objects.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free), for each element (no repeats).
+    unsafe fn free_batch(&self, objs: &[NonNull<u8>]);
+    /// Gives unused memory back to whatever lies beneath (empty slabs to the
+    /// region).
+    fn reap(&self);
+    /// The owner's advisory reclaim callback (the constructor's `reclaim`).
+    fn reclaim(&self);
+    /// Statistics of this layer.
+    fn stats(&self) -> SlabStats;
+    /// Called once when a cache is stacked on this layer, with a handle the
+    /// layer may ask to reap (a region on exhaustion).
+    fn add_reaper(&self, reaper: Weak<dyn Reap>) {
+        let _ = reaper;
+    }
+}
+
+/// Marks layers whose objects carry no constructed state, so that handing
+/// them out as raw bytes (through `Allocator`) cannot break a destructor's
+/// assumptions.
+///
+/// # Safety
+///
+/// The layer's destructor (if any) must be sound on objects whose bytes
+/// were arbitrarily overwritten between construction and destruction.
+pub unsafe trait RawObjects: ObjectLayer {}
+
+// SAFETY: `SlabCache`'s documented contract: `alloc`/`alloc_batch` return
+// distinct constructed objects of `obj_size()` bytes aligned to
+// `obj_align()` within chunks of `chunk_size()`; `free`/`free_batch`
+// destruct and take back what it handed out (panicking on anything else);
+// it is `Send + Sync`.
+unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> ObjectLayer for SlabCache<S, C, M> {
+    fn name(&self) -> &str {
+        SlabCache::name(self)
+    }
+    fn obj_size(&self) -> usize {
+        SlabCache::obj_size(self)
+    }
+    fn obj_align(&self) -> usize {
+        SlabCache::obj_align(self)
+    }
+    fn chunk_size(&self) -> usize {
+        SlabCache::chunk_size(self)
+    }
+    #[inline]
+    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        SlabCache::alloc(self, flags)
+    }
+    fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
+        SlabCache::alloc_batch(self, out, flags)
+    }
+    #[inline]
+    unsafe fn free(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { SlabCache::free(self, obj) }
+    }
+    unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { SlabCache::free_batch(self, objs) }
+    }
+    fn reap(&self) {
+        SlabCache::reap(self)
+    }
+    fn reclaim(&self) {
+        self.ctor().reclaim()
+    }
+    fn stats(&self) -> SlabStats {
+        SlabCache::stats(self)
+    }
+    fn add_reaper(&self, reaper: Weak<dyn Reap>) {
+        self.region().add_reaper(reaper)
+    }
+}
+
+// SAFETY: `NoCtor` has no destructor at all.
+unsafe impl<S: SegmentSource, M: Mirror + 'static> RawObjects for SlabCache<S, NoCtor, M> {}
+
+/// An [`ObjectLayer`] on the global allocator: one allocation per object,
+/// an optional constructor, an optional limit on live objects, and a live
+/// set that turns a double or foreign free into a panic naming the address.
+///
+/// It exists so that the magazine layer can be tested (and run under Miri
+/// and loom) without regions; it counts what the slab layer counts.
+pub struct HeapObjects<C: ObjectCtor = NoCtor> {
+    name: String,
+    layout: Layout,
+    ctor: C,
+    limit: usize,
+    state: Mutex<HeapState>,
+    ctors: AtomicU64,
+    dtors: AtomicU64,
+    reclaims: AtomicU64,
+}
+
+#[derive(Default)]
+struct HeapState {
+    live: HashSet<usize>,
+    alloc: u64,
+    free: u64,
+    fail: u64,
+    next_index: u32,
+}
+
+impl<C: ObjectCtor> core::fmt::Debug for HeapObjects<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeapObjects").field("name", &self.name).field("layout", &self.layout).finish_non_exhaustive()
+    }
+}
+
+impl HeapObjects<NoCtor> {
+    /// Objects of `size` bytes aligned to `align`, without a constructor.
+    pub fn new(name: impl Into<String>, size: usize, align: usize) -> Result<Self> {
+        Self::with_ctor(name, size, align, NoCtor)
+    }
+}
+
+impl<C: ObjectCtor> HeapObjects<C> {
+    /// Objects of `size` bytes aligned to `align`, built by `ctor`.
+    pub fn with_ctor(name: impl Into<String>, size: usize, align: usize, ctor: C) -> Result<Self> {
+        if size == 0 {
+            return Err(Error::invalid_param("size", 0, "objects must have at least one byte"));
+        }
+        let layout = Layout::from_size_align(size, align)
+            .map_err(|_| Error::invalid_param("align", align as u64, "must be a power of two and keep size in range"))?;
+        Ok(HeapObjects {
+            name: name.into(),
+            layout,
+            ctor,
+            limit: usize::MAX,
+            state: Mutex::new(HeapState::default()),
+            ctors: AtomicU64::new(0),
+            dtors: AtomicU64::new(0),
+            reclaims: AtomicU64::new(0),
+        })
+    }
+
+    /// Caps the number of objects out at once; further allocations fail
+    /// with [`Error::Exhausted`].
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The constructor.
+    pub fn ctor(&self) -> &C {
+        &self.ctor
+    }
+
+    /// Objects currently out of this layer (in caches or with users).
+    pub fn live(&self) -> usize {
+        self.state.lock().live.len()
+    }
+
+    /// Whether `obj` is currently out of this layer.
+    pub fn is_live(&self, obj: *const u8) -> bool {
+        self.state.lock().live.contains(&obj.addr())
+    }
+
+    /// Times the owner's reclaim callback ran.
+    pub fn reclaims(&self) -> u64 {
+        self.reclaims.load(Ordering::Relaxed)
+    }
+
+    fn alloc_one(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        let index = {
+            let mut st = self.state.lock();
+            if st.live.len() >= self.limit {
+                st.fail += 1;
+                return Err(Error::Exhausted { name: self.name.clone(), capacity: self.limit as u64, unit: "objects" });
+            }
+            st.next_index = st.next_index.wrapping_add(1);
+            st.next_index
+        };
+        // SAFETY: the layout has a non-zero size (checked in `with_ctor`).
+        let raw = unsafe { std::alloc::alloc(self.layout) };
+        let Some(obj) = NonNull::new(raw) else {
+            self.state.lock().fail += 1;
+            return Err(Error::Exhausted { name: self.name.clone(), capacity: self.limit as u64, unit: "objects" });
+        };
+        if C::ACTIVE {
+            let info = self.info(obj, index);
+            if let Err(e) = self.ctor.construct(info, None, flags) {
+                // SAFETY: `obj` was allocated above with `self.layout`.
+                unsafe { std::alloc::dealloc(obj.as_ptr(), self.layout) };
+                self.state.lock().fail += 1;
+                return Err(e);
+            }
+            self.ctors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut st = self.state.lock();
+        assert!(st.live.insert(obj.as_ptr().addr()), "{}: allocator returned live {:p}", self.name, obj);
+        st.alloc += 1;
+        Ok(obj)
+    }
+
+    fn info(&self, obj: NonNull<u8>, index: u32) -> ObjectInfo {
+        ObjectInfo { addr: obj, size: self.layout.size(), index_in_region: index, segment_index: 0, index_in_segment: index }
+    }
+}
+
+// SAFETY: every object is a fresh global-allocator block of `layout`
+// (size `obj_size`, alignment `obj_align`), constructed before it is
+// returned and recorded in the live set; `free` refuses (panics on) any
+// address not in the live set, destructs, and deallocates with the same
+// layout; chunk size equals the object size; the state is behind a mutex.
+unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn obj_size(&self) -> usize {
+        self.layout.size()
+    }
+    fn obj_align(&self) -> usize {
+        self.layout.align()
+    }
+    fn chunk_size(&self) -> usize {
+        self.layout.size()
+    }
+    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        self.alloc_one(flags)
+    }
+    fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
+        let mut n = 0;
+        for slot in out.iter_mut() {
+            match self.alloc_one(if n == 0 { flags } else { AllocFlags::NoSleep }) {
+                Ok(obj) => {
+                    slot.write(obj);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        n
+    }
+    unsafe fn free(&self, obj: NonNull<u8>) {
+        {
+            let mut st = self.state.lock();
+            if !st.live.remove(&obj.as_ptr().addr()) {
+                drop(st);
+                panic!("{}: free of {:p}, which is not an object allocated from it", self.name, obj);
+            }
+            st.free += 1;
+        }
+        if C::ACTIVE {
+            self.ctor.destruct(self.info(obj, 0), None);
+            self.dtors.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: `obj` was in the live set, so it came from `alloc_one`
+        // with `self.layout`, and the caller gave it up.
+        unsafe { std::alloc::dealloc(obj.as_ptr(), self.layout) };
+    }
+    unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        for &obj in objs {
+            // SAFETY: forwarded from the caller, element by element.
+            unsafe { self.free(obj) };
+        }
+    }
+    fn reap(&self) {}
+    fn reclaim(&self) {
+        self.reclaims.fetch_add(1, Ordering::Relaxed);
+        self.ctor.reclaim();
+    }
+    fn stats(&self) -> SlabStats {
+        let st = self.state.lock();
+        SlabStats {
+            name: self.name.clone(),
+            objsize: self.layout.size() as u64,
+            objalign: self.layout.align() as u64,
+            chunksize: self.layout.size() as u64,
+            sl_alloc: st.alloc,
+            sl_free: st.free,
+            sl_alloc_fail: st.fail,
+            sl_bufinuse: st.live.len() as u64,
+            ctor: self.ctors.load(Ordering::Relaxed),
+            dtor: self.dtors.load(Ordering::Relaxed),
+            ..SlabStats::default()
+        }
+    }
+}
+
+// SAFETY: `NoCtor` has no destructor.
+unsafe impl RawObjects for HeapObjects<NoCtor> {}
+
+impl<C: ObjectCtor> Drop for HeapObjects<C> {
+    fn drop(&mut self) {
+        // Objects still out were leaked by their users (the live set keeps
+        // addresses only, so their memory cannot be given back): report it.
+        let live = self.state.get_mut().live.len();
+        if live != 0 {
+            tracing::warn!(layer = %self.name, objects = live, "dropping HeapObjects with objects still out");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The magazine layer of skmem: per-CPU caches of constructed objects.
+//!
+//! # The problem
+//!
+//! A slab allocator ([`SlabCache`](skmem_slab::SlabCache)) hands out
+//! constructed objects, but every allocation and free takes the slab's
+//! lock: on many CPUs that lock becomes the bottleneck, and the cache lines
+//! it guards bounce between CPUs. Bonwick and Adams' answer (USENIX 2001),
+//! which XNU's Skywalk keeps in `skmem_cache.c`, is a *magazine layer*:
+//!
+//! * each CPU keeps two **magazines** (small stacks of object pointers), a
+//!   *loaded* one it pops from and pushes to, and a *previous* one it swaps
+//!   with when the loaded one runs empty or full, so a CPU alternating
+//!   between allocation and free never leaves its own slot;
+//! * a **depot** holds full and empty magazines shared by all CPUs; a CPU
+//!   trades a whole magazine with it at a time, and it tracks its working
+//!   set so that a reap gives back only what was not used lately;
+//! * objects resting in magazines stay **constructed**: the constructor runs
+//!   when an object leaves the slab layer, the destructor when it returns.
+//!
+//! # The layers here
+//!
+//! ```text
+//!   Cache<B, L, G>          this crate: CPU layer (L) + depot, magazines of ladder G
+//!     └─ B: ObjectLayer     normally SlabCache<S, C, M> (skmem-slab)
+//!          └─ Region<S, M>  segments from a SegmentSource S (skmem-backends)
+//! ```
+//!
+//! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU
+//!   locality policy ([`CpuLocal`](skmem_traits::CpuLocal): [`PerCpu`],
+//!   [`PerThread`], [`Global`]) and the magazine [`Ladder`]. No boxing, no
+//!   dynamic dispatch on the fast path.
+//! * Front doors: the raw `alloc` / `unsafe free` pair, batches,
+//!   [`allocator_api2::alloc::Allocator`] (for `Vec`, `Box`, `hashbrown`),
+//!   and [`TypedCache`] handing out [`CachedBox`]es of constructed `T`s.
+//! * Maintenance: [`Cache::update`] (working set, contention, resize),
+//!   [`Cache::reap_now`], [`Cache::reclaim`], the global [`update_all`] /
+//!   [`reap_all`] / [`all_stats`] over a registry of live caches, and a
+//!   [`Maintenance`] thread running them on an interval.
+//!
+//! # Example
+//!
+//! ```
+//! use skmem_magazine::{Cache, CacheConfig, HeapObjects, PerThread};
+//!
+//! let layer = HeapObjects::new("example", 64, 8)?;
+//! let cache: Cache<_, PerThread> = Cache::new(layer, CacheConfig::default())?;
+//! let obj = cache.alloc().expect("memory");
+//! // SAFETY: `obj` came from `cache` and is not used afterwards.
+//! unsafe { cache.free(obj) };
+//! assert_eq!(cache.stats().cached_objs, 1, "the object rests in a magazine");
+//! cache.purge();
+//! assert_eq!(cache.stats().cached_objs, 0);
+//! # Ok::<(), skmem_traits::Error>(())
+//! ```
+//!
+//! # Safety and correctness
+//!
+//! The invariants of each part are stated in its module: [`local`] for the
+//! slot protocols, `cache` for the CPU layer and depot, `magazine` for the
+//! magazine itself. Loom models in `tests/loom_*.rs` check the CPU-layer /
+//! depot exchange and resize racing alloc and free.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod alloc_api;
+mod cache;
+mod depot;
+pub mod ladder;
+mod layer;
+pub mod local;
+mod magazine;
+mod registry;
+mod sync;
+#[cfg(not(loom))]
+mod typed;
+
+pub use cache::{Cache, CacheConfig};
+pub use ladder::{magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder};
+pub use layer::{HeapObjects, ObjectLayer, RawObjects};
+#[cfg(not(loom))]
+pub use local::PerThread;
+pub use local::{Global, PerCpu};
+pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};
+#[cfg(not(loom))]
+pub use typed::{CachedBox, TypedCache, TypedCtor, TypedInner};
+
+pub use skmem_traits::stats::CacheStats;
+pub use skmem_traits::{AllocFlags, CpuLocal, Error, Result};

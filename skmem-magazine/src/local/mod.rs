@@ -1,0 +1,23 @@
+//! The three [`CpuLocal`](skmem_traits::CpuLocal) policies.
+//!
+//! | policy | slot of a thread | guard | when to use |
+//! |---|---|---|---|
+//! | [`PerCpu`] | the CPU it runs on (`sched_getcpu`, rseq-backed in recent glibc) | one `parking_lot` mutex per cache-padded slot | many threads, few CPUs; the seed's arrangement |
+//! | [`PerThread`] | its own, in thread-local storage, created on first use | a one-byte lock only walkers (purge) ever contend for | fewest instructions on the fast path; slots flushed to the depot at thread exit |
+//! | [`Global`] | one slot for everybody | one mutex | baseline, tests |
+//!
+//! # Safety and correctness
+//!
+//! Each policy upholds the bullet contract of `CpuLocal`: one closure at a
+//! time per slot, every slot visible to `for_each_slot`, slot creation
+//! ordered with walks by a lock that both take.
+
+mod global;
+mod percpu;
+#[cfg(not(loom))]
+mod thread;
+
+pub use global::{Global, GlobalSlots};
+pub use percpu::{ncpus, PerCpu, PerCpuSlots};
+#[cfg(not(loom))]
+pub use thread::{PerThread, PerThreadSlots};

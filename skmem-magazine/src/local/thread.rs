@@ -1,0 +1,431 @@
+//! Thread-local slots, flushed through an exit hook when their thread ends.
+//!
+//! # How a thread finds its slot
+//!
+//! Every [`PerThreadSlots`] gets a small process-wide `id`. Every thread
+//! that used a per-thread cache has a *table*: an array of slot pointers
+//! indexed by `id`, published to the thread's fast path through a
+//! `const`-initialised thread-local (`FAST`: pointer and length, no lazy
+//! initialisation, no destructor). The fast path is a bounds check and one
+//! relaxed load; a miss goes to the cold `register`, which creates the slot
+//! (calling the `init` hook under the slot list's lock), files it in the
+//! cache's list (for walkers) and in the thread's table.
+//!
+//! # Safety and correctness
+//!
+//! * A slot is a `Box` owned by its cache's list; only three parties reach
+//!   it: the owning thread (through its table), walkers (under the list
+//!   lock), and the owning thread's exit (under its table's lock). Each
+//!   takes the slot's one-byte lock before touching the value.
+//! * A table entry is written only under the table's lock: by the owner
+//!   (register, exit) and by a dying cache (which nulls its entry in every
+//!   live table before freeing its slots and giving its `id` back). So a
+//!   non-null entry always points at a live slot of the cache that holds the
+//!   `id`, and an exit that sees a non-null entry may call into that cache's
+//!   hooks: the cache cannot finish dropping while the exit holds the lock.
+//! * `id`s are reused only after every entry for them is null, so the fast
+//!   path never follows a stale pointer into another cache's slot. The
+//!   dying cache's nulling happens before its `id` is released, which
+//!   happens before any new cache with that `id` can be handed to a thread.
+//! * At exit the thread first points `FAST` at nothing, so destructors of
+//!   other thread-locals that still use a cache take the slow path, find the
+//!   table dead, and get `None` (the cache then bypasses its CPU layer).
+
+use core::cell::{Cell, UnsafeCell};
+use core::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::Backoff;
+use parking_lot::Mutex;
+use skmem_traits::{CpuLocal, ExitJob, SlotHooks};
+
+/// One slot per thread, in thread-local storage (fewest instructions on the
+/// fast path). When a thread exits its slots are handed to the cache's exit
+/// hook, which sends the magazines back to the depot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerThread;
+
+/// The slots of a [`PerThread`] cache.
+pub struct PerThreadSlots<T: Send + 'static> {
+    id: usize,
+    shared: Box<Shared<T>>,
+}
+
+impl<T: Send + 'static> core::fmt::Debug for PerThreadSlots<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PerThreadSlots").field("id", &self.id).field("slots", &self.shared.list.lock().len()).finish()
+    }
+}
+
+// SAFETY: the raw slot pointers are owned boxes; every access to a slot's
+// value takes the slot's lock, so moving or sharing the container between
+// threads only moves `T`s between threads, which `T: Send` allows.
+unsafe impl<T: Send + 'static> Send for PerThreadSlots<T> {}
+// SAFETY: as above; `&PerThreadSlots` only reaches values under their locks.
+unsafe impl<T: Send + 'static> Sync for PerThreadSlots<T> {}
+
+struct Shared<T> {
+    /// Every live slot of this cache (owned, from `Box::into_raw`).
+    list: Mutex<Vec<*mut ThreadSlot<T>>>,
+    hooks: SlotHooks<T>,
+}
+
+struct ThreadSlot<T> {
+    lock: SlotLock,
+    value: UnsafeCell<T>,
+}
+
+/// A one-byte lock: `xchg` to take, a plain release store to give back.
+struct SlotLock(AtomicBool);
+
+struct SlotGuard<'a>(&'a SlotLock);
+
+impl SlotLock {
+    const fn new() -> Self {
+        SlotLock(AtomicBool::new(false))
+    }
+
+    #[inline(always)]
+    fn lock(&self) -> SlotGuard<'_> {
+        if self.0.swap(true, Ordering::Acquire) {
+            self.lock_contended();
+        }
+        SlotGuard(self)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let backoff = Backoff::new();
+        loop {
+            while self.0.load(Ordering::Relaxed) {
+                backoff.snooze();
+            }
+            if !self.0.swap(true, Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0 .0.store(false, Ordering::Release);
+    }
+}
+
+/// A thread's table of slot pointers.
+struct Table {
+    state: Mutex<TableState>,
+}
+
+struct TableState {
+    /// Per id: who owns the slot and how to run its exit.
+    entries: Vec<Option<Entry>>,
+    /// Per id: the slot pointer the fast path reads.
+    fast: Box<[AtomicPtr<u8>]>,
+    /// The thread has exited (or is exiting).
+    dead: bool,
+}
+
+struct Entry {
+    owner: *const (),
+    slot: *mut (),
+    exit: unsafe fn(*const (), *mut ()) -> Option<ExitJob>,
+}
+
+// SAFETY: `Entry` pointers are only followed under the table's lock, and the
+// protocol in the module docs keeps their targets alive while an entry is
+// non-null; they carry no thread affinity.
+unsafe impl Send for TableState {}
+
+#[derive(Clone, Copy)]
+struct FastView {
+    ptr: *const AtomicPtr<u8>,
+    len: usize,
+}
+
+impl FastView {
+    const EMPTY: FastView = FastView { ptr: ptr::null(), len: 0 };
+}
+
+struct IdAlloc {
+    next: usize,
+    free: Vec<usize>,
+}
+
+static TABLES: Mutex<Vec<Arc<Table>>> = Mutex::new(Vec::new());
+static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc { next: 0, free: Vec::new() });
+
+thread_local! {
+    static FAST: Cell<FastView> = const { Cell::new(FastView::EMPTY) };
+    static GUARD: ThreadGuard = ThreadGuard::new();
+}
+
+/// Owns the thread's table; its destructor is the thread-exit hook.
+struct ThreadGuard {
+    table: Arc<Table>,
+}
+
+impl ThreadGuard {
+    fn new() -> Self {
+        let table = Arc::new(Table {
+            state: Mutex::new(TableState { entries: Vec::new(), fast: Box::new([]), dead: false }),
+        });
+        TABLES.lock().push(table.clone());
+        ThreadGuard { table }
+    }
+}
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        FAST.with(|f| f.set(FastView::EMPTY));
+        let mut jobs = Vec::new();
+        {
+            let mut guard = self.table.state.lock();
+            let st = &mut *guard;
+            st.dead = true;
+            for (i, e) in st.entries.iter_mut().enumerate() {
+                if let Some(e) = e.take() {
+                    st.fast[i].store(ptr::null_mut(), Ordering::Relaxed);
+                    // SAFETY: the entry was non-null under the table lock, so
+                    // its owner (`Shared<T>`) and slot are alive and of the
+                    // type `exit` was instantiated for (module docs).
+                    if let Some(job) = unsafe { (e.exit)(e.owner, e.slot) } {
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+        for job in jobs {
+            job();
+        }
+        TABLES.lock().retain(|t| !Arc::ptr_eq(t, &self.table));
+    }
+}
+
+/// Runs a slot's exit hook; frees the slot when the hook took its value.
+///
+/// # Safety
+///
+/// `owner` is a live `Shared<T>` and `slot` one of its live slots, and the
+/// caller holds the lock of the table whose entry named them.
+unsafe fn exit_slot<T: Send + 'static>(owner: *const (), slot: *mut ()) -> Option<ExitJob> {
+    // SAFETY: caller's contract.
+    let shared = unsafe { &*owner.cast::<Shared<T>>() };
+    let slot = slot.cast::<ThreadSlot<T>>();
+    let hook = shared.hooks.on_exit.as_ref()?;
+    let job = {
+        // SAFETY: caller's contract: the slot is alive.
+        let s = unsafe { &*slot };
+        let _g = s.lock.lock();
+        // SAFETY: the slot lock gives exclusive access to the value.
+        hook(unsafe { &mut *s.value.get() })
+    };
+    if job.is_some() {
+        let mut list = shared.list.lock();
+        if let Some(pos) = list.iter().position(|&p| p == slot) {
+            list.swap_remove(pos);
+        }
+        drop(list);
+        // SAFETY: the slot came from `Box::into_raw` in `register`; it is no
+        // longer in the list (walkers cannot reach it) nor in any table (the
+        // caller cleared this thread's entry, the only one naming it).
+        drop(unsafe { Box::from_raw(slot) });
+    }
+    job
+}
+
+/// The calling thread's slot pointer for `id`, or null.
+#[inline(always)]
+fn lookup(id: usize) -> *mut u8 {
+    let v = FAST.with(Cell::get);
+    if id < v.len {
+        // SAFETY: `v` describes this thread's `fast` array, which only this
+        // thread replaces (in `register`) and which lives until the thread's
+        // exit, which first resets `FAST`; `id < len`.
+        unsafe { (*v.ptr.add(id)).load(Ordering::Relaxed) }
+    } else {
+        ptr::null_mut()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn register<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<*mut ThreadSlot<T>> {
+    let table = GUARD.try_with(|g| g.table.clone()).ok()?;
+    let mut guard = table.state.lock();
+    let st = &mut *guard;
+    if st.dead {
+        return None;
+    }
+    let id = slots.id;
+    let owner = ptr::from_ref::<Shared<T>>(&*slots.shared).cast::<()>();
+    if let Some(Some(e)) = st.entries.get(id) {
+        debug_assert!(e.owner == owner);
+        return Some(e.slot.cast());
+    }
+    if id >= st.fast.len() {
+        let len = (id + 1).max(st.fast.len() * 2).max(8);
+        let fast: Box<[AtomicPtr<u8>]> = (0..len)
+            .map(|i| AtomicPtr::new(st.fast.get(i).map_or(ptr::null_mut(), |p| p.load(Ordering::Relaxed))))
+            .collect();
+        st.fast = fast;
+        st.entries.resize_with(len, || None);
+        FAST.with(|f| f.set(FastView { ptr: st.fast.as_ptr(), len }));
+    }
+    let slot = {
+        let mut list = slots.shared.list.lock();
+        let value = (slots.shared.hooks.init)();
+        let slot = Box::into_raw(Box::new(ThreadSlot { lock: SlotLock::new(), value: UnsafeCell::new(value) }));
+        list.push(slot);
+        slot
+    };
+    st.entries[id] = Some(Entry { owner, slot: slot.cast(), exit: exit_slot::<T> });
+    st.fast[id].store(slot.cast(), Ordering::Relaxed);
+    Some(slot)
+}
+
+// SAFETY:
+// * `with_slot` and `for_each_slot` both take the slot's lock before
+//   forming `&mut T`; `with_slot` returns `None` before calling `f` only
+//   when the thread can have no slot (its table is dead or its guard gone);
+// * slots are created in `register`, with `init` called under the list lock
+//   that `for_each_slot` holds for its whole walk;
+// * `for_each_slot` walks the list, which holds every slot except those
+//   whose exit hook returned `Some` (removed and freed in `exit_slot`);
+// * the exit hook runs once, from the exiting thread's table walk, under the
+//   slot lock; its job runs after the table lock is released;
+// * `Drop` nulls the cache's entry in every table before freeing the slots.
+unsafe impl CpuLocal for PerThread {
+    const NAME: &'static str = "per-thread";
+    type Slots<T: Send + 'static> = PerThreadSlots<T>;
+
+    fn slot_hint() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> PerThreadSlots<T> {
+        let id = {
+            let mut ids = IDS.lock();
+            ids.free.pop().unwrap_or_else(|| {
+                ids.next += 1;
+                ids.next - 1
+            })
+        };
+        PerThreadSlots { id, shared: Box::new(Shared { list: Mutex::new(Vec::new()), hooks }) }
+    }
+
+    #[inline]
+    fn with_slot<T: Send + 'static, R>(slots: &PerThreadSlots<T>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut p = lookup(slots.id).cast::<ThreadSlot<T>>();
+        if p.is_null() {
+            p = register(slots)?;
+        }
+        // SAFETY: a non-null entry of this thread's table points at a live
+        // slot of the cache holding `slots.id` (module docs), i.e. `slots`,
+        // which cannot be dropped while borrowed.
+        let s = unsafe { &*p };
+        let _g = s.lock.lock();
+        // SAFETY: the slot lock gives exclusive access to the value.
+        Some(f(unsafe { &mut *s.value.get() }))
+    }
+
+    fn for_each_slot<T: Send + 'static>(slots: &PerThreadSlots<T>, mut f: impl FnMut(&mut T)) {
+        let list = slots.shared.list.lock();
+        for &p in list.iter() {
+            // SAFETY: slots in the list are alive (freed only after removal
+            // under this lock, or when the cache drops).
+            let s = unsafe { &*p };
+            let _g = s.lock.lock();
+            // SAFETY: the slot lock gives exclusive access to the value.
+            f(unsafe { &mut *s.value.get() });
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for PerThreadSlots<T> {
+    fn drop(&mut self) {
+        let owner = ptr::from_ref::<Shared<T>>(&*self.shared).cast::<()>();
+        {
+            let tables = TABLES.lock();
+            for t in tables.iter() {
+                let mut guard = t.state.lock();
+                let st = &mut *guard;
+                if let Some(e) = st.entries.get_mut(self.id) {
+                    if e.as_ref().is_some_and(|e| e.owner == owner) {
+                        *e = None;
+                        st.fast[self.id].store(ptr::null_mut(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        for p in self.shared.list.get_mut().drain(..) {
+            // SAFETY: every pointer in the list came from `Box::into_raw` and
+            // no table names it any more (cleared above), nor can a walker run
+            // (we hold `&mut self`).
+            drop(unsafe { Box::from_raw(p) });
+        }
+        IDS.lock().free.push(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn hooks(inits: Arc<AtomicUsize>, exits: Arc<AtomicUsize>) -> SlotHooks<u64> {
+        SlotHooks {
+            init: Box::new(move || {
+                inits.fetch_add(1, Ordering::Relaxed);
+                0
+            }),
+            on_exit: Some(Box::new(move |v: &mut u64| {
+                let taken = core::mem::take(v);
+                let exits = exits.clone();
+                Some(Box::new(move || {
+                    exits.fetch_add(taken as usize, Ordering::Relaxed);
+                }) as ExitJob)
+            })),
+        }
+    }
+
+    #[test]
+    fn each_thread_gets_its_own_slot_and_exit_flushes_it() {
+        let inits = Arc::new(AtomicUsize::new(0));
+        let exits = Arc::new(AtomicUsize::new(0));
+        let slots = PerThread::new_slots(hooks(inits.clone(), exits.clone()));
+        PerThread::with_slot(&slots, |v| *v += 1).unwrap();
+        PerThread::with_slot(&slots, |v| *v += 1).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        PerThread::with_slot(&slots, |v| *v += 1).unwrap();
+                    }
+                });
+            }
+        });
+        // Threads' exits handed their counts (10 each) to the hook's job.
+        assert_eq!(exits.load(Ordering::Relaxed), 30);
+        assert_eq!(inits.load(Ordering::Relaxed), 4);
+        let mut seen = Vec::new();
+        PerThread::for_each_slot(&slots, |v| seen.push(*v));
+        assert_eq!(seen, vec![2], "only the main thread's slot is left");
+    }
+
+    #[test]
+    fn ids_are_reused_only_after_entries_are_cleared() {
+        let a = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        PerThread::with_slot(&a, |v| *v = 7).unwrap();
+        let id = a.id;
+        drop(a);
+        let b = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        // Whether or not `b` reuses the id, it starts from a fresh slot.
+        let v = PerThread::with_slot(&b, |v| *v).unwrap();
+        assert_eq!(v, 0, "id {id} reuse must not leak a dead cache's slot");
+    }
+}

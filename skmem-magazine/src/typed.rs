@@ -1,0 +1,340 @@
+//! A typed cache of constructed `T`s and its RAII box.
+//!
+//! [`TypedCache<T, F>`] stacks a region, a slab cache whose constructor is
+//! `F` (a closure building a `T`, or `T::default`) and a magazine cache.
+//! [`CachedBox`] owns one constructed `T` and, when dropped, gives it back
+//! *constructed*: `T`'s destructor runs only when the object later returns
+//! to the slab layer (purge, reap, or the cache's drop). That is the
+//! difference from `Box<T, A>`: a `Vec` inside a `T` keeps its capacity
+//! across uses, a mutex stays initialised, and so on.
+//!
+//! # Safety and correctness
+//!
+//! * Objects of a `TypedCache` are only reachable through `CachedBox`, which
+//!   exposes `&T` / `&mut T`, so an object always holds a valid `T` between
+//!   construction and destruction; the slab's destructor (`drop_in_place`)
+//!   relies on it.
+//! * `T: Send` is required: an object built on one thread may be dropped on
+//!   another (by a purge there). `CachedBox<T>` is `Send` like `Box<T>`
+//!   (given `T: Send`) and `Sync` when `T: Sync`.
+//! * A panic in the constructor closure is caught inside the slab layer
+//!   (whose locks must not unwind), reported as a failed construction, and
+//!   resumed in the caller of `alloc`. A panic in `T::drop` is caught and
+//!   logged; the object's memory goes back regardless.
+
+use core::cell::Cell;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use skmem_backends::Heap;
+use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
+use skmem_traits::stats::CacheStats;
+use skmem_traits::{AllocFlags, CpuLocal, Error, ObjectCtor, ObjectInfo, Result, SegmentSource, CACHE_LINE_SIZE};
+
+use crate::cache::{Cache, CacheConfig};
+use crate::ladder::magazine_max_objs;
+use crate::local::PerCpu;
+
+thread_local! {
+    static CTOR_PANIC: Cell<Option<Box<dyn Any + Send>>> = const { Cell::new(None) };
+}
+
+/// The slab constructor of a [`TypedCache`]: builds a `T` with `F`,
+/// drops it in place on destruction.
+pub struct TypedCtor<T, F> {
+    make: F,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T, F> fmt::Debug for TypedCtor<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedCtor").field("type", &std::any::type_name::<T>()).finish()
+    }
+}
+
+impl<T: Send + 'static, F: Fn() -> T + Send + Sync> ObjectCtor for TypedCtor<T, F> {
+    fn construct(&self, obj: ObjectInfo, _: Option<ObjectInfo>, _: AllocFlags) -> Result<()> {
+        match catch_unwind(AssertUnwindSafe(|| (self.make)())) {
+            Ok(value) => {
+                debug_assert!(obj.size >= size_of::<T>() && obj.addr.as_ptr().cast::<T>().is_aligned());
+                // SAFETY: the constructor owns `obj.size >= size_of::<T>()`
+                // bytes at `obj.addr`, aligned for `T` (the slab was made with
+                // `T`'s size and alignment in `TypedCache::with_source`).
+                unsafe { obj.addr.as_ptr().cast::<T>().write(value) };
+                Ok(())
+            }
+            Err(payload) => {
+                CTOR_PANIC.with(|p| p.set(Some(payload)));
+                Err(Error::CtorFailed { name: std::any::type_name::<T>().to_owned() })
+            }
+        }
+    }
+
+    fn destruct(&self, obj: ObjectInfo, _: Option<ObjectInfo>) {
+        // SAFETY: `construct` wrote a `T` here, and a typed cache's objects
+        // hold a valid `T` until now (module invariants).
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { obj.addr.as_ptr().cast::<T>().drop_in_place() }));
+        if dropped.is_err() {
+            tracing::error!(ty = std::any::type_name::<T>(), "a cached object's destructor panicked");
+        }
+    }
+}
+
+/// The magazine cache under a [`TypedCache`].
+pub type TypedInner<T, F, S, L> = Cache<SlabCache<S, TypedCtor<T, F>>, L>;
+
+/// A cache of constructed `T`s (see the module docs), on segment source `S`
+/// (default: the heap) with locality `L` (default: per CPU).
+pub struct TypedCache<T, F = fn() -> T, S: SegmentSource = Heap, L: CpuLocal = PerCpu>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+{
+    cache: TypedInner<T, F, S, L>,
+}
+
+impl<T, F, S, L> fmt::Debug for TypedCache<T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedCache").field("cache", &self.cache).finish()
+    }
+}
+
+impl<T, S, L> TypedCache<T, fn() -> T, S, L>
+where
+    T: Default + Send + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    /// A cache of up to `capacity` objects (plus what the magazines may
+    /// hold), built with `T::default()`.
+    pub fn new(name: impl Into<String>, capacity: usize) -> Result<Self> {
+        Self::with_ctor(name, capacity, T::default)
+    }
+}
+
+impl<T, F, S, L> TypedCache<T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    /// A cache of up to `capacity` objects built by `make`.
+    pub fn with_ctor(name: impl Into<String>, capacity: usize, make: F) -> Result<Self> {
+        Self::with_source(name, capacity, make, S::Config::default(), CacheConfig::default())
+    }
+
+    /// Full control: the source's configuration and the cache's.
+    pub fn with_source(
+        name: impl Into<String>,
+        capacity: usize,
+        make: F,
+        source: S::Config,
+        config: CacheConfig,
+    ) -> Result<Self> {
+        let name = name.into();
+        let size = size_of::<T>().max(1);
+        let align = align_of::<T>();
+        if align > CACHE_LINE_SIZE {
+            return Err(Error::invalid_param("align_of::<T>()", align as u64, "larger than a cache line"));
+        }
+        let chunk = size.next_multiple_of(CACHE_LINE_SIZE);
+        let mag_max = if config.no_magazines { 0 } else { magazine_max_objs(chunk, L::slot_hint()) };
+        let params = RegionParams::new(name.clone(), size, capacity).magazine_max_objs(mag_max);
+        let region = Region::<S>::new(params, source)?;
+        let slab = SlabCache::new(
+            region,
+            SlabConfig::new(name, size).align(align),
+            TypedCtor { make, _t: PhantomData },
+        )?;
+        Ok(TypedCache { cache: Cache::new(slab, config)? })
+    }
+
+    /// A constructed object, without waiting for memory; `None` when the
+    /// cache is exhausted.
+    #[inline]
+    pub fn alloc(&self) -> Option<CachedBox<'_, T, F, S, L>> {
+        match self.cache.alloc() {
+            Some(p) => Some(CachedBox { ptr: p.cast(), cache: self }),
+            None => {
+                Self::resume_ctor_panic();
+                None
+            }
+        }
+    }
+
+    /// A constructed object; the error says why there was none. A panic in
+    /// the constructor is resumed here.
+    pub fn alloc_with(&self, flags: AllocFlags) -> Result<CachedBox<'_, T, F, S, L>> {
+        match self.cache.alloc_with(flags) {
+            Ok(p) => Ok(CachedBox { ptr: p.cast(), cache: self }),
+            Err(e) => {
+                Self::resume_ctor_panic();
+                Err(e)
+            }
+        }
+    }
+
+    #[cold]
+    fn resume_ctor_panic() {
+        if let Some(payload) = CTOR_PANIC.with(Cell::take) {
+            resume_unwind(payload);
+        }
+    }
+
+    /// The magazine cache beneath.
+    pub fn cache(&self) -> &TypedInner<T, F, S, L> {
+        &self.cache
+    }
+
+    /// The region beneath.
+    pub fn region(&self) -> &Arc<Region<S>> {
+        self.cache.layer().region()
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+}
+
+/// One constructed `T` from a [`TypedCache`]; dropping it gives the object
+/// back to the cache, still constructed.
+pub struct CachedBox<'c, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    ptr: NonNull<T>,
+    cache: &'c TypedCache<T, F, S, L>,
+}
+
+// SAFETY: a `CachedBox` owns its `T` exclusively (like `Box<T>`), and the
+// cache reference is `Sync` (a `TypedCache` is shared by design); moving the
+// box moves the `T`.
+unsafe impl<T, F, S, L> Send for CachedBox<'_, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+}
+
+// SAFETY: `&CachedBox` only gives `&T`, which is shareable when `T: Sync`.
+unsafe impl<T, F, S, L> Sync for CachedBox<'_, T, F, S, L>
+where
+    T: Send + Sync + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+}
+
+impl<'c, T, F, S, L> CachedBox<'c, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    /// The object's address.
+    pub fn as_ptr(this: &Self) -> *mut T {
+        this.ptr.as_ptr()
+    }
+
+    /// Gives the object back to the slab layer right away (destructing it),
+    /// bypassing the magazines.
+    pub fn free_nocache(this: Self) {
+        let me = core::mem::ManuallyDrop::new(this);
+        // SAFETY: the box owns a constructed object of `me.cache`, forgotten
+        // here so it is freed exactly once.
+        unsafe { me.cache.cache.free_nocache(me.ptr.cast()) }
+    }
+
+    /// Leaks the box, returning the object's address; give it back with
+    /// [`from_raw`](Self::from_raw).
+    pub fn into_raw(this: Self) -> NonNull<T> {
+        core::mem::ManuallyDrop::new(this).ptr
+    }
+
+    /// Rebuilds a box from [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from `into_raw` on a box of this same `cache`, and is not
+    /// owned by another box.
+    pub unsafe fn from_raw(cache: &'c TypedCache<T, F, S, L>, ptr: NonNull<T>) -> Self {
+        CachedBox { ptr, cache }
+    }
+}
+
+impl<T, F, S, L> Deref for CachedBox<'_, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the box owns a constructed `T` (module invariants).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T, F, S, L> DerefMut for CachedBox<'_, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` makes the access unique.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T, F, S, L> fmt::Debug for CachedBox<'_, T, F, S, L>
+where
+    T: Send + fmt::Debug + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T, F, S, L> Drop for CachedBox<'_, T, F, S, L>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+    S: SegmentSource,
+    L: CpuLocal,
+{
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the box owns a constructed object of this cache and is
+        // going away; the object stays a valid `T`.
+        unsafe { self.cache.cache.free(self.ptr.cast()) }
+    }
+}

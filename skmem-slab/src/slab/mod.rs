@@ -1,0 +1,993 @@
+//! The slab layer: objects carved out of a region's segments (Bonwick's slab
+//! allocator, as the seed's cache file drives it).
+//!
+//! A [`SlabCache`] turns the whole segments a [`Region`] hands out into
+//! equally sized objects. Each segment becomes one **slab**; the chunk size
+//! (distance between objects) and the objects per slab are the region's
+//! layout, so object `i` of segment `s` is at `base(s) + i * chunk` and its
+//! index in the region is `s * objs_per_slab + i`.
+//!
+//! # How it works
+//!
+//! * **Discrete bufctls.** Every object has a bufctl kept *outside* the
+//!   segment, in an array owned by its slab; a free object's bufctl holds the
+//!   index of the next free object of the slab. Nothing is ever written into
+//!   a free object, because the object may be mapped into another process
+//!   (an [`MMAPOK`](RegionMode::MMAPOK) region) or visible to a device.
+//! * **Three slab lists.** A slab is on the *partial* list (some objects
+//!   out), the *empty* list (none out) or the *full* list (all out).
+//!   Allocation takes from the first partial slab, then from an empty one,
+//!   and only then asks the region for a new segment. A slab that becomes
+//!   empty stays cached only if no other empty slab is; otherwise the
+//!   oldest empty slab's segment goes back to the region at once.
+//!   [`reap`](SlabCache::reap) returns every empty slab.
+//! * **Allocated-address lookup.** Freeing (and [`object_info`]) maps an
+//!   address to its bufctl. When the region's source is one contiguous span
+//!   ([`Region::span`]), the segment index is `(addr - span) / seg_size`, the
+//!   slab comes from a table indexed by segment and the object index is
+//!   `(addr - base) / chunk`: no hashing. Otherwise a `hashbrown` map holds
+//!   the address of every allocated object (Bonwick's allocated-buffer hash).
+//! * **Construction.** Objects are built by the cache's [`ObjectCtor`] on
+//!   the way out and torn down on the way back, with the cache lock dropped.
+//!   With [`ObjectCtor::ACTIVE`] `false` ([`NoCtor`]) the calls are
+//!   compiled out. A constructor error puts the object back and fails the
+//!   allocation. [`SlabConfig::clear_on_free`] zeroes an object (and its
+//!   shadow) after the destructor, before it rejoins the slab.
+//! * **Chains.** A cache in [`SlabConfig::batch`] mode also hands out and
+//!   takes back chains of objects linked through each object's first word
+//!   ([`alloc_chain`](SlabCache::alloc_chain),
+//!   [`free_chain`](SlabCache::free_chain)). That stores pointers inside
+//!   objects, so it is refused on regions another process may map
+//!   ([`MMAPOK`](RegionMode::MMAPOK), [`SHAREOK`](RegionMode::SHAREOK)). The
+//!   slice-based [`alloc_batch`](SlabCache::alloc_batch) and
+//!   [`free_batch`](SlabCache::free_batch) work everywhere.
+//!
+//! # Locking
+//!
+//! One `parking_lot` mutex guards the slabs, lists and lookup. It is never
+//! held while calling the constructor, the destructor, or the region:
+//! growing drops the lock, calls [`Region::alloc_segment`] (which may block
+//! and ask reapers — possibly this very cache — to give memory back), then
+//! takes the lock again to insert the slab. A free is two short critical
+//! sections around the destructor: the first marks the object as *being
+//! freed* (so a concurrent second free of it is caught), the second puts it
+//! on its slab's free list. Batches take the lock once per group of up to 32
+//! objects.
+//!
+//! # Safety and correctness
+//!
+//! Invariants, all maintained under the cache lock:
+//!
+//! * Every object of every slab is in exactly one state: *free* (on its
+//!   slab's bufctl free list, exactly once), *allocated* (handed out; in the
+//!   address hash when lookup is by hash), or *being freed* (between the two
+//!   halves of a free). Only an allocated object can be freed, so a double
+//!   or concurrent free is detected, never executed twice.
+//! * A slab's `in_use` counts its allocated and being-freed objects; the
+//!   slab is on exactly one of the empty / partial / full lists, the one its
+//!   `in_use` and free list call for.
+//! * Each slab owns one live segment of the region, listed once in the
+//!   lookup; a segment is given back to the region only when its slab is
+//!   empty (no allocated or being-freed object) and has been removed from
+//!   every table, so no later lookup can reach its memory.
+//! * Object addresses are computed from the segment base with in-bounds
+//!   pointer offsets (`idx < objs_per_slab`, `objs_per_slab * chunk <=
+//!   seg_size`), so they keep the segment's provenance; no integer is ever
+//!   turned back into a pointer.
+//! * Objects are touched only through raw pointers (clearing, chain links):
+//!   no Rust reference is formed into memory another process may write.
+//! * Counters: `sl_alloc - sl_free == sl_bufinuse` and
+//!   `sl_create - sl_destroy == partial + empty + full` at every snapshot.
+//!   A constructor failure counts as one allocation, one free and one
+//!   allocation failure; `ctor` counts successful constructions only, so
+//!   `ctor == dtor` once every object is back.
+//! * A constructor or destructor that panics leaves its object allocated
+//!   (respectively being freed): the object is leaked, never handed out
+//!   twice.
+//! * A cache dropped with objects out keeps (leaks) the slabs holding them,
+//!   so that memory stays valid for whoever still uses it, and logs the
+//!   count; empty slabs go back to the region.
+//!
+//! [`object_info`]: SlabCache::object_info
+
+mod inner;
+mod sync;
+
+use std::mem::MaybeUninit;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use skmem_traits::stats::SlabStats;
+use skmem_traits::{
+    AllocFlags, Error, Mirror, NoCtor, NoMirror, ObjectCtor, ObjectInfo, RegionMode, Result,
+    SegmentSource, CACHE_LINE_SIZE,
+};
+
+use self::inner::{Fault, Geometry, Obj, Slab, State, MAX_OBJS_PER_SLAB};
+use self::sync::Mutex;
+use crate::region::{Reap, Region, Segment};
+
+/// Empty slabs kept cached after frees (more are returned to the region).
+const KEEP_EMPTY: u64 = 1;
+
+/// Objects moved per lock acquisition in batch operations.
+const GROUP: usize = 32;
+
+/// What a slab cache is asked to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlabConfig {
+    /// Cache name, used in stats, logs and panics.
+    pub name: String,
+    /// Requested object size; at most the region's chunk size.
+    pub obj_size: usize,
+    /// Requested object alignment: a power of two, at most the alignment
+    /// the region's chunks have.
+    pub align: usize,
+    /// Zero each object (and its shadow) when it returns to its slab, after
+    /// the destructor.
+    pub clear_on_free: bool,
+    /// Allow chain batch operations, which link objects through their first
+    /// word. Refused on regions another process may map.
+    pub batch: bool,
+}
+
+impl SlabConfig {
+    /// A configuration for objects of `obj_size` bytes, aligned to their
+    /// natural alignment (the largest power of two dividing `obj_size`,
+    /// capped at the cache line), without clearing or batching.
+    pub fn new(name: impl Into<String>, obj_size: usize) -> Self {
+        let natural = if obj_size == 0 {
+            1
+        } else {
+            1usize
+                << obj_size
+                    .trailing_zeros()
+                    .min(CACHE_LINE_SIZE.trailing_zeros())
+        };
+        SlabConfig {
+            name: name.into(),
+            obj_size,
+            align: natural,
+            clear_on_free: false,
+            batch: false,
+        }
+    }
+
+    /// Sets the alignment.
+    pub fn align(mut self, align: usize) -> Self {
+        self.align = align;
+        self
+    }
+
+    /// Sets clear-on-free.
+    pub fn clear_on_free(mut self, clear: bool) -> Self {
+        self.clear_on_free = clear;
+        self
+    }
+
+    /// Sets batch (chain) mode.
+    pub fn batch(mut self, batch: bool) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// A cache of equally sized objects carved from a region's segments, one
+/// slab per segment. See the [module docs](self).
+///
+/// `SlabCache` is `Send + Sync`; every method takes `&self`.
+pub struct SlabCache<S: SegmentSource, C: ObjectCtor = NoCtor, M: Mirror = NoMirror> {
+    region: Arc<Region<S, M>>,
+    ctor: C,
+    config: SlabConfig,
+    chunk: usize,
+    objs: u32,
+    max_align: usize,
+    state: Mutex<State>,
+    ctor_calls: AtomicU64,
+    dtor_calls: AtomicU64,
+}
+
+impl<S: SegmentSource, C: ObjectCtor, M: Mirror> std::fmt::Debug for SlabCache<S, C, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlabCache")
+            .field("name", &self.config.name)
+            .field("region", &self.region.name())
+            .field("chunk", &self.chunk)
+            .field("objs_per_slab", &self.objs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
+    /// Creates a cache on `region`, building objects with `ctor`.
+    ///
+    /// Fails with [`Error::InvalidParam`] naming the parameter when
+    /// `obj_size` is 0 or larger than the region's chunk, `align` is not a
+    /// power of two or exceeds the chunks' alignment, `batch` is asked on a
+    /// region another process may map ([`RegionMode::MMAPOK`] /
+    /// [`RegionMode::SHAREOK`]) or read-only to its owner, or for objects
+    /// smaller than a pointer, `clear_on_free` on a region read-only to its
+    /// owner, or the region is a guard region.
+    pub fn new(region: Arc<Region<S, M>>, config: SlabConfig, ctor: C) -> Result<Self> {
+        let layout = *region.layout();
+        let mode = region.mode();
+        let chunk = layout.obj_size;
+        let max_align = layout.align.min(1usize << chunk.trailing_zeros());
+        if config.obj_size == 0 {
+            return Err(Error::invalid_param("obj_size", 0, "must be non-zero"));
+        }
+        if config.obj_size > chunk {
+            return Err(Error::invalid_param(
+                "obj_size",
+                config.obj_size as u64,
+                "larger than the region's chunk (object) size",
+            ));
+        }
+        if !config.align.is_power_of_two() {
+            return Err(Error::invalid_param(
+                "align",
+                config.align as u64,
+                "must be a power of two",
+            ));
+        }
+        if config.align > max_align {
+            return Err(Error::invalid_param(
+                "align",
+                config.align as u64,
+                "larger than the alignment of the region's chunks",
+            ));
+        }
+        if mode.contains(RegionMode::GUARD) {
+            return Err(Error::invalid_param(
+                "region",
+                mode.bits() as u64,
+                "a guard region holds no objects",
+            ));
+        }
+        if config.batch {
+            if mode.intersects(RegionMode::MMAPOK | RegionMode::SHAREOK) {
+                return Err(Error::invalid_param(
+                    "batch",
+                    mode.bits() as u64,
+                    "chains store pointers in objects; refused on regions another process may map (MMAPOK/SHAREOK)",
+                ));
+            }
+            if mode.contains(RegionMode::KREADONLY) {
+                return Err(Error::invalid_param(
+                    "batch",
+                    mode.bits() as u64,
+                    "chains write into objects; the region is read-only to its owner",
+                ));
+            }
+            if config.obj_size < size_of::<*mut u8>() {
+                return Err(Error::invalid_param(
+                    "batch",
+                    config.obj_size as u64,
+                    "objects smaller than a pointer cannot carry a chain link",
+                ));
+            }
+        }
+        if config.clear_on_free && mode.contains(RegionMode::KREADONLY) {
+            return Err(Error::invalid_param(
+                "clear_on_free",
+                mode.bits() as u64,
+                "the region is read-only to its owner",
+            ));
+        }
+        if layout.objs_per_seg == 0 || layout.objs_per_seg > MAX_OBJS_PER_SLAB {
+            return Err(Error::invalid_param(
+                "region",
+                layout.objs_per_seg as u64,
+                "objects per segment out of the slab layer's range",
+            ));
+        }
+        let state = State::new(Geometry {
+            chunk,
+            objs: layout.objs_per_seg,
+            seg_size: layout.seg_size,
+            seg_count: layout.seg_count,
+            span: region.span(),
+        });
+        tracing::debug!(
+            cache = %config.name,
+            region = %region.name(),
+            chunk,
+            objs_per_slab = layout.objs_per_seg,
+            arithmetic = region.span().is_some(),
+            "slab cache created"
+        );
+        Ok(SlabCache {
+            chunk,
+            objs: layout.objs_per_seg,
+            max_align,
+            region,
+            ctor,
+            config,
+            state: Mutex::new(state),
+            ctor_calls: AtomicU64::new(0),
+            dtor_calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The region the slabs come from.
+    pub fn region(&self) -> &Arc<Region<S, M>> {
+        &self.region
+    }
+
+    /// The object constructor.
+    pub fn ctor(&self) -> &C {
+        &self.ctor
+    }
+
+    /// The configuration the cache was created with.
+    pub fn config(&self) -> &SlabConfig {
+        &self.config
+    }
+
+    /// Requested object size.
+    pub fn obj_size(&self) -> usize {
+        self.config.obj_size
+    }
+
+    /// Alignment every object is guaranteed to have: the largest that the
+    /// region's chunks give (at least the requested
+    /// [`SlabConfig::align`]).
+    pub fn obj_align(&self) -> usize {
+        self.max_align
+    }
+
+    /// Distance between objects in a slab (the region's object size); the
+    /// usable size of an object.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+
+    /// Objects per slab (per segment).
+    pub fn objs_per_slab(&self) -> u32 {
+        self.objs
+    }
+
+    /// `true` when addresses find their slab by arithmetic on the region's
+    /// contiguous span, `false` when through the allocated-address hash.
+    pub fn lookup_is_arithmetic(&self) -> bool {
+        self.region.span().is_some()
+    }
+
+    /// `true` when chain operations are enabled.
+    pub fn is_batch(&self) -> bool {
+        self.config.batch
+    }
+
+    // ------------------------------------------------------------------
+    // Allocation
+    // ------------------------------------------------------------------
+
+    /// Allocates one object and constructs it.
+    ///
+    /// When no slab has a free object, a segment is taken from the region
+    /// with `flags` (which may block, or fail with
+    /// [`Error::Exhausted`]). A constructor error is returned as is, after
+    /// the object went back to its slab.
+    #[inline]
+    pub fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        let taken = self.state.lock().take();
+        let obj = match taken {
+            Some(obj) => obj,
+            None => self.alloc_grow(flags)?,
+        };
+        if C::ACTIVE {
+            if let Err(err) = self.construct(&obj, flags) {
+                self.ctor_failed(&[obj]);
+                return Err(err);
+            }
+        }
+        Ok(obj.addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_grow(&self, flags: AllocFlags) -> Result<Obj> {
+        let mut one = [None];
+        match self.grow(flags, &mut one) {
+            Ok(_) => Ok(one[0].expect("a new slab yields an object")),
+            Err(err) => {
+                self.state.lock().counters.alloc_fail += 1;
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes a segment from the region (lock dropped), makes it a slab, and
+    /// fills `out` from it; returns how many were taken (at least one).
+    #[cold]
+    #[inline(never)]
+    fn grow(&self, flags: AllocFlags, out: &mut [Option<Obj>]) -> Result<usize> {
+        let seg = self.region.alloc_segment(flags)?;
+        let slab = Slab::new(seg, self.objs);
+        tracing::trace!(cache = %self.config.name, segment = seg.index, "slab created");
+        Ok(self.state.lock().insert_and_take(slab, out))
+    }
+
+    /// Allocates up to `out.len()` constructed objects into a prefix of
+    /// `out` and returns how many (0 when none could be had).
+    ///
+    /// Only the first growth of the cache uses `flags`; once one object is
+    /// in hand, further slabs are asked for with [`AllocFlags::NoSleep`],
+    /// so the call never blocks after the first object. A constructor
+    /// failure ends the batch early (the failed object goes back).
+    pub fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
+        let mut n = 0;
+        let _ = self.alloc_bulk(out.len(), flags, |obj| {
+            out[n].write(obj.addr);
+            n += 1;
+        });
+        n
+    }
+
+    /// The common part of the batch allocations: up to `want` objects,
+    /// constructed, each passed to `emit`. Returns the count, and the error
+    /// that stopped the batch when it stopped short.
+    fn alloc_bulk(
+        &self,
+        want: usize,
+        flags: AllocFlags,
+        mut emit: impl FnMut(Obj),
+    ) -> (usize, Option<Error>) {
+        let mut done = 0;
+        while done < want {
+            let mut group = [None; GROUP];
+            let limit = GROUP.min(want - done);
+            let mut n = 0;
+            {
+                let mut state = self.state.lock();
+                while n < limit {
+                    match state.take() {
+                        Some(obj) => {
+                            group[n] = Some(obj);
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            if n == 0 {
+                let grow_flags = if done == 0 {
+                    flags
+                } else {
+                    AllocFlags::NoSleep
+                };
+                match self.grow(grow_flags, &mut group[..limit]) {
+                    Ok(taken) => n = taken,
+                    Err(err) => {
+                        if done == 0 {
+                            self.state.lock().counters.alloc_fail += 1;
+                        }
+                        return (done, Some(err));
+                    }
+                }
+            }
+            let mut failed = [None; GROUP];
+            let mut nfailed = 0;
+            let mut first_err = None;
+            for obj in group[..n].iter().flatten() {
+                if first_err.is_none() {
+                    match self.construct(obj, flags) {
+                        Ok(()) => {
+                            emit(*obj);
+                            done += 1;
+                            continue;
+                        }
+                        Err(err) => first_err = Some(err),
+                    }
+                }
+                // After a constructor failure, the rest of the group goes
+                // back unconstructed as well.
+                failed[nfailed] = Some(*obj);
+                nfailed += 1;
+            }
+            if let Some(err) = first_err {
+                let failed: Vec<Obj> = failed[..nfailed].iter().flatten().copied().collect();
+                self.ctor_failed_partial(&failed, done == 0);
+                return (done, Some(err));
+            }
+        }
+        (done, None)
+    }
+
+    #[inline]
+    fn construct(&self, obj: &Obj, flags: AllocFlags) -> Result<()> {
+        if !C::ACTIVE {
+            return Ok(());
+        }
+        let (info, shadow) = inner::info(obj, self.chunk, self.objs);
+        self.ctor.construct(info, shadow, flags)?;
+        self.ctor_calls.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Puts back objects whose construction failed (or was not attempted)
+    /// and counts one allocation failure.
+    #[cold]
+    #[inline(never)]
+    fn ctor_failed(&self, objs: &[Obj]) {
+        self.ctor_failed_partial(objs, true)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ctor_failed_partial(&self, objs: &[Obj], count_failure: bool) {
+        tracing::debug!(cache = %self.config.name, objects = objs.len(), "constructor failed");
+        if self.config.clear_on_free {
+            for obj in objs {
+                // SAFETY: the object is allocated to this call (not handed
+                // out), its segment is live, and it spans `chunk` bytes.
+                unsafe { self.clear(obj) };
+            }
+        }
+        let mut segs = Vec::new();
+        {
+            let mut state = self.state.lock();
+            // In reverse, so the free lists end up as they were before the
+            // objects were taken.
+            for obj in objs.iter().rev() {
+                let obj = state
+                    .begin_free(obj.addr.as_ptr())
+                    .expect("an object just taken is allocated");
+                segs.extend(state.finish_free(&obj, KEEP_EMPTY));
+            }
+            if count_failure {
+                state.counters.alloc_fail += 1;
+            }
+        }
+        self.release_segments(segs);
+    }
+
+    // ------------------------------------------------------------------
+    // Free
+    // ------------------------------------------------------------------
+
+    /// Destructs an object and returns it to its slab.
+    ///
+    /// # Safety
+    ///
+    /// If `obj` is an object currently allocated from this cache, the caller
+    /// owns it and nothing uses it after this call (other threads included).
+    /// Any other address is detected and rejected with a panic.
+    ///
+    /// # Panics
+    ///
+    /// When `obj` is not an allocated object of this cache (a double free, a
+    /// foreign or interior pointer), naming the cache and the address. The
+    /// cache is left unchanged.
+    #[inline]
+    pub unsafe fn free(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        if let Err(fault) = unsafe { self.free_one(obj.as_ptr()) } {
+            self.bad_free(obj.as_ptr(), fault);
+        }
+    }
+
+    /// Like [`free`](Self::free), but an address that is not an allocated
+    /// object of this cache (null, foreign, interior, already freed) is
+    /// refused with [`Error::Invalid`] instead of a panic, and nothing
+    /// changes. For addresses that come from untrusted input.
+    ///
+    /// # Safety
+    ///
+    /// If `obj` is an object currently allocated from this cache, the caller
+    /// owns it and nothing uses it after this call.
+    pub unsafe fn try_free(&self, obj: *mut u8) -> Result<()> {
+        if obj.is_null() {
+            return Err(self.invalid_free(obj, Fault::Foreign));
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_one(obj) }.map_err(|fault| self.invalid_free(obj, fault))
+    }
+
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[inline]
+    unsafe fn free_one(&self, addr: *mut u8) -> Result<(), Fault> {
+        if !C::ACTIVE && !self.config.clear_on_free {
+            // Nothing to run between the halves: one critical section.
+            let seg = {
+                let mut state = self.state.lock();
+                let obj = state.begin_free(addr)?;
+                state.finish_free(&obj, KEEP_EMPTY)
+            };
+            if let Some(seg) = seg {
+                self.release_segments([seg]);
+            }
+            return Ok(());
+        }
+        let obj = self.state.lock().begin_free(addr)?;
+        // SAFETY: `obj` is being freed by this call alone (its bufctl says
+        // so), its slab cannot go away while it is counted in use, and the
+        // caller gave up the object.
+        unsafe { self.destruct_and_clear(&obj) };
+        let seg = self.state.lock().finish_free(&obj, KEEP_EMPTY);
+        if let Some(seg) = seg {
+            self.release_segments([seg]);
+        }
+        Ok(())
+    }
+
+    /// Destructs and returns every object of `objs` to its slab.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free), for each element.
+    ///
+    /// # Panics
+    ///
+    /// When an element is not an allocated object of this cache (including
+    /// an address repeated in `objs`), naming the cache and the address.
+    /// Elements of earlier groups of 32 are freed by then; those of the
+    /// failing group are left allocated.
+    pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        let mut iter = objs.iter();
+        // SAFETY: forwarded from the caller; the addresses come from a slice
+        // and no object memory is read to find the next one.
+        unsafe {
+            self.free_many(|_| iter.next().copied());
+        }
+    }
+
+    /// The common part of the batch frees. `next(None)` yields the first
+    /// address to free; `next(Some(obj))` is called as soon as `obj` has
+    /// been validated and marked as being freed (before its destructor
+    /// runs), and yields the address after it. That is when a chain reads
+    /// its link.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free) for every address `next` yields.
+    unsafe fn free_many(&self, mut next: impl FnMut(Option<&Obj>) -> Option<NonNull<u8>>) {
+        let mut pending = next(None);
+        loop {
+            let mut group = [None; GROUP];
+            let mut n = 0;
+            {
+                let mut state = self.state.lock();
+                while n < GROUP {
+                    let Some(addr) = pending else { break };
+                    match state.begin_free(addr.as_ptr()) {
+                        Ok(obj) => {
+                            group[n] = Some(obj);
+                            n += 1;
+                            pending = next(Some(&obj));
+                        }
+                        Err(fault) => {
+                            for obj in group[..n].iter().flatten() {
+                                state.undo_begin_free(obj);
+                            }
+                            drop(state);
+                            self.bad_free(addr.as_ptr(), fault);
+                        }
+                    }
+                }
+            }
+            if C::ACTIVE || self.config.clear_on_free {
+                for obj in group[..n].iter().flatten() {
+                    // SAFETY: each object is being freed by this call alone
+                    // and its slab stays while it counts in use; the caller
+                    // gave it up.
+                    unsafe { self.destruct_and_clear(obj) };
+                }
+            }
+            let mut segs = Vec::new();
+            {
+                let mut state = self.state.lock();
+                for obj in group[..n].iter().flatten() {
+                    segs.extend(state.finish_free(obj, KEEP_EMPTY));
+                }
+            }
+            self.release_segments(segs);
+            if pending.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Runs the destructor, then clears when configured.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is being freed by the caller alone and its segment is live.
+    #[inline]
+    unsafe fn destruct_and_clear(&self, obj: &Obj) {
+        if C::ACTIVE {
+            let (info, shadow) = inner::info(obj, self.chunk, self.objs);
+            self.ctor.destruct(info, shadow);
+            self.dtor_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.config.clear_on_free {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.clear(obj) };
+        }
+    }
+
+    /// Zeroes an object and its shadow.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive use of `obj`, whose segment is live.
+    unsafe fn clear(&self, obj: &Obj) {
+        let (_, shadow) = inner::info(obj, self.chunk, self.objs);
+        // SAFETY:
+        // * the object spans `chunk` bytes inside its live segment;
+        // * the caller has exclusive use of it;
+        // * the region is writable to its owner (clear_on_free is refused on
+        //   KREADONLY regions).
+        unsafe { ptr::write_bytes(obj.addr.as_ptr(), 0, self.chunk) };
+        if let Some(shadow) = shadow {
+            // SAFETY: the shadow object is at the same offset of a live
+            // shadow segment of the same size, and is used with its master.
+            unsafe { ptr::write_bytes(shadow.addr.as_ptr(), 0, self.chunk) };
+        }
+    }
+
+    /// Gives segments of removed (empty) slabs back to the region.
+    fn release_segments(&self, segs: impl IntoIterator<Item = Segment>) {
+        for seg in segs {
+            tracing::trace!(cache = %self.config.name, segment = seg.index, "slab destroyed");
+            // SAFETY: the segment came from this region's `alloc_segment`;
+            // its slab was empty and has been removed from every table under
+            // the lock, so nothing in this cache reaches its memory again.
+            unsafe { self.region.free_segment(seg) };
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn bad_free(&self, addr: *const u8, fault: Fault) -> ! {
+        panic!(
+            "slab cache `{}`: free of {:p}, which {}",
+            self.config.name,
+            addr,
+            fault.describe()
+        )
+    }
+
+    #[cold]
+    fn invalid_free(&self, addr: *const u8, fault: Fault) -> Error {
+        Error::Invalid {
+            field: "obj",
+            reason: format!(
+                "slab cache `{}`: {:p} {}",
+                self.config.name,
+                addr,
+                if addr.is_null() {
+                    "is null"
+                } else {
+                    fault.describe()
+                }
+            ),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Chains
+    // ------------------------------------------------------------------
+
+    /// Allocates up to `count` constructed objects as a chain: each
+    /// object's first word (a `*mut u8`, possibly unaligned) holds the
+    /// address of the next, and the last holds null. Returns the head and
+    /// the length (at least 1).
+    ///
+    /// The link overwrites whatever the constructor wrote in the first word.
+    /// As with [`alloc_batch`](Self::alloc_batch), only the first growth uses
+    /// `flags`.
+    ///
+    /// Fails with [`Error::Invalid`] (field `batch`) when the cache is not in
+    /// batch mode, [`Error::InvalidParam`] (`count`) for a zero count, and
+    /// with the growth or constructor error when no object could be had.
+    pub fn alloc_chain(&self, count: usize, flags: AllocFlags) -> Result<(NonNull<u8>, usize)> {
+        if !self.config.batch {
+            return Err(self.not_batch());
+        }
+        if count == 0 {
+            return Err(Error::invalid_param("count", 0, "must be non-zero"));
+        }
+        let mut head: Option<NonNull<u8>> = None;
+        let mut tail: Option<NonNull<u8>> = None;
+        let (n, err) = self.alloc_bulk(count, flags, |obj| {
+            match tail {
+                // SAFETY: `tail` is a constructed object of this call's
+                // chain, at least pointer-sized (checked in `new`), writable
+                // (batch is refused on read-only regions), and not yet
+                // handed out; the write is unaligned-tolerant.
+                Some(t) => unsafe {
+                    ptr::write_unaligned(t.as_ptr().cast::<*mut u8>(), obj.addr.as_ptr())
+                },
+                None => head = Some(obj.addr),
+            }
+            tail = Some(obj.addr);
+        });
+        match (head, tail) {
+            (Some(head), Some(tail)) => {
+                // SAFETY: as above, for the last object.
+                unsafe { ptr::write_unaligned(tail.as_ptr().cast::<*mut u8>(), ptr::null_mut()) };
+                Ok((head, n))
+            }
+            _ => Err(err.unwrap_or_else(|| self.exhausted())),
+        }
+    }
+
+    /// Frees a chain built as [`alloc_chain`](Self::alloc_chain) builds them
+    /// (first word = next object, null at the end); returns the number of
+    /// objects freed.
+    ///
+    /// Each object is validated before its link is read, so a chain that
+    /// runs into a foreign or freed object (or loops) is caught by the
+    /// panic below without reading that object.
+    ///
+    /// # Safety
+    ///
+    /// Every object of the chain that is currently allocated from this cache
+    /// is owned by the caller and not used after this call; each link word
+    /// holds the next object or null.
+    ///
+    /// # Panics
+    ///
+    /// When the cache is not in batch mode, or an object of the chain is
+    /// not an allocated object of this cache (naming the cache and address;
+    /// the objects before it, in groups of 32, are freed by then).
+    pub unsafe fn free_chain(&self, head: NonNull<u8>) -> usize {
+        if !self.config.batch {
+            panic!(
+                "slab cache `{}`: free_chain on a cache not in batch mode",
+                self.config.name
+            );
+        }
+        let mut count = 0usize;
+        let next = |prev: Option<&Obj>| match prev {
+            None => Some(head),
+            Some(obj) => {
+                count += 1;
+                // SAFETY: `obj` was just validated as an allocated object of
+                // this cache and marked as being freed by this call, so it
+                // is live and ours; its destructor has not run yet; objects
+                // are at least pointer-sized (checked in `new`); the read
+                // tolerates misalignment.
+                NonNull::new(unsafe { ptr::read_unaligned(obj.addr.as_ptr().cast::<*mut u8>()) })
+            }
+        };
+        // SAFETY: forwarded from the caller; `next` reads each link only
+        // after the object holding it was validated.
+        unsafe { self.free_many(next) };
+        count
+    }
+
+    #[cold]
+    fn not_batch(&self) -> Error {
+        Error::Invalid {
+            field: "batch",
+            reason: format!(
+                "slab cache `{}` was not created in batch mode",
+                self.config.name
+            ),
+        }
+    }
+
+    #[cold]
+    fn exhausted(&self) -> Error {
+        Error::Exhausted {
+            name: self.config.name.clone(),
+            capacity: self.region.layout().obj_count as u64,
+            unit: "objects",
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Lookup, reap, stats
+    // ------------------------------------------------------------------
+
+    /// What the cache knows about the allocated object at `obj`; `None` for
+    /// any address that is not the start of an allocated object of this
+    /// cache (free objects included).
+    pub fn object_info(&self, obj: *const u8) -> Option<ObjectInfo> {
+        let found = self.state.lock().lookup(obj)?;
+        Some(inner::info(&found, self.chunk, self.objs).0)
+    }
+
+    /// Like [`object_info`](Self::object_info), with the shadow object's
+    /// info on mirrored regions.
+    pub fn object_info_with_shadow(
+        &self,
+        obj: *const u8,
+    ) -> Option<(ObjectInfo, Option<ObjectInfo>)> {
+        let found = self.state.lock().lookup(obj)?;
+        Some(inner::info(&found, self.chunk, self.objs))
+    }
+
+    /// Returns every empty slab's segment to the region.
+    pub fn reap(&self) {
+        let segs = self.state.lock().take_empty_slabs(0);
+        if !segs.is_empty() {
+            tracing::debug!(cache = %self.config.name, slabs = segs.len(), "reaped empty slabs");
+        }
+        self.release_segments(segs);
+    }
+
+    /// A snapshot of the slab layer's statistics.
+    pub fn stats(&self) -> SlabStats {
+        let state = self.state.lock();
+        let (partial, empty, full) = state.list_lens();
+        let c = state.counters;
+        SlabStats {
+            name: self.config.name.clone(),
+            objsize: self.config.obj_size as u64,
+            objalign: self.config.align as u64,
+            chunksize: self.chunk as u64,
+            slabsize: self.region.layout().seg_size as u64,
+            chunks_per_slab: self.objs,
+            sl_create: c.create,
+            sl_destroy: c.destroy,
+            sl_alloc: c.alloc,
+            sl_free: c.free,
+            sl_alloc_fail: c.alloc_fail,
+            sl_partial: partial,
+            sl_full: full,
+            sl_empty: empty,
+            sl_bufinuse: state.in_use(),
+            sl_hash_size: state.hash_size(),
+            ctor: self.ctor_calls.load(Ordering::Relaxed),
+            dtor: self.dtor_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Walks every slab, bufctl, list and lookup entry and checks the
+    /// invariants of the [module docs](self); `Err` names the first broken
+    /// one. Costs time linear in the objects of all slabs: for tests and
+    /// debugging.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        self.state.lock().check()
+    }
+}
+
+impl<S: SegmentSource, C: ObjectCtor, M: Mirror> Reap for SlabCache<S, C, M> {
+    /// Returns the empty slabs (the slab layer holds no other cached memory).
+    fn reap_now(&self, _purge: bool) {
+        self.reap();
+    }
+}
+
+impl<S: SegmentSource, C: ObjectCtor, M: Mirror> Drop for SlabCache<S, C, M> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        let outstanding = state.in_use();
+        let mut empty = Vec::new();
+        let mut leaked = 0u64;
+        for (seg, in_use) in state.live_segments() {
+            if in_use == 0 {
+                empty.push(seg);
+            } else {
+                leaked += 1;
+            }
+        }
+        for seg in empty {
+            // SAFETY: an empty slab's segment came from this region and no
+            // object of it is out; the cache is going away, so nothing
+            // reaches the memory again.
+            unsafe { self.region.free_segment(seg) };
+        }
+        if outstanding != 0 {
+            tracing::error!(
+                cache = %self.config.name,
+                outstanding,
+                slabs = leaked,
+                "slab cache dropped with objects outstanding; their slabs are leaked"
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Two threads hammering one slab cache, with invariant checks along the way.
+
+mod slab_common;
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+use std::sync::{Arc, Barrier};
+
+use skmem_backends::{Heap, HeapConfig};
+use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
+use skmem_traits::{AllocFlags, Error, RegionMode, SegmentSource};
+
+use slab_common::*;
+
+const ITERS: usize = if cfg!(miri) { 150 } else { 20_000 };
+
+/// Tiny xorshift so the test needs no RNG crate and stays deterministic.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// Raw object address that may cross threads (the test owns the object).
+#[derive(Clone, Copy)]
+struct Owned(NonNull<u8>);
+// SAFETY: the object is exclusively owned by whichever thread holds it.
+unsafe impl Send for Owned {}
+
+fn hammer<S: SegmentSource>(region: Arc<Region<S>>) {
+    let cache = Arc::new(
+        SlabCache::new(
+            region.clone(),
+            SlabConfig::new("hammer", 64).clear_on_free(true),
+            CheckingCtor::default(),
+        )
+        .unwrap(),
+    );
+    let capacity = region.layout().obj_count;
+    let barrier = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let cache = cache.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x9E37_79B9 + t * 7919);
+                let mut mine: Vec<(Owned, u64)> = Vec::new();
+                barrier.wait();
+                for i in 0..ITERS {
+                    let tag = (t << 56) | i as u64;
+                    match rng.next() % 8 {
+                        0..=2 => match cache.alloc(AllocFlags::NoSleep) {
+                            Ok(p) => {
+                                // SAFETY: ours, 64 bytes.
+                                unsafe { p.as_ptr().cast::<u64>().write_unaligned(tag) };
+                                mine.push((Owned(p), tag));
+                            }
+                            Err(e) => assert!(matches!(e, Error::Exhausted { .. }), "{e}"),
+                        },
+                        3 => {
+                            let mut out = [MaybeUninit::uninit(); 8];
+                            let n = cache.alloc_batch(&mut out, AllocFlags::NoSleep);
+                            for slot in &out[..n] {
+                                // SAFETY: initialised by alloc_batch.
+                                let p = unsafe { slot.assume_init() };
+                                // SAFETY: ours, 64 bytes.
+                                unsafe { p.as_ptr().cast::<u64>().write_unaligned(tag) };
+                                mine.push((Owned(p), tag));
+                            }
+                        }
+                        4..=5 if !mine.is_empty() => {
+                            let k = rng.next() as usize % mine.len();
+                            let (Owned(p), tag) = mine.swap_remove(k);
+                            // SAFETY: ours, 64 bytes; nobody else writes it.
+                            assert_eq!(unsafe { p.as_ptr().cast::<u64>().read_unaligned() }, tag);
+                            let info = cache.object_info(p.as_ptr()).unwrap();
+                            assert_eq!(info.addr, p);
+                            // SAFETY: ours, freed once.
+                            unsafe { cache.free(p) };
+                        }
+                        6 if !mine.is_empty() => {
+                            let n = (rng.next() as usize % 8).min(mine.len());
+                            let batch: Vec<NonNull<u8>> = mine
+                                .drain(..n)
+                                .map(|(Owned(p), tag)| {
+                                    // SAFETY: ours, 64 bytes.
+                                    let seen = unsafe { p.as_ptr().cast::<u64>().read_unaligned() };
+                                    assert_eq!(seen, tag);
+                                    p
+                                })
+                                .collect();
+                            // SAFETY: ours, freed once.
+                            unsafe { cache.free_batch(&batch) };
+                        }
+                        _ => {
+                            if i % 16 == 0 {
+                                cache.check_invariants().unwrap();
+                                let s = cache.stats();
+                                assert_eq!(s.sl_alloc - s.sl_free, s.sl_bufinuse);
+                                assert!(s.sl_bufinuse as usize <= capacity);
+                            }
+                            if i % 64 == 0 {
+                                cache.reap();
+                            }
+                        }
+                    }
+                }
+                for (Owned(p), tag) in &mine {
+                    // SAFETY: ours.
+                    assert_eq!(unsafe { p.as_ptr().cast::<u64>().read_unaligned() }, *tag);
+                }
+                mine.into_iter().map(|(o, _)| o).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let leftovers: Vec<NonNull<u8>> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .map(|Owned(p)| p)
+        .collect();
+    let s = cache.stats();
+    assert_eq!(s.sl_bufinuse as usize, leftovers.len());
+    assert_eq!(cache.ctor().live_count(), leftovers.len());
+    // SAFETY: every leftover object, freed once.
+    unsafe { cache.free_batch(&leftovers) };
+    cache.reap();
+    cache.check_invariants().unwrap();
+    let s = cache.stats();
+    assert_eq!((s.sl_bufinuse, s.sl_alloc - s.sl_free), (0, 0));
+    assert_eq!(s.ctor, s.dtor);
+    assert_eq!(s.sl_create, s.sl_destroy);
+    assert!(
+        s.sl_alloc > 0 && s.sl_create > 1,
+        "the test did not exercise growth"
+    );
+    assert_eq!(region.segments_in_use(), 0);
+}
+
+fn params(name: &str) -> RegionParams {
+    // 4 KiB slabs of 64 objects, 512 objects in all: both threads run into
+    // exhaustion and slab turnover.
+    let count = if cfg!(miri) { 192 } else { 512 };
+    RegionParams::new(name, 64, count)
+        .seg_size(4096)
+        .mode(RegionMode::NOMAGAZINES)
+}
+
+#[test]
+fn two_threads_heap() {
+    hammer(Region::<Heap>::new(params("threads-heap"), HeapConfig::default()).unwrap());
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+#[test]
+fn two_threads_mmap() {
+    use skmem_backends::{Mmap, MmapConfig};
+    hammer(Region::<Mmap>::new(params("threads-mmap"), MmapConfig::default()).unwrap());
+}

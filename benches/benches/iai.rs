@@ -83,13 +83,43 @@ macro_rules! contender {
 }
 
 contender!(pairs_null, batch32_null, Null, Null);
-contender!(pairs_system, batch32_system, Malloc<System>, Malloc::new(System, OBJ_SIZE));
-contender!(pairs_mimalloc, batch32_mimalloc, Malloc<MiMalloc>, Malloc::new(MiMalloc, OBJ_SIZE));
-contender!(pairs_jemalloc, batch32_jemalloc, Malloc<Jemalloc>, Malloc::new(Jemalloc, OBJ_SIZE));
+contender!(
+    pairs_system,
+    batch32_system,
+    Malloc<System>,
+    Malloc::new(System, OBJ_SIZE)
+);
+contender!(
+    pairs_mimalloc,
+    batch32_mimalloc,
+    Malloc<MiMalloc>,
+    Malloc::new(MiMalloc, OBJ_SIZE)
+);
+contender!(
+    pairs_jemalloc,
+    batch32_jemalloc,
+    Malloc<Jemalloc>,
+    Malloc::new(Jemalloc, OBJ_SIZE)
+);
 
-contender!(pairs_mag_percpu, batch32_mag_percpu, MagPerCpu, MagPerCpu::new(OBJ_SIZE));
-contender!(pairs_mag_perthread, batch32_mag_perthread, MagPerThread, MagPerThread::new(OBJ_SIZE));
-contender!(pairs_mag_global, batch32_mag_global, MagGlobal, MagGlobal::new(OBJ_SIZE));
+contender!(
+    pairs_mag_percpu,
+    batch32_mag_percpu,
+    MagPerCpu,
+    MagPerCpu::new(OBJ_SIZE)
+);
+contender!(
+    pairs_mag_perthread,
+    batch32_mag_perthread,
+    MagPerThread,
+    MagPerThread::new(OBJ_SIZE)
+);
+contender!(
+    pairs_mag_global,
+    batch32_mag_global,
+    MagGlobal,
+    MagGlobal::new(OBJ_SIZE)
+);
 contender!(pairs_slab, batch32_slab, SlabPool, SlabPool::new(OBJ_SIZE));
 
 library_benchmark_group!(

@@ -69,7 +69,11 @@ where
 /// Measures constructed-object reuse: get, read one constructed word, put.
 fn bench_ctor<P: ObjPool>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, pool: &P) {
     let expected = skmem_benches::ctor::expected_word(7);
-    assert_eq!(workload::use_constructed(pool, 7), expected, "{id}: object not constructed");
+    assert_eq!(
+        workload::use_constructed(pool, 7),
+        expected,
+        "{id}: object not constructed"
+    );
     g.throughput(Throughput::Elements(1));
     g.bench_function(id, |b| b.iter(|| workload::use_constructed(pool, 7)));
 }

@@ -53,7 +53,11 @@ impl sharded_slab::Clear for Table {
 pub fn expected_word(i: usize) -> u32 {
     let mut c = i as u32;
     for _ in 0..8 {
-        c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        c = if c & 1 != 0 {
+            0xEDB8_8320 ^ (c >> 1)
+        } else {
+            c >> 1
+        };
     }
     c
 }

@@ -108,7 +108,7 @@ impl<A: GlobalAlloc, const CONSTRUCT: bool> ObjPool for Malloc<A, CONSTRUCT> {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: Ptr) {
+    unsafe fn put(&self, h: Ptr) {
         // SAFETY: the caller guarantees `h` came from `get` on this pool,
         // i.e. from `self.alloc` with `self.layout`.
         unsafe { self.alloc.dealloc(h.0.as_ptr(), self.layout) }
@@ -151,7 +151,7 @@ impl<T: Default + sharded_slab::Clear + Words> ObjPool for ShardedPool<T> {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: usize) {
+    unsafe fn put(&self, h: usize) {
         let cleared = self.0.clear(h);
         debug_assert!(cleared, "sharded-slab key {h} was not live");
     }
@@ -288,7 +288,7 @@ impl ObjPool for VecStack {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: Ptr) {
+    unsafe fn put(&self, h: Ptr) {
         // Never reallocates: the vector was built holding every object.
         self.free.borrow_mut().push(h);
     }
@@ -341,7 +341,7 @@ impl ObjPool for MutexVecStack {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: Ptr) {
+    unsafe fn put(&self, h: Ptr) {
         self.free.lock().expect("vec-stack lock").push(h);
     }
 
@@ -370,7 +370,7 @@ impl ObjPool for Null {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, _h: Ptr) {}
+    unsafe fn put(&self, _h: Ptr) {}
 
     #[inline]
     fn read(&self, _h: &Ptr, _word: usize) -> u32 {

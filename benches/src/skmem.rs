@@ -3,7 +3,7 @@
 //!
 //! Both sit on a region backed by [`Mmap`] (one memfd span, so an address
 //! maps to its segment by arithmetic — the Linux configuration), sized for
-//! [`POOL_CAPACITY`](crate::POOL_CAPACITY) objects plus the worst-case
+//! [`POOL_CAPACITY`] objects plus the worst-case
 //! magazine residency.
 
 use core::mem::MaybeUninit;
@@ -88,7 +88,11 @@ impl<L: CpuLocal> MagPool<L, TableCtor> {
     /// Constructed [`Table`](crate::ctor::Table) objects, kept constructed
     /// in the magazines.
     pub fn constructed() -> Self {
-        let slab = slab_cache(&format!("bench-mag-{}-ctor", L::NAME), CTOR_OBJ_SIZE, TableCtor);
+        let slab = slab_cache(
+            &format!("bench-mag-{}-ctor", L::NAME),
+            CTOR_OBJ_SIZE,
+            TableCtor,
+        );
         MagPool(Cache::new(slab, CacheConfig::default().register(false)).expect("bench cache"))
     }
 }
@@ -134,11 +138,14 @@ impl<C: ObjectCtor> ObjPool for SlabPool<C> {
 
     #[inline]
     fn get(&self) -> Ptr {
-        Ptr(self.0.alloc(AllocFlags::NoSleep).expect("skmem slab exhausted"))
+        Ptr(self
+            .0
+            .alloc(AllocFlags::NoSleep)
+            .expect("skmem slab exhausted"))
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: Ptr) {
+    unsafe fn put(&self, h: Ptr) {
         // SAFETY: the caller guarantees `h` came from this cache, once.
         unsafe { self.0.free(h.0) }
     }
@@ -150,13 +157,13 @@ impl<C: ObjectCtor> ObjPool for SlabPool<C> {
     }
 
     #[inline]
-    fn get_batch<'a>(&'a self, out: &mut Vec<Ptr>, n: usize) {
+    fn get_batch(&self, out: &mut Vec<Ptr>, n: usize) {
         let got = self.0.alloc_batch(spare(out, n), AllocFlags::NoSleep);
         commit(out, got, n);
     }
 
     #[inline]
-    unsafe fn put_batch<'a>(&'a self, hs: &mut Vec<Ptr>) {
+    unsafe fn put_batch(&self, hs: &mut Vec<Ptr>) {
         // SAFETY: the caller guarantees every handle came from this cache.
         unsafe { self.0.free_batch(ptrs(hs)) };
         hs.clear();
@@ -175,7 +182,7 @@ impl<L: CpuLocal, C: ObjectCtor + 'static> ObjPool for MagPool<L, C> {
     }
 
     #[inline]
-    unsafe fn put<'a>(&'a self, h: Ptr) {
+    unsafe fn put(&self, h: Ptr) {
         // SAFETY: the caller guarantees `h` came from this cache, once, and
         // the workloads never change an object's constructed state.
         unsafe { self.0.free(h.0) }
@@ -188,13 +195,13 @@ impl<L: CpuLocal, C: ObjectCtor + 'static> ObjPool for MagPool<L, C> {
     }
 
     #[inline]
-    fn get_batch<'a>(&'a self, out: &mut Vec<Ptr>, n: usize) {
+    fn get_batch(&self, out: &mut Vec<Ptr>, n: usize) {
         let got = self.0.alloc_batch(spare(out, n), AllocFlags::NoSleep);
         commit(out, got, n);
     }
 
     #[inline]
-    unsafe fn put_batch<'a>(&'a self, hs: &mut Vec<Ptr>) {
+    unsafe fn put_batch(&self, hs: &mut Vec<Ptr>) {
         // SAFETY: as for `put`, for every handle.
         unsafe { self.0.free_batch(ptrs(hs)) };
         hs.clear();

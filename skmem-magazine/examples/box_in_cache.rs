@@ -17,18 +17,33 @@ type PacketCache = Cache<SlabCache<Heap>, PerThread>;
 
 fn main() -> skmem_traits::Result<()> {
     let size = core::mem::size_of::<Packet>();
-    let params = RegionParams::new("packets", size, 4096).magazine_max_objs(magazine_max_objs(128, 8));
+    let params =
+        RegionParams::new("packets", size, 4096).magazine_max_objs(magazine_max_objs(128, 8));
     let region = Region::<Heap>::new(params, HeapConfig::default())?;
     let slab = SlabCache::new(region, SlabConfig::new("packets", size), NoCtor)?;
     let cache: PacketCache = Cache::new(slab, CacheConfig::default())?;
 
     let boxes: Vec<Box<Packet, PacketCache>> = (0..10u16)
-        .map(|i| Box::new_in(Packet { len: i, data: [i as u8; 120] }, cache.clone()))
+        .map(|i| {
+            Box::new_in(
+                Packet {
+                    len: i,
+                    data: [i as u8; 120],
+                },
+                cache.clone(),
+            )
+        })
         .collect();
-    let total: usize = boxes.iter().map(|p| p.len as usize + p.data[0] as usize).sum();
+    let total: usize = boxes
+        .iter()
+        .map(|p| p.len as usize + p.data[0] as usize)
+        .sum();
     println!("10 packets boxed in the cache, checksum {total}");
     drop(boxes);
     let s = cache.stats();
-    println!("after drop: {} objects resting in magazines, {} out of the slab layer", s.cached_objs, s.slab.sl_bufinuse);
+    println!(
+        "after drop: {} objects resting in magazines, {} out of the slab layer",
+        s.cached_objs, s.slab.sl_bufinuse
+    );
     Ok(())
 }

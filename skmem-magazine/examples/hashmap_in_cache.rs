@@ -8,12 +8,14 @@ use skmem_traits::NoCtor;
 
 fn main() -> skmem_traits::Result<()> {
     const TABLE: usize = 16 * 1024;
-    let params = RegionParams::new("tables", TABLE, 8).magazine_max_objs(magazine_max_objs(TABLE, 1));
+    let params =
+        RegionParams::new("tables", TABLE, 8).magazine_max_objs(magazine_max_objs(TABLE, 1));
     let region = Region::<Heap>::new(params, HeapConfig::default())?;
     let slab = SlabCache::new(region, SlabConfig::new("tables", TABLE), NoCtor)?;
     let cache: Cache<_, Global> = Cache::new(slab, CacheConfig::default())?;
 
-    let mut map = hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &cache);
+    let mut map =
+        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &cache);
     let mut n = 0u32;
     while map.try_reserve(1).is_ok() {
         map.insert(n, u64::from(n) * u64::from(n));

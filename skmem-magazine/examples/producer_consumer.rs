@@ -17,11 +17,14 @@ struct Buffer {
 
 fn build() -> Buffer {
     BUILT.fetch_add(1, Ordering::Relaxed);
-    Buffer { bytes: Vec::with_capacity(1500) }
+    Buffer {
+        bytes: Vec::with_capacity(1500),
+    }
 }
 
 fn main() -> skmem_traits::Result<()> {
-    let cache: TypedCache<Buffer, fn() -> Buffer, Heap, PerThread> = TypedCache::with_ctor("buffers", 1024, build)?;
+    let cache: TypedCache<Buffer, fn() -> Buffer, Heap, PerThread> =
+        TypedCache::with_ctor("buffers", 1024, build as fn() -> Buffer)?;
     // Periodic working-set updates and reaps while the threads run.
     let maintenance = Maintenance::start(MaintenanceConfig {
         update_interval: std::time::Duration::from_millis(5),

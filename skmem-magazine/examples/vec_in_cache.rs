@@ -11,7 +11,8 @@ use skmem_traits::NoCtor;
 
 fn main() -> skmem_traits::Result<()> {
     // 256-byte objects, room for 1024 of them (plus the magazines' share).
-    let params = RegionParams::new("vec-buffers", 256, 1024).magazine_max_objs(magazine_max_objs(256, skmem_magazine::local::ncpus()));
+    let params = RegionParams::new("vec-buffers", 256, 1024)
+        .magazine_max_objs(magazine_max_objs(256, skmem_magazine::local::ncpus()));
     let region = Region::<Heap>::new(params, HeapConfig::default())?;
     let slab = SlabCache::new(region, SlabConfig::new("vec-buffers", 256), NoCtor)?;
     let cache: Cache<_, PerCpu> = Cache::new(slab, CacheConfig::default())?;
@@ -19,7 +20,12 @@ fn main() -> skmem_traits::Result<()> {
     for round in 0..3 {
         let mut v: Vec<u64, &Cache<_, PerCpu>> = Vec::with_capacity_in(8, &cache);
         v.extend((0..32).map(|i| i * round));
-        println!("round {round}: {} u64s, capacity {}, sum {}", v.len(), v.capacity(), v.iter().sum::<u64>());
+        println!(
+            "round {round}: {} u64s, capacity {}, sum {}",
+            v.len(),
+            v.capacity(),
+            v.iter().sum::<u64>()
+        );
         assert!(v.try_reserve(1).is_err(), "33 u64s do not fit 256 bytes");
     }
     let s = cache.stats();

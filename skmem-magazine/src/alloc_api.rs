@@ -67,7 +67,11 @@ impl<B: RawObjects, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         if zero {
             // SAFETY: `ptr` is a live object of `obj_size` bytes (it fits
             // `old`, which the caller allocated here); we zero its tail.
-            unsafe { ptr.as_ptr().add(old.size()).write_bytes(0, self.obj_size() - old.size()) };
+            unsafe {
+                ptr.as_ptr()
+                    .add(old.size())
+                    .write_bytes(0, self.obj_size() - old.size())
+            };
         }
         Ok(self.block(ptr))
     }
@@ -102,17 +106,32 @@ unsafe impl<B: RawObjects, L: CpuLocal, G: Ladder> Allocator for Cache<B, L, G> 
         unsafe { self.free(ptr) }
     }
 
-    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from the caller.
         unsafe { self.grow_impl(ptr, old, new, false) }
     }
 
-    unsafe fn grow_zeroed(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from the caller.
         unsafe { self.grow_impl(ptr, old, new, true) }
     }
 
-    unsafe fn shrink(&self, ptr: NonNull<u8>, _old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        _old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         if self.fits(new) {
             Ok(self.block(ptr))
         } else {

@@ -80,7 +80,13 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { dynamic: false, no_magazines: false, purge_on_reap: false, contention_threshold: 3, register: true }
+        CacheConfig {
+            dynamic: false,
+            no_magazines: false,
+            purge_on_reap: false,
+            contention_threshold: 3,
+            register: true,
+        }
     }
 }
 
@@ -135,7 +141,15 @@ impl<N: ArrayLength> fmt::Debug for CpuCache<N> {
 
 impl<N: ArrayLength> CpuCache<N> {
     fn new(magsize: u32) -> Self {
-        CpuCache { rounds: -1, magsize, loaded: None, alloc: 0, free: 0, prounds: -1, ploaded: None }
+        CpuCache {
+            rounds: -1,
+            magsize,
+            loaded: None,
+            alloc: 0,
+            free: 0,
+            prounds: -1,
+            ploaded: None,
+        }
     }
 
     #[inline(always)]
@@ -207,7 +221,13 @@ struct PerimeterState {
 
 impl Perimeter {
     fn new() -> Self {
-        Perimeter { state: Mutex::new(PerimeterState { busy: 0, owner: None }), cv: Condvar::new() }
+        Perimeter {
+            state: Mutex::new(PerimeterState {
+                busy: 0,
+                owner: None,
+            }),
+            cv: Condvar::new(),
+        }
     }
 
     fn enter(&self, can_sleep: bool) -> bool {
@@ -275,7 +295,9 @@ pub struct Cache<B: ObjectLayer, L: CpuLocal = PerCpu, G: Ladder = SeedLadder> {
 
 impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Clone for Cache<B, L, G> {
     fn clone(&self) -> Self {
-        Cache { inner: self.inner.clone() }
+        Cache {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -300,10 +322,18 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         let () = <G as LadderExt>::VALID;
         let chunk = below.chunk_size();
         if chunk == 0 || chunk < below.obj_size() {
-            return Err(Error::invalid_param("chunk_size", chunk as u64, "the layer's chunk is smaller than its objects"));
+            return Err(Error::invalid_param(
+                "chunk_size",
+                chunk as u64,
+                "the layer's chunk is smaller than its objects",
+            ));
         }
         if !below.obj_align().is_power_of_two() {
-            return Err(Error::invalid_param("obj_align", below.obj_align() as u64, "not a power of two"));
+            return Err(Error::invalid_param(
+                "obj_align",
+                below.obj_align() as u64,
+                "not a power of two",
+            ));
         }
         let step = G::start_step(chunk);
         let rounds = G::rounds(step);
@@ -313,7 +343,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
             let init_rounds = enabled_rounds.clone();
             let exit_owner = weak.clone();
             let hooks = SlotHooks {
-                init: Box::new(move || CpuCache::new(init_rounds.load(std::sync::atomic::Ordering::Acquire))),
+                init: Box::new(move || {
+                    CpuCache::new(init_rounds.load(std::sync::atomic::Ordering::Acquire))
+                }),
                 on_exit: Some(Box::new(move |cp: &mut CpuCache<G::MaxRounds>| {
                     let inner = exit_owner.upgrade()?;
                     let taken = core::mem::replace(cp, CpuCache::new(0));
@@ -550,13 +582,20 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     /// The CPU-layer half of batch allocation, under the slot's exclusion.
-    fn cpu_alloc(&self, cp: &mut CpuCache<G::MaxRounds>, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
+    fn cpu_alloc(
+        &self,
+        cp: &mut CpuCache<G::MaxRounds>,
+        out: &mut [MaybeUninit<NonNull<u8>>],
+    ) -> usize {
         let mut got = 0;
         loop {
             if cp.rounds > 0 {
                 let k = (cp.rounds as usize).min(out.len() - got);
                 let top = cp.rounds as usize;
-                let mag = cp.loaded.as_deref().expect("rounds > 0 without a loaded magazine");
+                let mag = cp
+                    .loaded
+                    .as_deref()
+                    .expect("rounds > 0 without a loaded magazine");
                 for (i, slot) in out[got..got + k].iter_mut().enumerate() {
                     // SAFETY: valid rounds hold object addresses (non-null).
                     slot.write(unsafe { NonNull::new_unchecked(mag.round(top - 1 - i)) });
@@ -575,7 +614,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             if cp.magsize == 0 {
                 return got;
             }
-            let want = if out.len() - got <= cp.magsize as usize { 1 } else { 2 };
+            let want = if out.len() - got <= cp.magsize as usize {
+                1
+            } else {
+                2
+            };
             let mut full = Chain::new();
             let mut depot = self.lock_depot();
             if depot.rounds != cp.magsize {
@@ -640,7 +683,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             if (cp.rounds as u32) < cp.magsize {
                 let r = cp.rounds as usize;
                 let k = (cp.magsize as usize - r).min(objs.len());
-                let mag = cp.loaded.as_deref_mut().expect("rounds >= 0 without a loaded magazine");
+                let mag = cp
+                    .loaded
+                    .as_deref_mut()
+                    .expect("rounds >= 0 without a loaded magazine");
                 for (i, obj) in objs[..k].iter().enumerate() {
                     mag.set_round(r + i, obj.as_ptr());
                 }
@@ -658,7 +704,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             if cp.magsize == 0 {
                 return FreeStep::ToLayer;
             }
-            let want = if objs.len() > cp.magsize as usize { 2 } else { 1 };
+            let want = if objs.len() > cp.magsize as usize {
+                2
+            } else {
+                1
+            };
             let mut empty = Chain::new();
             let mut depot = self.lock_depot();
             if depot.rounds != cp.magsize {
@@ -695,7 +745,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     /// when memory is short or the size changed meanwhile.
     #[cold]
     fn add_empty_magazine(&self, cap: u32) -> bool {
-        let Some(mag) = Magazine::new(cap) else { return false };
+        let Some(mag) = Magazine::new(cap) else {
+            return false;
+        };
         let mut depot = self.lock_depot();
         if depot.rounds != cap {
             return false;
@@ -705,11 +757,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     /// Gives a magazine's first `n` rounds back to the layer beneath.
-    fn destroy(&self, mag: MagBox<G::MaxRounds>, n: usize) {
+    fn destroy(&self, mag: &Magazine<G::MaxRounds>, n: usize) {
         if n > 0 {
             // SAFETY: the first `n` rounds are objects of this cache that no
-            // one else holds (module invariants); the magazine is dropped
-            // right after, so none is used again.
+            // one else holds (module invariants); the caller drops the
+            // magazine right after, so none is used again.
             unsafe { self.below.free_batch(mag.valid(n)) };
         }
     }
@@ -717,7 +769,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     fn destroy_chain(&self, mut chain: Chain<G::MaxRounds>, full: bool) {
         while let Some(mag) = chain.pop() {
             let n = if full { mag.cap as usize } else { 0 };
-            self.destroy(mag, n);
+            self.destroy(&mag, n);
         }
     }
 
@@ -741,18 +793,19 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             }
         }
         for (mag, n) in rejected {
-            self.destroy(mag, n);
+            self.destroy(&mag, n);
         }
     }
 
     /// Every magazine of every slot back to the layer; slots disabled.
     fn purge_cpu_layer(&self) -> bool {
-        self.enabled_rounds.store(0, std::sync::atomic::Ordering::Release);
+        self.enabled_rounds
+            .store(0, std::sync::atomic::Ordering::Release);
         let mut taken = Vec::new();
         L::for_each_slot(&self.slots, |cp| cp.take_all(&mut taken));
         let any = !taken.is_empty();
         for (mag, n) in taken {
-            self.destroy(mag, n);
+            self.destroy(&mag, n);
         }
         any
     }
@@ -774,7 +827,8 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             return;
         }
         let rounds = self.depot.lock().rounds;
-        self.enabled_rounds.store(rounds, std::sync::atomic::Ordering::Release);
+        self.enabled_rounds
+            .store(rounds, std::sync::atomic::Ordering::Release);
         L::for_each_slot(&self.slots, |cp| {
             debug_assert!(cp.loaded.is_none() && cp.ploaded.is_none());
             if cp.loaded.is_none() && cp.ploaded.is_none() {
@@ -862,7 +916,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
                 cp.prounds = -1;
             });
             for (mag, n) in taken {
-                self.destroy(mag, n);
+                self.destroy(&mag, n);
             }
         }
     }
@@ -878,7 +932,8 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     fn stats(&self) -> CacheStats {
-        let (mut rounds, mut prounds, mut alloc, mut free, mut slots) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut rounds, mut prounds, mut alloc, mut free, mut slots) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         L::for_each_slot(&self.slots, |cp| {
             rounds += cp.rounds.max(0) as u64;
             prounds += cp.prounds.max(0) as u64;
@@ -888,12 +943,23 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         });
         let (depot_full, depot_empty, full_alloc, empty_alloc, ws_zero, mag_size) = {
             let d = self.depot.lock();
-            (d.full.total(), d.empty.total(), d.full.alloc, d.empty.alloc, d.ws_zero, d.rounds)
+            (
+                d.full.total(),
+                d.empty.total(),
+                d.full.alloc,
+                d.empty.alloc,
+                d.ws_zero,
+                d.rounds,
+            )
         };
         CacheStats {
             name: self.below.name().to_owned(),
             locality: L::NAME,
-            cpu_mag_size: if self.config.no_magazines { 0 } else { mag_size },
+            cpu_mag_size: if self.config.no_magazines {
+                0
+            } else {
+                mag_size
+            },
             cpu_mag_resize: self.resizes.load(Ordering::Relaxed),
             cpu_mag_purge: self.purges.load(Ordering::Relaxed),
             cpu_mag_reap: self.reaps.load(Ordering::Relaxed),

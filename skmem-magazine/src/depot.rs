@@ -39,7 +39,12 @@ pub(crate) struct MagList<N: ArrayLength> {
 
 impl<N: ArrayLength> MagList<N> {
     const fn new() -> Self {
-        MagList { chain: Chain::new(), min: 0, reaplimit: 0, alloc: 0 }
+        MagList {
+            chain: Chain::new(),
+            min: 0,
+            reaplimit: 0,
+            alloc: 0,
+        }
     }
 
     /// Magazines in the list.
@@ -149,8 +154,15 @@ impl<N: ArrayLength> Depot<N> {
     }
 
     /// Takes the full and empty magazines outside the working set.
-    pub(crate) fn take_reapable(&mut self, full: &mut Chain<N>, empty: &mut Chain<N>) -> (usize, usize) {
-        (self.full.take_reapable(full), self.empty.take_reapable(empty))
+    pub(crate) fn take_reapable(
+        &mut self,
+        full: &mut Chain<N>,
+        empty: &mut Chain<N>,
+    ) -> (usize, usize) {
+        (
+            self.full.take_reapable(full),
+            self.empty.take_reapable(empty),
+        )
     }
 }
 
@@ -200,7 +212,11 @@ mod tests {
         let (mut f, mut e) = (Chain::new(), Chain::new());
         assert_eq!(d.take_reapable(&mut f, &mut e), (0, 0));
         d.ws_update();
-        assert_eq!(d.take_reapable(&mut f, &mut e), (0, 0), "min was 0 during the first interval");
+        assert_eq!(
+            d.take_reapable(&mut f, &mut e),
+            (0, 0),
+            "min was 0 during the first interval"
+        );
         d.ws_update();
         assert_eq!(d.take_reapable(&mut f, &mut e), (4, 4));
     }

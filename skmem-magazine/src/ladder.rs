@@ -47,14 +47,46 @@ pub struct SeedLadder;
 impl Ladder for SeedLadder {
     type MaxRounds = U158;
     const STEPS: &'static [MagType] = &[
-        MagType { rounds: 14, min_chunk: 128, max_chunk: 512 },
-        MagType { rounds: 30, min_chunk: 96, max_chunk: 256 },
-        MagType { rounds: 46, min_chunk: 64, max_chunk: 128 },
-        MagType { rounds: 62, min_chunk: 32, max_chunk: 64 },
-        MagType { rounds: 94, min_chunk: 16, max_chunk: 32 },
-        MagType { rounds: 126, min_chunk: 8, max_chunk: 16 },
-        MagType { rounds: 142, min_chunk: 0, max_chunk: 8 },
-        MagType { rounds: 158, min_chunk: 0, max_chunk: 0 },
+        MagType {
+            rounds: 14,
+            min_chunk: 128,
+            max_chunk: 512,
+        },
+        MagType {
+            rounds: 30,
+            min_chunk: 96,
+            max_chunk: 256,
+        },
+        MagType {
+            rounds: 46,
+            min_chunk: 64,
+            max_chunk: 128,
+        },
+        MagType {
+            rounds: 62,
+            min_chunk: 32,
+            max_chunk: 64,
+        },
+        MagType {
+            rounds: 94,
+            min_chunk: 16,
+            max_chunk: 32,
+        },
+        MagType {
+            rounds: 126,
+            min_chunk: 8,
+            max_chunk: 16,
+        },
+        MagType {
+            rounds: 142,
+            min_chunk: 0,
+            max_chunk: 8,
+        },
+        MagType {
+            rounds: 158,
+            min_chunk: 0,
+            max_chunk: 0,
+        },
     ];
 }
 
@@ -66,9 +98,21 @@ pub struct TinyLadder;
 impl Ladder for TinyLadder {
     type MaxRounds = U4;
     const STEPS: &'static [MagType] = &[
-        MagType { rounds: 1, min_chunk: 0, max_chunk: usize::MAX },
-        MagType { rounds: 2, min_chunk: 0, max_chunk: usize::MAX },
-        MagType { rounds: 4, min_chunk: 0, max_chunk: 0 },
+        MagType {
+            rounds: 1,
+            min_chunk: 0,
+            max_chunk: usize::MAX,
+        },
+        MagType {
+            rounds: 2,
+            min_chunk: 0,
+            max_chunk: usize::MAX,
+        },
+        MagType {
+            rounds: 4,
+            min_chunk: 0,
+            max_chunk: 0,
+        },
     ];
 }
 
@@ -96,13 +140,25 @@ pub(crate) trait LadderExt: Ladder {
 impl<G: Ladder> LadderExt for G {}
 
 const fn validate(steps: &[MagType], max: usize) {
-    assert!(!steps.is_empty(), "a magazine ladder needs at least one step");
+    assert!(
+        !steps.is_empty(),
+        "a magazine ladder needs at least one step"
+    );
     let mut i = 0;
     while i < steps.len() {
-        assert!(steps[i].rounds > 0, "a magazine step must hold at least one round");
-        assert!(steps[i].rounds as usize <= max, "a step holds more rounds than MaxRounds");
+        assert!(
+            steps[i].rounds > 0,
+            "a magazine step must hold at least one round"
+        );
+        assert!(
+            steps[i].rounds as usize <= max,
+            "a step holds more rounds than MaxRounds"
+        );
         if i > 0 {
-            assert!(steps[i].rounds > steps[i - 1].rounds, "ladder steps must grow");
+            assert!(
+                steps[i].rounds > steps[i - 1].rounds,
+                "ladder steps must grow"
+            );
         }
         i += 1;
     }

@@ -17,7 +17,9 @@ use std::sync::Weak;
 use parking_lot::Mutex;
 use skmem_slab::{Reap, SlabCache};
 use skmem_traits::stats::SlabStats;
-use skmem_traits::{AllocFlags, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, Result, SegmentSource};
+use skmem_traits::{
+    AllocFlags, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, Result, SegmentSource,
+};
 
 /// A source of constructed, fixed-size objects beneath a magazine cache.
 ///
@@ -87,7 +89,9 @@ pub unsafe trait RawObjects: ObjectLayer {}
 // `obj_align()` within chunks of `chunk_size()`; `free`/`free_batch`
 // destruct and take back what it handed out (panicking on anything else);
 // it is `Send + Sync`.
-unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> ObjectLayer for SlabCache<S, C, M> {
+unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> ObjectLayer
+    for SlabCache<S, C, M>
+{
     fn name(&self) -> &str {
         SlabCache::name(self)
     }
@@ -150,9 +154,16 @@ pub struct HeapObjects<C: ObjectCtor = NoCtor> {
     reclaims: AtomicU64,
 }
 
+/// An object address, as a key (never dereferenced).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Addr(*const u8);
+
+// SAFETY: the address is only compared and hashed, never dereferenced.
+unsafe impl Send for Addr {}
+
 #[derive(Default)]
 struct HeapState {
-    live: HashSet<usize>,
+    live: HashSet<Addr>,
     alloc: u64,
     free: u64,
     fail: u64,
@@ -161,7 +172,10 @@ struct HeapState {
 
 impl<C: ObjectCtor> core::fmt::Debug for HeapObjects<C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HeapObjects").field("name", &self.name).field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("HeapObjects")
+            .field("name", &self.name)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,10 +190,19 @@ impl<C: ObjectCtor> HeapObjects<C> {
     /// Objects of `size` bytes aligned to `align`, built by `ctor`.
     pub fn with_ctor(name: impl Into<String>, size: usize, align: usize, ctor: C) -> Result<Self> {
         if size == 0 {
-            return Err(Error::invalid_param("size", 0, "objects must have at least one byte"));
+            return Err(Error::invalid_param(
+                "size",
+                0,
+                "objects must have at least one byte",
+            ));
         }
-        let layout = Layout::from_size_align(size, align)
-            .map_err(|_| Error::invalid_param("align", align as u64, "must be a power of two and keep size in range"))?;
+        let layout = Layout::from_size_align(size, align).map_err(|_| {
+            Error::invalid_param(
+                "align",
+                align as u64,
+                "must be a power of two and keep size in range",
+            )
+        })?;
         Ok(HeapObjects {
             name: name.into(),
             layout,
@@ -211,7 +234,7 @@ impl<C: ObjectCtor> HeapObjects<C> {
 
     /// Whether `obj` is currently out of this layer.
     pub fn is_live(&self, obj: *const u8) -> bool {
-        self.state.lock().live.contains(&obj.addr())
+        self.state.lock().live.contains(&Addr(obj))
     }
 
     /// Times the owner's reclaim callback ran.
@@ -224,7 +247,11 @@ impl<C: ObjectCtor> HeapObjects<C> {
             let mut st = self.state.lock();
             if st.live.len() >= self.limit {
                 st.fail += 1;
-                return Err(Error::Exhausted { name: self.name.clone(), capacity: self.limit as u64, unit: "objects" });
+                return Err(Error::Exhausted {
+                    name: self.name.clone(),
+                    capacity: self.limit as u64,
+                    unit: "objects",
+                });
             }
             st.next_index = st.next_index.wrapping_add(1);
             st.next_index
@@ -233,7 +260,11 @@ impl<C: ObjectCtor> HeapObjects<C> {
         let raw = unsafe { std::alloc::alloc(self.layout) };
         let Some(obj) = NonNull::new(raw) else {
             self.state.lock().fail += 1;
-            return Err(Error::Exhausted { name: self.name.clone(), capacity: self.limit as u64, unit: "objects" });
+            return Err(Error::Exhausted {
+                name: self.name.clone(),
+                capacity: self.limit as u64,
+                unit: "objects",
+            });
         };
         if C::ACTIVE {
             let info = self.info(obj, index);
@@ -246,13 +277,24 @@ impl<C: ObjectCtor> HeapObjects<C> {
             self.ctors.fetch_add(1, Ordering::Relaxed);
         }
         let mut st = self.state.lock();
-        assert!(st.live.insert(obj.as_ptr().addr()), "{}: allocator returned live {:p}", self.name, obj);
+        assert!(
+            st.live.insert(Addr(obj.as_ptr())),
+            "{}: allocator returned live {:p}",
+            self.name,
+            obj
+        );
         st.alloc += 1;
         Ok(obj)
     }
 
     fn info(&self, obj: NonNull<u8>, index: u32) -> ObjectInfo {
-        ObjectInfo { addr: obj, size: self.layout.size(), index_in_region: index, segment_index: 0, index_in_segment: index }
+        ObjectInfo {
+            addr: obj,
+            size: self.layout.size(),
+            index_in_region: index,
+            segment_index: 0,
+            index_in_segment: index,
+        }
     }
 }
 
@@ -293,9 +335,12 @@ unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
     unsafe fn free(&self, obj: NonNull<u8>) {
         {
             let mut st = self.state.lock();
-            if !st.live.remove(&obj.as_ptr().addr()) {
+            if !st.live.remove(&Addr(obj.as_ptr())) {
                 drop(st);
-                panic!("{}: free of {:p}, which is not an object allocated from it", self.name, obj);
+                panic!(
+                    "{}: free of {:p}, which is not an object allocated from it",
+                    self.name, obj
+                );
             }
             st.free += 1;
         }

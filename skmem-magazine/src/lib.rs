@@ -27,7 +27,7 @@
 //! ```
 //!
 //! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU
-//!   locality policy ([`CpuLocal`](skmem_traits::CpuLocal): [`PerCpu`],
+//!   locality policy ([`CpuLocal`]: [`PerCpu`],
 //!   [`PerThread`], [`Global`]) and the magazine [`Ladder`]. No boxing, no
 //!   dynamic dispatch on the fast path.
 //! * Front doors: the raw `alloc` / `unsafe free` pair, batches,
@@ -76,7 +76,9 @@ mod sync;
 mod typed;
 
 pub use cache::{Cache, CacheConfig};
-pub use ladder::{magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder};
+pub use ladder::{
+    magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder,
+};
 pub use layer::{HeapObjects, ObjectLayer, RawObjects};
 #[cfg(not(loom))]
 pub use local::PerThread;

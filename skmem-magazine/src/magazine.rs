@@ -40,7 +40,10 @@ impl<N: ArrayLength> Magazine<N> {
     /// global allocator is out of memory (the caller then frees to the slab
     /// layer instead, like the seed's `SKMEM_NOSLEEP` magazine allocation).
     pub(crate) fn new(cap: u32) -> Option<MagBox<N>> {
-        assert!(cap as usize <= N::USIZE && cap > 0, "magazine capacity {cap} out of range");
+        assert!(
+            cap as usize <= N::USIZE && cap > 0,
+            "magazine capacity {cap} out of range"
+        );
         let layout = Layout::new::<Self>();
         // SAFETY: `Self` is never zero-sized (it holds a u32), so the layout
         // has a non-zero size as `alloc_zeroed` requires.
@@ -142,9 +145,10 @@ mod tests {
         assert_eq!(m.cap, 5);
         assert!(m.next.is_none());
         let mut x = 7u8;
-        m.set_round(0, &mut x);
-        assert_eq!(m.round(0), &mut x as *mut u8);
-        assert_eq!(m.valid(1)[0].as_ptr(), &mut x as *mut u8);
+        let p = core::ptr::addr_of_mut!(x);
+        m.set_round(0, p);
+        assert_eq!(m.round(0), p);
+        assert_eq!(m.valid(1)[0].as_ptr(), p);
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub(crate) fn unregister(id: u64) {
 }
 
 fn snapshot() -> Vec<Arc<dyn Managed>> {
-    REGISTRY.lock().iter().filter_map(|(_, w)| w.upgrade()).collect()
+    REGISTRY
+        .lock()
+        .iter()
+        .filter_map(|(_, w)| w.upgrade())
+        .collect()
 }
 
 /// Runs [`Cache::update`](crate::Cache::update) on every registered cache
@@ -72,7 +76,10 @@ pub struct MaintenanceConfig {
 
 impl Default for MaintenanceConfig {
     fn default() -> Self {
-        MaintenanceConfig { update_interval: Duration::from_secs(11), reap_every: Some(1) }
+        MaintenanceConfig {
+            update_interval: Duration::from_secs(11),
+            reap_every: Some(1),
+        }
     }
 }
 
@@ -94,20 +101,39 @@ impl Maintenance {
     /// Starts the thread.
     pub fn start(config: MaintenanceConfig) -> skmem_traits::Result<Self> {
         if config.update_interval.is_zero() {
-            return Err(skmem_traits::Error::invalid_param("update_interval", 0, "must be longer than zero"));
+            return Err(skmem_traits::Error::invalid_param(
+                "update_interval",
+                0,
+                "must be longer than zero",
+            ));
         }
-        let shared = Arc::new((std::sync::Mutex::new(MaintState::default()), std::sync::Condvar::new()));
+        let shared = Arc::new((
+            std::sync::Mutex::new(MaintState::default()),
+            std::sync::Condvar::new(),
+        ));
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("skmem-maintenance".into())
             .spawn(move || run(&thread_shared, &config))
-            .map_err(|e| skmem_traits::Error::os("spawning the maintenance thread", e.raw_os_error().unwrap_or(0)))?;
-        Ok(Maintenance { shared, handle: Some(handle) })
+            .map_err(|e| {
+                skmem_traits::Error::os(
+                    "spawning the maintenance thread",
+                    e.raw_os_error().unwrap_or(0),
+                )
+            })?;
+        Ok(Maintenance {
+            shared,
+            handle: Some(handle),
+        })
     }
 
     /// Update rounds the thread has completed.
     pub fn rounds(&self) -> u64 {
-        self.shared.0.lock().unwrap_or_else(|e| e.into_inner()).rounds
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rounds
     }
 
     /// Stops the thread and waits for it.

@@ -34,7 +34,9 @@ use std::sync::Arc;
 use skmem_backends::Heap;
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::stats::CacheStats;
-use skmem_traits::{AllocFlags, CpuLocal, Error, ObjectCtor, ObjectInfo, Result, SegmentSource, CACHE_LINE_SIZE};
+use skmem_traits::{
+    AllocFlags, CpuLocal, Error, ObjectCtor, ObjectInfo, Result, SegmentSource, CACHE_LINE_SIZE,
+};
 
 use crate::cache::{Cache, CacheConfig};
 use crate::ladder::magazine_max_objs;
@@ -53,7 +55,9 @@ pub struct TypedCtor<T, F> {
 
 impl<T, F> fmt::Debug for TypedCtor<T, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypedCtor").field("type", &std::any::type_name::<T>()).finish()
+        f.debug_struct("TypedCtor")
+            .field("type", &std::any::type_name::<T>())
+            .finish()
     }
 }
 
@@ -61,7 +65,9 @@ impl<T: Send + 'static, F: Fn() -> T + Send + Sync> ObjectCtor for TypedCtor<T, 
     fn construct(&self, obj: ObjectInfo, _: Option<ObjectInfo>, _: AllocFlags) -> Result<()> {
         match catch_unwind(AssertUnwindSafe(|| (self.make)())) {
             Ok(value) => {
-                debug_assert!(obj.size >= size_of::<T>() && obj.addr.as_ptr().cast::<T>().is_aligned());
+                debug_assert!(
+                    obj.size >= size_of::<T>() && obj.addr.as_ptr().cast::<T>().is_aligned()
+                );
                 // SAFETY: the constructor owns `obj.size >= size_of::<T>()`
                 // bytes at `obj.addr`, aligned for `T` (the slab was made with
                 // `T`'s size and alignment in `TypedCache::with_source`).
@@ -70,7 +76,9 @@ impl<T: Send + 'static, F: Fn() -> T + Send + Sync> ObjectCtor for TypedCtor<T, 
             }
             Err(payload) => {
                 CTOR_PANIC.with(|p| p.set(Some(payload)));
-                Err(Error::CtorFailed { name: std::any::type_name::<T>().to_owned() })
+                Err(Error::CtorFailed {
+                    name: std::any::type_name::<T>().to_owned(),
+                })
             }
         }
     }
@@ -78,9 +86,14 @@ impl<T: Send + 'static, F: Fn() -> T + Send + Sync> ObjectCtor for TypedCtor<T, 
     fn destruct(&self, obj: ObjectInfo, _: Option<ObjectInfo>) {
         // SAFETY: `construct` wrote a `T` here, and a typed cache's objects
         // hold a valid `T` until now (module invariants).
-        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { obj.addr.as_ptr().cast::<T>().drop_in_place() }));
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            obj.addr.as_ptr().cast::<T>().drop_in_place()
+        }));
         if dropped.is_err() {
-            tracing::error!(ty = std::any::type_name::<T>(), "a cached object's destructor panicked");
+            tracing::error!(
+                ty = std::any::type_name::<T>(),
+                "a cached object's destructor panicked"
+            );
         }
     }
 }
@@ -106,7 +119,9 @@ where
     L: CpuLocal,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypedCache").field("cache", &self.cache).finish()
+        f.debug_struct("TypedCache")
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -132,7 +147,13 @@ where
 {
     /// A cache of up to `capacity` objects built by `make`.
     pub fn with_ctor(name: impl Into<String>, capacity: usize, make: F) -> Result<Self> {
-        Self::with_source(name, capacity, make, S::Config::default(), CacheConfig::default())
+        Self::with_source(
+            name,
+            capacity,
+            make,
+            S::Config::default(),
+            CacheConfig::default(),
+        )
     }
 
     /// Full control: the source's configuration and the cache's.
@@ -147,18 +168,31 @@ where
         let size = size_of::<T>().max(1);
         let align = align_of::<T>();
         if align > CACHE_LINE_SIZE {
-            return Err(Error::invalid_param("align_of::<T>()", align as u64, "larger than a cache line"));
+            return Err(Error::invalid_param(
+                "align_of::<T>()",
+                align as u64,
+                "larger than a cache line",
+            ));
         }
         let chunk = size.next_multiple_of(CACHE_LINE_SIZE);
-        let mag_max = if config.no_magazines { 0 } else { magazine_max_objs(chunk, L::slot_hint()) };
+        let mag_max = if config.no_magazines {
+            0
+        } else {
+            magazine_max_objs(chunk, L::slot_hint())
+        };
         let params = RegionParams::new(name.clone(), size, capacity).magazine_max_objs(mag_max);
         let region = Region::<S>::new(params, source)?;
         let slab = SlabCache::new(
             region,
             SlabConfig::new(name, size).align(align),
-            TypedCtor { make, _t: PhantomData },
+            TypedCtor {
+                make,
+                _t: PhantomData,
+            },
         )?;
-        Ok(TypedCache { cache: Cache::new(slab, config)? })
+        Ok(TypedCache {
+            cache: Cache::new(slab, config)?,
+        })
     }
 
     /// A constructed object, without waiting for memory; `None` when the
@@ -166,7 +200,10 @@ where
     #[inline]
     pub fn alloc(&self) -> Option<CachedBox<'_, T, F, S, L>> {
         match self.cache.alloc() {
-            Some(p) => Some(CachedBox { ptr: p.cast(), cache: self }),
+            Some(p) => Some(CachedBox {
+                ptr: p.cast(),
+                cache: self,
+            }),
             None => {
                 Self::resume_ctor_panic();
                 None
@@ -178,7 +215,10 @@ where
     /// the constructor is resumed here.
     pub fn alloc_with(&self, flags: AllocFlags) -> Result<CachedBox<'_, T, F, S, L>> {
         match self.cache.alloc_with(flags) {
-            Ok(p) => Ok(CachedBox { ptr: p.cast(), cache: self }),
+            Ok(p) => Ok(CachedBox {
+                ptr: p.cast(),
+                cache: self,
+            }),
             Err(e) => {
                 Self::resume_ctor_panic();
                 Err(e)

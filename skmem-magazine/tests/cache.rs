@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::{word, Stamp, MAGIC};
 use skmem_magazine::{
-    all_stats, AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, PerCpu, PerThread, SeedLadder,
-    TinyLadder,
+    all_stats, AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, PerCpu,
+    PerThread, SeedLadder, TinyLadder,
 };
 
 type Layer = HeapObjects<Arc<Stamp>>;
@@ -21,14 +21,23 @@ fn layer(name: &str, stamp: &Arc<Stamp>) -> Layer {
 
 fn tiny<L: CpuLocal>(name: &str, config: CacheConfig) -> (Cache<Layer, L, TinyLadder>, Arc<Stamp>) {
     let stamp = Arc::new(Stamp::default());
-    (Cache::new(layer(name, &stamp), config.register(false)).unwrap(), stamp)
+    (
+        Cache::new(layer(name, &stamp), config.register(false)).unwrap(),
+        stamp,
+    )
 }
 
-fn alloc_n<B: skmem_magazine::ObjectLayer, L: CpuLocal, G: Ladder>(c: &Cache<B, L, G>, n: usize) -> Vec<NonNull<u8>> {
+fn alloc_n<B: skmem_magazine::ObjectLayer, L: CpuLocal, G: Ladder>(
+    c: &Cache<B, L, G>,
+    n: usize,
+) -> Vec<NonNull<u8>> {
     (0..n).map(|_| c.alloc().expect("alloc")).collect()
 }
 
-fn free_all<B: skmem_magazine::ObjectLayer, L: CpuLocal, G: Ladder>(c: &Cache<B, L, G>, objs: &[NonNull<u8>]) {
+fn free_all<B: skmem_magazine::ObjectLayer, L: CpuLocal, G: Ladder>(
+    c: &Cache<B, L, G>,
+    objs: &[NonNull<u8>],
+) {
     for &o in objs {
         // SAFETY: every object came from `c` and is dropped by the caller.
         unsafe { c.free(o) };
@@ -37,8 +46,16 @@ fn free_all<B: skmem_magazine::ObjectLayer, L: CpuLocal, G: Ladder>(c: &Cache<B,
 
 fn check_balance<L: CpuLocal, G: Ladder>(c: &Cache<Layer, L, G>, stamp: &Stamp, out: usize) {
     let s = c.stats();
-    assert_eq!(s.slab.sl_bufinuse, out as u64 + s.cached_objs, "objects out of the layer = with users + cached: {s:?}");
-    assert_eq!(stamp.ctors() - stamp.dtors(), s.slab.sl_bufinuse, "constructed = out of the layer");
+    assert_eq!(
+        s.slab.sl_bufinuse,
+        out as u64 + s.cached_objs,
+        "objects out of the layer = with users + cached: {s:?}"
+    );
+    assert_eq!(
+        stamp.ctors() - stamp.dtors(),
+        s.slab.sl_bufinuse,
+        "constructed = out of the layer"
+    );
     assert_eq!(s.slab.sl_alloc - s.slab.sl_free, s.slab.sl_bufinuse);
 }
 
@@ -88,7 +105,11 @@ fn magazines_swap_and_trade_with_the_depot() {
     let s = c.stats();
     // Loaded + previous hold one each; the other four sit in full
     // magazines in the depot.
-    assert_eq!((s.cpu_rounds, s.cpu_prounds, s.depot_full), (1, 1, 4), "{s:?}");
+    assert_eq!(
+        (s.cpu_rounds, s.cpu_prounds, s.depot_full),
+        (1, 1, 4),
+        "{s:?}"
+    );
     assert_eq!(s.cached_objs, 6);
     check_balance(&c, &stamp, 0);
     // Allocating them again never touches the layer beneath.
@@ -114,6 +135,7 @@ fn batch_alloc_takes_two_magazines_when_asked_for_more_than_one() {
     assert_eq!(before.cached_objs, 8);
     let mut out = [MaybeUninit::uninit(); 5];
     assert_eq!(c.alloc_batch(&mut out, AllocFlags::NoSleep), 5);
+    // SAFETY: `alloc_batch` initialised all five.
     let got: Vec<NonNull<u8>> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
     let set: HashSet<_> = got.iter().collect();
     assert_eq!(set.len(), 5, "distinct");
@@ -123,6 +145,7 @@ fn batch_alloc_takes_two_magazines_when_asked_for_more_than_one() {
     // A batch larger than everything cached spills to the layer beneath.
     let mut big = vec![MaybeUninit::uninit(); 10];
     assert_eq!(c.alloc_batch(&mut big, AllocFlags::NoSleep), 10);
+    // SAFETY: `alloc_batch` initialised all ten.
     let big: Vec<NonNull<u8>> = big.iter().map(|o| unsafe { o.assume_init() }).collect();
     assert_eq!(c.stats().slab.sl_alloc, 8 + 7, "three cached, seven new");
     for o in got.iter().chain(&big) {
@@ -166,18 +189,26 @@ fn reap_returns_depot_magazines_outside_the_working_set() {
     free_all(&c, &objs); // 1 + 1 in the slot, 8 full magazines in the depot
     assert_eq!(c.stats().depot_full, 8);
     c.update(); // interval 1 starts
-    // Use three full magazines' worth during interval 1 (the slot's two
-    // objects first, then three magazines), then give them back.
+                // Use three full magazines' worth during interval 1 (the slot's two
+                // objects first, then three magazines), then give them back.
     let used = alloc_n(&c, 5);
     free_all(&c, &used);
     c.update(); // 5 full magazines sat untouched for the whole interval
     let before = c.stats();
     c.reclaim(false);
     let after = c.stats();
-    assert_eq!(after.depot_full, before.depot_full - 5, "{before:?} -> {after:?}");
+    assert_eq!(
+        after.depot_full,
+        before.depot_full - 5,
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(after.cpu_mag_reap, before.cpu_mag_reap + 1);
     assert_eq!(stamp.dtors(), 5, "reaped objects were destructed");
-    assert_eq!(stamp.reclaims.load(std::sync::atomic::Ordering::Relaxed), 1, "owner's reclaim ran");
+    assert_eq!(
+        stamp.reclaims.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "owner's reclaim ran"
+    );
     // A second reap in the same interval keeps the working set.
     c.reclaim(false);
     assert_eq!(c.stats().depot_full, after.depot_full);
@@ -186,7 +217,11 @@ fn reap_returns_depot_magazines_outside_the_working_set() {
     // previous magazine go.
     c.reap_now(false);
     let s = c.stats();
-    assert_eq!((s.depot_full, s.depot_empty, s.cpu_prounds), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.depot_full, s.depot_empty, s.cpu_prounds),
+        (0, 0, 0),
+        "{s:?}"
+    );
     assert!(s.depot_ws_zero >= 1);
     check_balance(&c, &stamp, 0);
 }
@@ -210,18 +245,28 @@ fn purge_then_reenable_keeps_working() {
 #[test]
 fn per_thread_magazines_go_to_the_depot_when_the_thread_exits() {
     let stamp = Arc::new(Stamp::default());
-    let c: Cache<Layer, PerThread, TinyLadder> =
-        Cache::new(layer("exit", &stamp), CacheConfig::default().register(false)).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let objs = alloc_n(&c, 4);
-            free_all(&c, &objs);
-            let st = c.stats();
-            assert_eq!(st.cpu_rounds + st.cpu_prounds, 2);
-        });
-    });
+    let c: Cache<Layer, PerThread, TinyLadder> = Cache::new(
+        layer("exit", &stamp),
+        CacheConfig::default().register(false),
+    )
+    .unwrap();
+    // `join` waits for the thread's TLS destructors (the exit hook); the end
+    // of a `thread::scope` does not.
+    let c2 = c.clone();
+    std::thread::spawn(move || {
+        let objs = alloc_n(&c2, 4);
+        free_all(&c2, &objs);
+        let st = c2.stats();
+        assert_eq!(st.cpu_rounds + st.cpu_prounds, 2);
+    })
+    .join()
+    .unwrap();
     let s = c.stats();
-    assert_eq!(s.cpu_rounds + s.cpu_prounds, 0, "the thread's slot is gone: {s:?}");
+    assert_eq!(
+        s.cpu_rounds + s.cpu_prounds,
+        0,
+        "the thread's slot is gone: {s:?}"
+    );
     assert_eq!(s.depot_full, 4, "its magazines joined the depot");
     assert_eq!(s.cpu_alloc, 0);
     assert_eq!(s.cpu_free, 4, "its counters were kept");
@@ -230,13 +275,18 @@ fn per_thread_magazines_go_to_the_depot_when_the_thread_exits() {
     assert_eq!(c.stats().slab.sl_alloc, 4);
     free_all(&c, &objs);
     drop(c);
-    assert_eq!(stamp.ctors(), stamp.dtors(), "dropping the cache destructs everything");
+    assert_eq!(
+        stamp.ctors(),
+        stamp.dtors(),
+        "dropping the cache destructs everything"
+    );
 }
 
 #[test]
 fn dropping_a_cache_returns_everything() {
     let stamp = Arc::new(Stamp::default());
-    let c: Cache<Layer, PerCpu, SeedLadder> = Cache::new(layer("drop", &stamp), CacheConfig::default()).unwrap();
+    let c: Cache<Layer, PerCpu, SeedLadder> =
+        Cache::new(layer("drop", &stamp), CacheConfig::default()).unwrap();
     let objs = alloc_n(&c, 100);
     free_all(&c, &objs);
     assert_eq!(stamp.dtors(), 0);
@@ -248,14 +298,19 @@ fn dropping_a_cache_returns_everything() {
 fn exhausted_layer_reports_and_recovers() {
     let stamp = Arc::new(Stamp::default());
     let l = layer("limit", &stamp).with_limit(3);
-    let c: Cache<Layer, Global, TinyLadder> = Cache::new(l, CacheConfig::default().register(false)).unwrap();
+    let c: Cache<Layer, Global, TinyLadder> =
+        Cache::new(l, CacheConfig::default().register(false)).unwrap();
     let objs = alloc_n(&c, 3);
     assert!(c.alloc().is_none());
     let err = c.alloc_with(AllocFlags::NoSleep).unwrap_err();
     assert!(err.is_exhaustion(), "{err}");
     // SAFETY: from `c`.
     unsafe { c.free(objs[0]) };
-    assert_eq!(c.alloc(), Some(objs[0]), "the freed object is cached and comes back");
+    assert_eq!(
+        c.alloc(),
+        Some(objs[0]),
+        "the freed object is cached and comes back"
+    );
     free_all(&c, &objs);
 }
 
@@ -268,7 +323,10 @@ fn registry_lists_live_caches_and_serialises_stats() {
     // SAFETY: from `c`.
     unsafe { c.free(a) };
     let listed = all_stats();
-    let mine = listed.iter().find(|s| s.name == "registry-listed").expect("listed");
+    let mine = listed
+        .iter()
+        .find(|s| s.name == "registry-listed")
+        .expect("listed");
     assert_eq!(mine.locality, "global");
     assert_eq!(mine.cached_objs, 1);
     let json = serde_json::to_string(mine).unwrap();
@@ -315,7 +373,10 @@ fn bad_layer_geometry_is_refused() {
             self.0.stats()
         }
     }
-    let err = Cache::<Weird, Global>::new(Weird(HeapObjects::new("w", 64, 8).unwrap()), CacheConfig::default())
-        .unwrap_err();
+    let err = Cache::<Weird, Global>::new(
+        Weird(HeapObjects::new("w", 64, 8).unwrap()),
+        CacheConfig::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("chunk_size"), "{err}");
 }

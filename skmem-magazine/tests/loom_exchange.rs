@@ -18,7 +18,8 @@ unsafe impl Send for P {}
 fn model<L: CpuLocal>() {
     loom::model(|| {
         let layer = HeapObjects::new("loom-exchange", 8, 8).unwrap();
-        let cache: Cache<_, L, TinyLadder> = Cache::new(layer, CacheConfig::default().register(false)).unwrap();
+        let cache: Cache<_, L, TinyLadder> =
+            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
         let cache = loom::sync::Arc::new(cache);
         // Two cached objects to start with.
         let a = cache.alloc().unwrap();
@@ -40,6 +41,10 @@ fn model<L: CpuLocal>() {
                         cache.free(x);
                         cache.free(y);
                     }
+                    // Once more: the magazines just filled are traded again.
+                    let z = cache.alloc().unwrap();
+                    // SAFETY: from `cache`, freed once.
+                    unsafe { cache.free(z) };
                     (P(x), P(y))
                 })
             })

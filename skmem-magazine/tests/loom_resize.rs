@@ -55,7 +55,11 @@ fn loom_purge_respects_the_resize_perimeter() {
         let o = cache.alloc().unwrap();
         // SAFETY: from `cache`.
         unsafe { cache.free(o) };
-        assert_eq!(cache.stats().cached_objs, 1, "magazines re-enabled after both");
+        assert_eq!(
+            cache.stats().cached_objs,
+            1,
+            "magazines re-enabled after both"
+        );
         cache.purge();
         assert_eq!(cache.layer().live(), 0);
     });

@@ -17,8 +17,8 @@ use common::{set_word, word, Stamp, MAGIC};
 use proptest::prelude::*;
 use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu, PerThread,
-    SeedLadder, TinyLadder,
+    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu,
+    PerThread, SeedLadder, TinyLadder,
 };
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
@@ -52,13 +52,21 @@ fn op() -> impl Strategy<Value = Op> {
 const IN_USE: u64 = 0xdead_beef;
 
 fn take(out: &mut Vec<NonNull<u8>>, set: &mut HashSet<NonNull<u8>>, o: NonNull<u8>) {
-    assert_eq!(word(o), MAGIC, "handed out an object that is not constructed or is in use");
+    assert_eq!(
+        word(o),
+        MAGIC,
+        "handed out an object that is not constructed or is in use"
+    );
     set_word(o, IN_USE);
     assert!(set.insert(o), "{o:p} handed out twice");
     out.push(o);
 }
 
-fn give_back(out: &mut Vec<NonNull<u8>>, set: &mut HashSet<NonNull<u8>>, i: usize) -> Option<NonNull<u8>> {
+fn give_back(
+    out: &mut Vec<NonNull<u8>>,
+    set: &mut HashSet<NonNull<u8>>,
+    i: usize,
+) -> Option<NonNull<u8>> {
     if out.is_empty() {
         return None;
     }
@@ -93,7 +101,9 @@ fn run<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp: &S
                 }
             }
             Op::FreeBatch(n) => {
-                let objs: Vec<_> = (0..n).filter_map(|i| give_back(&mut out, &mut set, i * 7)).collect();
+                let objs: Vec<_> = (0..n)
+                    .filter_map(|i| give_back(&mut out, &mut set, i * 7))
+                    .collect();
                 // SAFETY: as above; distinct (removed from the set one by one).
                 unsafe { cache.free_batch(&objs) };
             }
@@ -109,8 +119,16 @@ fn run<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp: &S
             Op::Update => cache.update(),
         }
         let s = cache.stats();
-        assert_eq!(s.slab.sl_bufinuse, out.len() as u64 + s.cached_objs, "after {op:?}: {s:?}");
-        assert_eq!(stamp.ctors() - stamp.dtors(), s.slab.sl_bufinuse, "after {op:?}");
+        assert_eq!(
+            s.slab.sl_bufinuse,
+            out.len() as u64 + s.cached_objs,
+            "after {op:?}: {s:?}"
+        );
+        assert_eq!(
+            stamp.ctors() - stamp.dtors(),
+            s.slab.sl_bufinuse,
+            "after {op:?}"
+        );
         assert_eq!(s.slab.sl_alloc - s.slab.sl_free, s.slab.sl_bufinuse);
         assert_eq!(s.cpu_mag_size, cache.magazine_size());
         if matches!(op, Op::Purge | Op::ReapNow(true)) {
@@ -130,16 +148,27 @@ fn run<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp: &S
 
 fn heap_case<L: CpuLocal, G: Ladder>(ops: &[Op], limit: usize) {
     let stamp = Arc::new(Stamp::default());
-    let layer = HeapObjects::with_ctor("model", 64, 8, stamp.clone()).unwrap().with_limit(limit);
-    let cache: Cache<_, L, G> =
-        Cache::new(layer, CacheConfig::default().register(false).dynamic(true).contention_threshold(0)).unwrap();
+    let layer = HeapObjects::with_ctor("model", 64, 8, stamp.clone())
+        .unwrap()
+        .with_limit(limit);
+    let cache: Cache<_, L, G> = Cache::new(
+        layer,
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(0),
+    )
+    .unwrap();
     run(&cache, &stamp, ops);
 }
 
 fn slab_case<L: CpuLocal, G: Ladder>(ops: &[Op]) {
     let stamp = Arc::new(Stamp::default());
-    let region = Region::<Heap>::new(RegionParams::new("model-slab", 64, 64).seg_size(4096), HeapConfig::default())
-        .unwrap();
+    let region = Region::<Heap>::new(
+        RegionParams::new("model-slab", 64, 64).seg_size(4096),
+        HeapConfig::default(),
+    )
+    .unwrap();
     let slab = SlabCache::new(region, SlabConfig::new("model-slab", 64), stamp.clone()).unwrap();
     let cache: Cache<_, L, G> = Cache::new(slab, CacheConfig::default().register(false)).unwrap();
     run(&cache, &stamp, ops);

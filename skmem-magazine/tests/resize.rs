@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{word, Stamp, MAGIC};
-use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, HeapObjects, PerCpu, PerThread, SeedLadder, TinyLadder};
+use skmem_magazine::{
+    Cache, CacheConfig, CpuLocal, Global, HeapObjects, PerCpu, PerThread, SeedLadder, TinyLadder,
+};
 
 type Layer = HeapObjects<Arc<Stamp>>;
 
@@ -17,7 +19,7 @@ type Layer = HeapObjects<Arc<Stamp>>;
 fn force_contention<L: CpuLocal, G: skmem_magazine::Ladder>(cache: &Cache<Layer, L, G>) {
     let before = cache.contention();
     std::thread::scope(|s| {
-        cache.debug_hold_depot(|| {
+        let t = cache.debug_hold_depot(|| {
             let t = s.spawn(|| {
                 // A fresh thread on a fresh slot (or after a purge) has no
                 // magazine: its alloc goes to the depot at once.
@@ -30,6 +32,8 @@ fn force_contention<L: CpuLocal, G: skmem_magazine::Ladder>(cache: &Cache<Layer,
             }
             t
         });
+        // An explicit join waits for the thread's exit hook too.
+        t.join().unwrap();
     });
     assert!(cache.contention() > before);
 }
@@ -38,8 +42,14 @@ fn force_contention<L: CpuLocal, G: skmem_magazine::Ladder>(cache: &Cache<Layer,
 fn contention_grows_the_magazines_one_step() {
     let stamp = Arc::new(Stamp::default());
     let layer = HeapObjects::with_ctor("resize", 64, 8, stamp.clone()).unwrap();
-    let cache: Cache<_, PerThread, TinyLadder> =
-        Cache::new(layer, CacheConfig::default().register(false).dynamic(true).contention_threshold(0)).unwrap();
+    let cache: Cache<_, PerThread, TinyLadder> = Cache::new(
+        layer,
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(0),
+    )
+    .unwrap();
     assert_eq!(cache.magazine_size(), 1);
     // Park some objects in the CPU layer and depot first.
     let objs: Vec<NonNull<u8>> = (0..6).map(|_| cache.alloc().unwrap()).collect();
@@ -83,7 +93,9 @@ fn static_caches_and_large_chunks_do_not_grow() {
     // Not dynamic.
     let cache: Cache<_, Global, TinyLadder> = Cache::new(
         HeapObjects::with_ctor("static", 64, 8, stamp.clone()).unwrap(),
-        CacheConfig::default().register(false).contention_threshold(0),
+        CacheConfig::default()
+            .register(false)
+            .contention_threshold(0),
     )
     .unwrap();
     force_contention(&cache);
@@ -92,7 +104,10 @@ fn static_caches_and_large_chunks_do_not_grow() {
     // Dynamic, but 4 KiB chunks are at their last step on the seed ladder.
     let big: Cache<_, PerCpu, SeedLadder> = Cache::new(
         HeapObjects::with_ctor("big", 4096, 8, stamp).unwrap(),
-        CacheConfig::default().register(false).dynamic(true).contention_threshold(0),
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(0),
     )
     .unwrap();
     assert_eq!(big.magazine_size(), 14);
@@ -105,8 +120,14 @@ fn static_caches_and_large_chunks_do_not_grow() {
 fn many_threads_hammering_grow_the_magazines_and_nothing_is_lost() {
     let stamp = Arc::new(Stamp::default());
     let layer = HeapObjects::with_ctor("hammer", 128, 8, stamp.clone()).unwrap();
-    let cache: Cache<_, PerCpu, SeedLadder> =
-        Cache::new(layer, CacheConfig::default().register(false).dynamic(true).contention_threshold(0)).unwrap();
+    let cache: Cache<_, PerCpu, SeedLadder> = Cache::new(
+        layer,
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(0),
+    )
+    .unwrap();
     let start = cache.magazine_size();
     assert_eq!(start, 30, "128-byte chunks start at 30 rounds");
     let stop = AtomicBool::new(false);
@@ -140,7 +161,11 @@ fn many_threads_hammering_grow_the_magazines_and_nothing_is_lost() {
         stop.store(true, Ordering::Relaxed);
     });
     let s = cache.stats();
-    assert_eq!(cache.magazine_size(), 46, "contention grew the magazines: {s:?}");
+    assert_eq!(
+        cache.magazine_size(),
+        46,
+        "contention grew the magazines: {s:?}"
+    );
     assert!(s.cpu_mag_resize >= 1);
     cache.purge();
     assert_eq!(cache.stats().slab.sl_bufinuse, 0);

@@ -12,7 +12,8 @@ use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
 use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    magazine_max_objs, AllocFlags, Cache, CacheConfig, CachedBox, Global, PerCpu, PerThread, TypedCache,
+    magazine_max_objs, AllocFlags, Cache, CacheConfig, CachedBox, Global, PerCpu, PerThread,
+    TypedCache,
 };
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
@@ -20,7 +21,8 @@ use skmem_traits::NoCtor;
 type RawCache<L> = Cache<SlabCache<Heap>, L>;
 
 fn raw_cache<L: skmem_traits::CpuLocal>(name: &str, size: usize, count: usize) -> RawCache<L> {
-    let params = RegionParams::new(name, size, count).magazine_max_objs(magazine_max_objs(size.max(64), L::slot_hint()));
+    let params = RegionParams::new(name, size, count)
+        .magazine_max_objs(magazine_max_objs(size.max(64), L::slot_hint()));
     let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
     let slab = SlabCache::new(region, SlabConfig::new(name, size), NoCtor).unwrap();
     Cache::new(slab, CacheConfig::default().register(false)).unwrap()
@@ -38,7 +40,11 @@ struct Conn {
 
 impl Conn {
     fn new() -> Self {
-        Conn { id: BUILT.fetch_add(1, Ordering::Relaxed), buf: Vec::with_capacity(256), uses: 0 }
+        Conn {
+            id: BUILT.fetch_add(1, Ordering::Relaxed),
+            buf: Vec::with_capacity(256),
+            uses: 0,
+        }
     }
 }
 
@@ -67,16 +73,25 @@ fn typed_cache_hands_back_constructed_objects() {
     assert_eq!(BUILT.load(Ordering::Relaxed), built0 + 1, "built once");
     let dropped0 = DROPPED.load(Ordering::Relaxed);
     drop(c);
-    assert_eq!(DROPPED.load(Ordering::Relaxed), dropped0, "freeing to the cache does not drop T");
+    assert_eq!(
+        DROPPED.load(Ordering::Relaxed),
+        dropped0,
+        "freeing to the cache does not drop T"
+    );
     cache.cache().purge();
-    assert_eq!(DROPPED.load(Ordering::Relaxed), dropped0 + 1, "purge drops T");
+    assert_eq!(
+        DROPPED.load(Ordering::Relaxed),
+        dropped0 + 1,
+        "purge drops T"
+    );
     let s = cache.stats();
     assert_eq!(s.slab.ctor, s.slab.dtor);
 }
 
 #[test]
 fn typed_cache_from_default_and_free_nocache() {
-    let cache: TypedCache<[u64; 4], fn() -> [u64; 4], Heap, Global> = TypedCache::new("arrays", 8).unwrap();
+    type Arrays = TypedCache<[u64; 4], fn() -> [u64; 4], Heap, Global>;
+    let cache: Arrays = TypedCache::new("arrays", 8).unwrap();
     let mut a = cache.alloc().unwrap();
     a[0] = 42;
     CachedBox::free_nocache(a);
@@ -113,10 +128,11 @@ fn typed_cache_resumes_a_constructor_panic() {
 
 #[test]
 fn typed_boxes_cross_threads() {
-    let cache: TypedCache<Vec<u32>, fn() -> Vec<u32>, Heap, PerThread> = TypedCache::new("xthread", 256).unwrap();
+    type Vecs = TypedCache<Vec<u32>, fn() -> Vec<u32>, Heap, PerThread>;
+    let cache: Vecs = TypedCache::new("xthread", 256).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let producer = s.spawn(|| {
             for i in 0..100u32 {
                 let mut b = cache.alloc().unwrap();
                 b.clear();
@@ -125,16 +141,23 @@ fn typed_boxes_cross_threads() {
             }
             drop(tx);
         });
-        s.spawn(|| {
+        let consumer = s.spawn(|| {
             let mut sum = 0;
             for b in rx {
                 sum += b[0];
             }
             assert_eq!(sum, (0..100).sum());
         });
+        // Explicit joins wait for the threads' exit hooks (their magazines
+        // go to the depot there).
+        producer.join().unwrap();
+        consumer.join().unwrap();
     });
     let s = cache.stats();
-    assert_eq!(s.slab.sl_bufinuse, s.cached_objs, "everything came back: {s:?}");
+    assert_eq!(
+        s.slab.sl_bufinuse, s.cached_objs,
+        "everything came back: {s:?}"
+    );
 }
 
 #[test]
@@ -145,7 +168,9 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
     // SAFETY: allocated above with this layout.
     unsafe { cache.deallocate(block.cast(), Layout::new::<[u8; 64]>()) };
     assert!(cache.allocate(Layout::new::<[u8; 65]>()).is_err());
-    assert!(cache.allocate(Layout::from_size_align(8, 128).unwrap()).is_err());
+    assert!(cache
+        .allocate(Layout::from_size_align(8, 128).unwrap())
+        .is_err());
     // Vec grows in place up to the object size, then fails cleanly.
     let mut v: AVec<u32, &RawCache<PerCpu>> = AVec::with_capacity_in(4, &cache);
     v.extend(0..16);
@@ -158,7 +183,7 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
     // SAFETY: 64 initialised bytes just allocated.
     assert!(unsafe { zeroed.as_ref() }.iter().all(|&x| x == 0));
     // SAFETY: allocated above with this layout.
-    unsafe { (&cache).deallocate(zeroed.cast(), Layout::new::<[u8; 64]>()) };
+    unsafe { cache.deallocate(zeroed.cast(), Layout::new::<[u8; 64]>()) };
     drop(v);
     drop(b);
     cache.purge();
@@ -174,7 +199,10 @@ fn hashbrown_map_in_a_cache() {
         m.insert(i, u64::from(i) * 3);
     }
     assert_eq!(m[&33], 99);
-    assert!(m.try_reserve(10_000).is_err(), "a table larger than an object is refused");
+    assert!(
+        m.try_reserve(10_000).is_err(),
+        "a table larger than an object is refused"
+    );
     assert_eq!(m.len(), 100);
 }
 
@@ -196,13 +224,16 @@ fn region_exhaustion_asks_the_cache_to_reap() {
     let all = segs as usize * per_seg;
     let mut objs = vec![MaybeUninit::uninit(); all];
     assert_eq!(first.alloc_batch(&mut objs, AllocFlags::NoSleep), all);
+    // SAFETY: `alloc_batch` initialised every element.
     let objs: Vec<_> = objs.iter().map(|o| unsafe { o.assume_init() }).collect();
     assert!(first.alloc().is_none(), "region exhausted");
     // SAFETY: every object came from `first`.
     unsafe { first.free_batch(&objs) };
     assert_eq!(first.stats().cached_objs, all as u64);
     assert_eq!(region.stats().seginuse, u64::from(segs));
-    let obj = second.alloc(AllocFlags::NoSleep).expect("the reap freed a segment");
+    let obj = second
+        .alloc(AllocFlags::NoSleep)
+        .expect("the reap freed a segment");
     let s = first.stats();
     assert_eq!(s.cached_objs, 0, "the first cache purged: {s:?}");
     assert!(s.cpu_mag_purge >= 1);
@@ -216,6 +247,7 @@ fn cache_over_slab_counts_add_up() {
     let layer = cache.layer();
     let mut out = vec![MaybeUninit::uninit(); 300];
     assert_eq!(cache.alloc_batch(&mut out, AllocFlags::NoSleep), 300);
+    // SAFETY: `alloc_batch` initialised every element.
     let objs: Vec<_> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
     // SAFETY: all from `cache`, distinct.
     unsafe { cache.free_batch(&objs[..200]) };

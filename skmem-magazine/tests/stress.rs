@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use common::{Stamp, MAGIC};
 use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu, PerThread,
-    SeedLadder, TinyLadder,
+    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu,
+    PerThread, SeedLadder, TinyLadder,
 };
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
@@ -28,7 +28,7 @@ const ROUNDS: usize = 3_000;
 fn claim(o: NonNull<u8>, tag: u64) {
     // SAFETY: test objects are >= 8 bytes and 8-aligned; the word is only
     // accessed atomically while the object may be shared by a bug.
-    let w = unsafe { &*o.as_ptr().cast::<AtomicU64>() };
+    let w = unsafe { &*o.cast::<AtomicU64>().as_ptr() };
     if let Err(seen) = w.compare_exchange(MAGIC, tag, Ordering::AcqRel, Ordering::Relaxed) {
         panic!("{o:p} handed out while not free (word {seen:#x})");
     }
@@ -36,7 +36,7 @@ fn claim(o: NonNull<u8>, tag: u64) {
 
 fn release(o: NonNull<u8>, tag: u64) {
     // SAFETY: as in `claim`.
-    let w = unsafe { &*o.as_ptr().cast::<AtomicU64>() };
+    let w = unsafe { &*o.cast::<AtomicU64>().as_ptr() };
     assert_eq!(w.swap(MAGIC, Ordering::AcqRel), tag);
 }
 
@@ -89,7 +89,10 @@ fn stress<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp:
                         for o in got {
                             let tag = next_tag.fetch_add(1, Ordering::Relaxed) << 8 | 0xab;
                             claim(o, tag);
-                            assert!(live.lock().unwrap().insert(o.as_ptr().addr()), "{o:p} live twice");
+                            assert!(
+                                live.lock().unwrap().insert(o.as_ptr() as usize),
+                                "{o:p} live twice"
+                            );
                             mine.push(Sendable(o, tag));
                         }
                         // Half of what we hold goes to the shared pool, to be
@@ -103,8 +106,10 @@ fn stress<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp:
                             p.drain(at..).collect()
                         };
                         let mut batch = Vec::new();
-                        for (j, Sendable(o, tag)) in theirs.into_iter().chain(mine.drain(..)).enumerate() {
-                            assert!(live.lock().unwrap().remove(&o.as_ptr().addr()));
+                        for (j, Sendable(o, tag)) in
+                            theirs.into_iter().chain(mine.drain(..)).enumerate()
+                        {
+                            assert!(live.lock().unwrap().remove(&(o.as_ptr() as usize)));
                             release(o, tag);
                             match (j + rng as usize) % 5 {
                                 // SAFETY: `o` came from `cache`; it left the model.
@@ -126,7 +131,7 @@ fn stress<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp:
         stop.store(true, Ordering::Relaxed);
     });
     for Sendable(o, tag) in pool.into_inner().unwrap() {
-        assert!(live.lock().unwrap().remove(&o.as_ptr().addr()));
+        assert!(live.lock().unwrap().remove(&(o.as_ptr() as usize)));
         release(o, tag);
         // SAFETY: from `cache`.
         unsafe { cache.free(o) };
@@ -136,7 +141,10 @@ fn stress<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp:
     assert_eq!(s.slab.sl_bufinuse, s.cached_objs, "nothing out: {s:?}");
     assert_eq!(stamp.ctors() - stamp.dtors(), s.slab.sl_bufinuse);
     assert_eq!(s.slab.sl_alloc - s.slab.sl_free, s.slab.sl_bufinuse);
-    assert!(s.cpu_alloc > 0 && s.cpu_free > 0, "the CPU layer was used: {s:?}");
+    assert!(
+        s.cpu_alloc > 0 && s.cpu_free > 0,
+        "the CPU layer was used: {s:?}"
+    );
     cache.purge();
     let s = cache.stats();
     assert_eq!(s.slab.sl_bufinuse, 0, "{s:?}");
@@ -146,7 +154,10 @@ fn stress<B: ObjectLayer, L: CpuLocal, G: Ladder>(cache: &Cache<B, L, G>, stamp:
 fn on_heap<L: CpuLocal, G: Ladder>(dynamic: bool) {
     let stamp = Arc::new(Stamp::default());
     let layer = HeapObjects::with_ctor("stress", 64, 8, stamp.clone()).unwrap();
-    let config = CacheConfig::default().register(false).dynamic(dynamic).contention_threshold(0);
+    let config = CacheConfig::default()
+        .register(false)
+        .dynamic(dynamic)
+        .contention_threshold(0);
     let cache: Cache<_, L, G> = Cache::new(layer, config).unwrap();
     stress(&cache, &stamp);
 }
@@ -169,19 +180,44 @@ fn stress_global_seed() {
 #[test]
 fn stress_per_thread_on_slab() {
     let stamp = Arc::new(Stamp::default());
-    let region = Region::<Heap>::new(RegionParams::new("stress-slab", 128, 20_000), HeapConfig::default()).unwrap();
+    let region = Region::<Heap>::new(
+        RegionParams::new("stress-slab", 128, 20_000),
+        HeapConfig::default(),
+    )
+    .unwrap();
     let slab = SlabCache::new(region, SlabConfig::new("stress-slab", 128), stamp.clone()).unwrap();
-    let cache: Cache<_, PerThread, SeedLadder> =
-        Cache::new(slab, CacheConfig::default().register(false).dynamic(true).contention_threshold(1)).unwrap();
+    let cache: Cache<_, PerThread, SeedLadder> = Cache::new(
+        slab,
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(1),
+    )
+    .unwrap();
     stress(&cache, &stamp);
 }
 
 #[test]
 fn stress_per_cpu_on_slab() {
     let stamp = Arc::new(Stamp::default());
-    let region = Region::<Heap>::new(RegionParams::new("stress-slab-cpu", 64, 20_000), HeapConfig::default()).unwrap();
-    let slab = SlabCache::new(region, SlabConfig::new("stress-slab-cpu", 64), stamp.clone()).unwrap();
-    let cache: Cache<_, PerCpu, TinyLadder> =
-        Cache::new(slab, CacheConfig::default().register(false).dynamic(true).contention_threshold(0)).unwrap();
+    let region = Region::<Heap>::new(
+        RegionParams::new("stress-slab-cpu", 64, 20_000),
+        HeapConfig::default(),
+    )
+    .unwrap();
+    let slab = SlabCache::new(
+        region,
+        SlabConfig::new("stress-slab-cpu", 64),
+        stamp.clone(),
+    )
+    .unwrap();
+    let cache: Cache<_, PerCpu, TinyLadder> = Cache::new(
+        slab,
+        CacheConfig::default()
+            .register(false)
+            .dynamic(true)
+            .contention_threshold(0),
+    )
+    .unwrap();
     stress(&cache, &stamp);
 }

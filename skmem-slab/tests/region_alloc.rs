@@ -155,6 +155,15 @@ fn segment_of_finds_interior_addresses_of_live_segments() {
             assert_eq!(r.segment_of(addr), Some(*seg), "offset {off}");
         }
     }
+    // One past the end is not in the segment (it may be another's base).
+    for seg in &segs {
+        let end = seg.base.as_ptr().wrapping_add(SEG).cast_const();
+        let other = segs
+            .iter()
+            .find(|s| s.base.as_ptr().cast_const() == end)
+            .copied();
+        assert_eq!(r.segment_of(end), other);
+    }
     let outside = 0u64;
     assert_eq!(r.segment_of(std::ptr::addr_of!(outside).cast()), None);
     let gone = segs[1];

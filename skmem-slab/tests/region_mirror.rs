@@ -209,3 +209,34 @@ fn double_free_on_a_master_panics_naming_the_master() {
     free(&master, seg);
     free(&master, seg);
 }
+
+#[test]
+fn threads_sharing_a_mirrored_region_keep_both_sides_in_step() {
+    let (threads, rounds) = if cfg!(miri) { (3, 4) } else { (4, 150) };
+    let (master, shadow) = pair(2);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (master, shadow) = (Arc::clone(&master), Arc::clone(&shadow));
+            std::thread::spawn(move || {
+                for i in 0..rounds {
+                    let seg = master.alloc_segment(AllocFlags::Sleep).unwrap();
+                    let sh = seg.shadow.unwrap();
+                    assert_eq!(shadow.segment_of(sh.as_ptr()).unwrap().index, seg.index);
+                    let byte = (t * 17 + i) as u8;
+                    fill(sh, 64, byte);
+                    std::thread::yield_now();
+                    assert_filled(sh, 64, byte);
+                    free(&master, seg);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (m, s) = (master.stats(), shadow.stats());
+    assert_eq!(m.alloc, (threads * rounds) as u64);
+    assert_eq!((s.alloc, s.free), (m.alloc, m.free));
+    assert_stats_consistent(&master, 0);
+    assert_stats_consistent(&shadow, 0);
+}

@@ -144,8 +144,14 @@ fn run_model<S: SegmentSource>(r: &Region<S>, ops: &[Op]) -> Result<(), TestCase
                     continue;
                 }
                 let base = candidates[k % candidates.len()];
-                // Up to a segment past the end: interior, last byte, next.
-                let off = off % (len + 64);
+                // First byte, last byte, one past the end, or anywhere up
+                // to 64 bytes past the end.
+                let off = match off % 4 {
+                    0 => 0,
+                    1 => len - 1,
+                    2 => len,
+                    _ => (off / 4) % (len + 64),
+                };
                 let addr = base.as_ptr().wrapping_add(off);
                 let want = live
                     .iter()

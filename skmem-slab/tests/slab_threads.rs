@@ -4,11 +4,12 @@ mod slab_common;
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use std::sync::{Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::Duration;
 
 use skmem_backends::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
-use skmem_traits::{AllocFlags, Error, RegionMode, SegmentSource};
+use skmem_traits::{AllocFlags, Error, NoCtor, RegionMode, SegmentSource};
 
 use slab_common::*;
 
@@ -161,4 +162,89 @@ fn two_threads_heap() {
 fn two_threads_mmap() {
     use skmem_backends::{Mmap, MmapConfig};
     hammer(Region::<Mmap>::new(params("threads-mmap"), MmapConfig::default()).unwrap());
+}
+
+fn one_thread_alloc<S: SegmentSource>(
+    cache: &Arc<SlabCache<S, NoCtor>>,
+) -> (std::thread::JoinHandle<()>, mpsc::Receiver<Owned>) {
+    let (tx, rx) = mpsc::channel();
+    let c = cache.clone();
+    let handle = std::thread::spawn(move || {
+        let p = c.alloc(AllocFlags::Sleep).unwrap();
+        tx.send(Owned(p)).unwrap();
+    });
+    (handle, rx)
+}
+
+/// A sleeping allocation on an exhausted region is served by an object
+/// freed to the cache (not a whole segment freed to the region).
+#[test]
+fn sleeping_alloc_wakes_on_object_free() {
+    let params = RegionParams::new("sleep", 64, 64)
+        .seg_size(4096)
+        .mode(RegionMode::NOMAGAZINES | RegionMode::MONOLITHIC);
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let cache = Arc::new(SlabCache::new(region, SlabConfig::new("sleep", 64), NoCtor).unwrap());
+    let objs: Vec<_> = (0..64)
+        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .collect();
+    assert!(matches!(
+        cache.alloc(AllocFlags::FailOk),
+        Err(Error::Exhausted { .. })
+    ));
+    let before = cache.region().stats();
+    let (handle, rx) = one_thread_alloc(&cache);
+    // Free only once the sleeper has found the region exhausted (it failed
+    // a segment allocation there, or is blocked inside the region).
+    while {
+        let now = cache.region().stats();
+        now.alloc_fail == before.alloc_fail && now.waits == before.waits
+    } {
+        std::thread::yield_now();
+    }
+    // SAFETY: ours, freed once.
+    unsafe { cache.free(objs[17]) };
+    let Owned(got) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sleeping allocation was not woken by the free");
+    handle.join().unwrap();
+    assert_eq!(got, objs[17]);
+    let s = cache.stats();
+    assert_eq!((s.sl_bufinuse, s.sl_alloc_fail), (64, 1));
+    // SAFETY: all 64 are ours again, freed once.
+    unsafe { cache.free_batch(&objs) };
+    cache.reap();
+    assert_eq!(cache.region().segments_in_use(), 0);
+}
+
+/// A sleeping allocation also notices a segment that another cache of the
+/// same region gives back.
+#[test]
+fn sleeping_alloc_sees_segments_freed_by_another_cache() {
+    let params = RegionParams::new("sleep2", 64, 128)
+        .seg_size(4096)
+        .mode(RegionMode::NOMAGAZINES);
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let holder = SlabCache::new(region.clone(), SlabConfig::new("holder", 64), NoCtor).unwrap();
+    let objs: Vec<_> = (0..128)
+        .map(|_| holder.alloc(AllocFlags::NoSleep).unwrap())
+        .collect();
+    let waiter =
+        Arc::new(SlabCache::new(region.clone(), SlabConfig::new("waiter", 64), NoCtor).unwrap());
+    let (handle, rx) = one_thread_alloc(&waiter);
+    // Empty both of the holder's slabs: one stays cached, the other goes
+    // back to the region, where the waiter finds it.
+    // SAFETY: ours, freed once.
+    unsafe { holder.free_batch(&objs) };
+    assert_eq!(holder.stats().sl_destroy, 1);
+    let Owned(got) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sleeping allocation never saw the freed segment");
+    handle.join().unwrap();
+    assert!(waiter.object_info(got.as_ptr()).is_some());
+    // SAFETY: ours, freed once.
+    unsafe { waiter.free(got) };
+    waiter.reap();
+    holder.reap();
+    assert_eq!(region.segments_in_use(), 0);
 }

@@ -16,16 +16,33 @@ pub(crate) fn register_benches(c: &mut Criterion) {
 }
 
 fn register_policy<L: CpuLocal>(c: &mut Criterion, id: &str) {
-    bench_pair(&mut group(c, "pair", OBJ_SIZE), id, &MagPool::<L>::new(OBJ_SIZE));
-    bench_pair(&mut group(c, "pair", OBJ_SIZE_LARGE), id, &MagPool::<L>::new(OBJ_SIZE_LARGE));
+    bench_pair(
+        &mut group(c, "pair", OBJ_SIZE),
+        id,
+        &MagPool::<L>::new(OBJ_SIZE),
+    );
+    bench_pair(
+        &mut group(c, "pair", OBJ_SIZE_LARGE),
+        id,
+        &MagPool::<L>::new(OBJ_SIZE_LARGE),
+    );
     for n in BATCHES {
-        bench_batch(&mut group(c, &format!("batch{n}"), OBJ_SIZE), id, &MagPool::<L>::new(OBJ_SIZE), n);
+        bench_batch(
+            &mut group(c, &format!("batch{n}"), OBJ_SIZE),
+            id,
+            &MagPool::<L>::new(OBJ_SIZE),
+            n,
+        );
     }
     {
         let burst = &mut group(c, &format!("burst{BURST}"), OBJ_SIZE);
         bench_burst(burst, id, &MagPool::<L>::new(OBJ_SIZE), BURST);
     }
-    bench_prodcons(&mut group(c, "prodcons", OBJ_SIZE), id, &MagPool::<L>::new(OBJ_SIZE));
+    bench_prodcons(
+        &mut group(c, "prodcons", OBJ_SIZE),
+        id,
+        &MagPool::<L>::new(OBJ_SIZE),
+    );
     let ctor_group = &mut group(c, "ctor_reuse", skmem_benches::ctor::CTOR_OBJ_SIZE);
     bench_ctor(ctor_group, id, &MagPool::<L, _>::constructed());
 }

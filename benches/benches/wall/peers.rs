@@ -21,7 +21,11 @@ pub(crate) fn register_benches(c: &mut Criterion) {
         bench_pair(&mut g, "mimalloc", &Malloc::new(MiMalloc, OBJ_SIZE));
         bench_pair(&mut g, "jemalloc", &Malloc::new(Jemalloc, OBJ_SIZE));
         bench_pair(&mut g, "sharded-slab", &ShardedPool::<Blob<16>>::new());
-        bench_pair(&mut g, "lockfree-object-pool", &LockfreePool::<Blob<16>>::new());
+        bench_pair(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Blob<16>>::new(),
+        );
         bench_pair(&mut g, "vec-stack", &VecStack::new(OBJ_SIZE, POOL_CAPACITY));
         g.finish();
     }
@@ -31,8 +35,16 @@ pub(crate) fn register_benches(c: &mut Criterion) {
         bench_pair(&mut g, "mimalloc", &Malloc::new(MiMalloc, OBJ_SIZE_LARGE));
         bench_pair(&mut g, "jemalloc", &Malloc::new(Jemalloc, OBJ_SIZE_LARGE));
         bench_pair(&mut g, "sharded-slab", &ShardedPool::<Blob<64>>::new());
-        bench_pair(&mut g, "lockfree-object-pool", &LockfreePool::<Blob<64>>::new());
-        bench_pair(&mut g, "vec-stack", &VecStack::new(OBJ_SIZE_LARGE, POOL_CAPACITY));
+        bench_pair(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Blob<64>>::new(),
+        );
+        bench_pair(
+            &mut g,
+            "vec-stack",
+            &VecStack::new(OBJ_SIZE_LARGE, POOL_CAPACITY),
+        );
         g.finish();
     }
     for n in BATCHES {
@@ -41,8 +53,18 @@ pub(crate) fn register_benches(c: &mut Criterion) {
         bench_batch(&mut g, "mimalloc", &Malloc::new(MiMalloc, OBJ_SIZE), n);
         bench_batch(&mut g, "jemalloc", &Malloc::new(Jemalloc, OBJ_SIZE), n);
         bench_batch(&mut g, "sharded-slab", &ShardedPool::<Blob<16>>::new(), n);
-        bench_batch(&mut g, "lockfree-object-pool", &LockfreePool::<Blob<16>>::new(), n);
-        bench_batch(&mut g, "vec-stack", &VecStack::new(OBJ_SIZE, POOL_CAPACITY), n);
+        bench_batch(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Blob<16>>::new(),
+            n,
+        );
+        bench_batch(
+            &mut g,
+            "vec-stack",
+            &VecStack::new(OBJ_SIZE, POOL_CAPACITY),
+            n,
+        );
         g.finish();
     }
     {
@@ -50,9 +72,24 @@ pub(crate) fn register_benches(c: &mut Criterion) {
         bench_burst(&mut g, "system", &Malloc::new(System, OBJ_SIZE), BURST);
         bench_burst(&mut g, "mimalloc", &Malloc::new(MiMalloc, OBJ_SIZE), BURST);
         bench_burst(&mut g, "jemalloc", &Malloc::new(Jemalloc, OBJ_SIZE), BURST);
-        bench_burst(&mut g, "sharded-slab", &ShardedPool::<Blob<16>>::new(), BURST);
-        bench_burst(&mut g, "lockfree-object-pool", &LockfreePool::<Blob<16>>::new(), BURST);
-        bench_burst(&mut g, "vec-stack", &VecStack::new(OBJ_SIZE, POOL_CAPACITY), BURST);
+        bench_burst(
+            &mut g,
+            "sharded-slab",
+            &ShardedPool::<Blob<16>>::new(),
+            BURST,
+        );
+        bench_burst(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Blob<16>>::new(),
+            BURST,
+        );
+        bench_burst(
+            &mut g,
+            "vec-stack",
+            &VecStack::new(OBJ_SIZE, POOL_CAPACITY),
+            BURST,
+        );
         g.finish();
     }
     {
@@ -61,17 +98,37 @@ pub(crate) fn register_benches(c: &mut Criterion) {
         bench_prodcons(&mut g, "mimalloc", &Malloc::new(MiMalloc, OBJ_SIZE));
         bench_prodcons(&mut g, "jemalloc", &Malloc::new(Jemalloc, OBJ_SIZE));
         bench_prodcons(&mut g, "sharded-slab", &ShardedPool::<Blob<16>>::new());
-        bench_prodcons(&mut g, "lockfree-object-pool", &LockfreePool::<Blob<16>>::new());
-        bench_prodcons(&mut g, "vec-stack+mutex", &MutexVecStack::new(OBJ_SIZE, POOL_CAPACITY));
+        bench_prodcons(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Blob<16>>::new(),
+        );
+        bench_prodcons(
+            &mut g,
+            "vec-stack+mutex",
+            &MutexVecStack::new(OBJ_SIZE, POOL_CAPACITY),
+        );
         g.finish();
     }
     {
         let mut g = group(c, "ctor_reuse", skmem_benches::ctor::CTOR_OBJ_SIZE);
         bench_ctor(&mut g, "system", &Malloc::<_, true>::constructing(System));
-        bench_ctor(&mut g, "mimalloc", &Malloc::<_, true>::constructing(MiMalloc));
-        bench_ctor(&mut g, "jemalloc", &Malloc::<_, true>::constructing(Jemalloc));
+        bench_ctor(
+            &mut g,
+            "mimalloc",
+            &Malloc::<_, true>::constructing(MiMalloc),
+        );
+        bench_ctor(
+            &mut g,
+            "jemalloc",
+            &Malloc::<_, true>::constructing(Jemalloc),
+        );
         bench_ctor(&mut g, "sharded-slab", &ShardedPool::<Table>::new());
-        bench_ctor(&mut g, "lockfree-object-pool", &LockfreePool::<Table>::new());
+        bench_ctor(
+            &mut g,
+            "lockfree-object-pool",
+            &LockfreePool::<Table>::new(),
+        );
         bench_ctor(&mut g, "vec-stack", &VecStack::constructed(POOL_CAPACITY));
         g.finish();
     }

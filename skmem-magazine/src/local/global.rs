@@ -35,7 +35,10 @@ unsafe impl CpuLocal for Global {
     }
 
     #[inline]
-    fn with_slot<T: Send + 'static, R>(slots: &GlobalSlots<T>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    fn with_slot<T: Send + 'static, R>(
+        slots: &GlobalSlots<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         Some(f(&mut slots.0.lock()))
     }
 

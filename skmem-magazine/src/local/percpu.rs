@@ -22,7 +22,9 @@ pub struct PerCpuSlots<T> {
 
 impl<T> core::fmt::Debug for PerCpuSlots<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PerCpuSlots").field("slots", &self.slots.len()).finish()
+        f.debug_struct("PerCpuSlots")
+            .field("slots", &self.slots.len())
+            .finish()
     }
 }
 
@@ -86,12 +88,17 @@ unsafe impl CpuLocal for PerCpu {
     }
 
     fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> PerCpuSlots<T> {
-        let slots = (0..ncpus()).map(|_| CachePadded::new(Mutex::new((hooks.init)()))).collect();
+        let slots = (0..ncpus())
+            .map(|_| CachePadded::new(Mutex::new((hooks.init)())))
+            .collect();
         PerCpuSlots { slots }
     }
 
     #[inline]
-    fn with_slot<T: Send + 'static, R>(slots: &PerCpuSlots<T>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    fn with_slot<T: Send + 'static, R>(
+        slots: &PerCpuSlots<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         let n = slots.slots.len();
         let mut i = cpu_id();
         if i >= n {

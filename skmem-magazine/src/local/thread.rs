@@ -27,6 +27,9 @@
 //!   path never follows a stale pointer into another cache's slot. The
 //!   dying cache's nulling happens before its `id` is released, which
 //!   happens before any new cache with that `id` can be handed to a thread.
+//! * The exit hook runs from the thread's TLS destructors: a `join` of the
+//!   thread (including an explicit join of a scoped thread) observes its
+//!   magazines back in the depot; the mere end of a `thread::scope` does not.
 //! * At exit the thread first points `FAST` at nothing, so destructors of
 //!   other thread-locals that still use a cache take the slow path, find the
 //!   table dead, and get `None` (the cache then bypasses its CPU layer).
@@ -54,7 +57,10 @@ pub struct PerThreadSlots<T: Send + 'static> {
 
 impl<T: Send + 'static> core::fmt::Debug for PerThreadSlots<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PerThreadSlots").field("id", &self.id).field("slots", &self.shared.list.lock().len()).finish()
+        f.debug_struct("PerThreadSlots")
+            .field("id", &self.id)
+            .field("slots", &self.shared.list.lock().len())
+            .finish()
     }
 }
 
@@ -148,7 +154,10 @@ struct FastView {
 }
 
 impl FastView {
-    const EMPTY: FastView = FastView { ptr: ptr::null(), len: 0 };
+    const EMPTY: FastView = FastView {
+        ptr: ptr::null(),
+        len: 0,
+    };
 }
 
 struct IdAlloc {
@@ -157,7 +166,10 @@ struct IdAlloc {
 }
 
 static TABLES: Mutex<Vec<Arc<Table>>> = Mutex::new(Vec::new());
-static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc { next: 0, free: Vec::new() });
+static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc {
+    next: 0,
+    free: Vec::new(),
+});
 
 thread_local! {
     static FAST: Cell<FastView> = const { Cell::new(FastView::EMPTY) };
@@ -172,7 +184,11 @@ struct ThreadGuard {
 impl ThreadGuard {
     fn new() -> Self {
         let table = Arc::new(Table {
-            state: Mutex::new(TableState { entries: Vec::new(), fast: Box::new([]), dead: false }),
+            state: Mutex::new(TableState {
+                entries: Vec::new(),
+                fast: Box::new([]),
+                dead: false,
+            }),
         });
         TABLES.lock().push(table.clone());
         ThreadGuard { table }
@@ -270,20 +286,38 @@ fn register<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<*mut ThreadS
     if id >= st.fast.len() {
         let len = (id + 1).max(st.fast.len() * 2).max(8);
         let fast: Box<[AtomicPtr<u8>]> = (0..len)
-            .map(|i| AtomicPtr::new(st.fast.get(i).map_or(ptr::null_mut(), |p| p.load(Ordering::Relaxed))))
+            .map(|i| {
+                AtomicPtr::new(
+                    st.fast
+                        .get(i)
+                        .map_or(ptr::null_mut(), |p| p.load(Ordering::Relaxed)),
+                )
+            })
             .collect();
         st.fast = fast;
         st.entries.resize_with(len, || None);
-        FAST.with(|f| f.set(FastView { ptr: st.fast.as_ptr(), len }));
+        FAST.with(|f| {
+            f.set(FastView {
+                ptr: st.fast.as_ptr(),
+                len,
+            })
+        });
     }
     let slot = {
         let mut list = slots.shared.list.lock();
         let value = (slots.shared.hooks.init)();
-        let slot = Box::into_raw(Box::new(ThreadSlot { lock: SlotLock::new(), value: UnsafeCell::new(value) }));
+        let slot = Box::into_raw(Box::new(ThreadSlot {
+            lock: SlotLock::new(),
+            value: UnsafeCell::new(value),
+        }));
         list.push(slot);
         slot
     };
-    st.entries[id] = Some(Entry { owner, slot: slot.cast(), exit: exit_slot::<T> });
+    st.entries[id] = Some(Entry {
+        owner,
+        slot: slot.cast(),
+        exit: exit_slot::<T>,
+    });
     st.fast[id].store(slot.cast(), Ordering::Relaxed);
     Some(slot)
 }
@@ -315,11 +349,20 @@ unsafe impl CpuLocal for PerThread {
                 ids.next - 1
             })
         };
-        PerThreadSlots { id, shared: Box::new(Shared { list: Mutex::new(Vec::new()), hooks }) }
+        PerThreadSlots {
+            id,
+            shared: Box::new(Shared {
+                list: Mutex::new(Vec::new()),
+                hooks,
+            }),
+        }
     }
 
     #[inline]
-    fn with_slot<T: Send + 'static, R>(slots: &PerThreadSlots<T>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    fn with_slot<T: Send + 'static, R>(
+        slots: &PerThreadSlots<T>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         let mut p = lookup(slots.id).cast::<ThreadSlot<T>>();
         if p.is_null() {
             p = register(slots)?;
@@ -397,18 +440,24 @@ mod tests {
     fn each_thread_gets_its_own_slot_and_exit_flushes_it() {
         let inits = Arc::new(AtomicUsize::new(0));
         let exits = Arc::new(AtomicUsize::new(0));
-        let slots = PerThread::new_slots(hooks(inits.clone(), exits.clone()));
+        let slots = Arc::new(PerThread::new_slots(hooks(inits.clone(), exits.clone())));
         PerThread::with_slot(&slots, |v| *v += 1).unwrap();
         PerThread::with_slot(&slots, |v| *v += 1).unwrap();
-        std::thread::scope(|s| {
-            for _ in 0..3 {
-                s.spawn(|| {
+        // `join` (unlike the end of a `thread::scope`) waits for the thread's
+        // TLS destructors, which is where the exit hook runs.
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let slots = slots.clone();
+                std::thread::spawn(move || {
                     for _ in 0..10 {
                         PerThread::with_slot(&slots, |v| *v += 1).unwrap();
                     }
-                });
-            }
-        });
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
         // Threads' exits handed their counts (10 each) to the hook's job.
         assert_eq!(exits.load(Ordering::Relaxed), 30);
         assert_eq!(inits.load(Ordering::Relaxed), 4);

@@ -32,17 +32,17 @@ impl ObjectCtor for Stamp {
         assert!(obj.size >= 8);
         // SAFETY: the constructor owns `obj.size >= 8` bytes at `obj.addr`,
         // aligned to at least 8 in every test.
-        unsafe { obj.addr.as_ptr().cast::<u64>().write(MAGIC) };
+        unsafe { obj.addr.cast::<u64>().as_ptr().write(MAGIC) };
         self.ctors.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn destruct(&self, obj: ObjectInfo, _: Option<ObjectInfo>) {
         // SAFETY: as in `construct`; the object was constructed by it.
-        let word = unsafe { obj.addr.as_ptr().cast::<u64>().read() };
+        let word = unsafe { obj.addr.cast::<u64>().as_ptr().read() };
         assert_eq!(word, MAGIC, "destructing an object that is not constructed");
         // SAFETY: as above.
-        unsafe { obj.addr.as_ptr().cast::<u64>().write(0) };
+        unsafe { obj.addr.cast::<u64>().as_ptr().write(0) };
         self.dtors.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -55,13 +55,13 @@ impl ObjectCtor for Stamp {
 pub fn word(obj: std::ptr::NonNull<u8>) -> u64 {
     // SAFETY: test objects are at least 8 bytes, 8-aligned, and owned by the
     // caller while out.
-    unsafe { obj.as_ptr().cast::<u64>().read() }
+    unsafe { obj.cast::<u64>().as_ptr().read() }
 }
 
 /// Writes the first word of an object.
 pub fn set_word(obj: std::ptr::NonNull<u8>, v: u64) {
     // SAFETY: as in `word`.
-    unsafe { obj.as_ptr().cast::<u64>().write(v) }
+    unsafe { obj.cast::<u64>().as_ptr().write(v) }
 }
 
 pub type SharedStamp = Arc<Stamp>;

@@ -712,6 +712,14 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     }
 
     /// A snapshot of the region's statistics.
+    ///
+    /// `memtotal` is the capacity (`seg_size * seg_count`), `meminuse` the
+    /// bytes of live segments (memory follows the segment: a free segment
+    /// holds none). `w_meminuse` counts live segments as wired when the
+    /// region is [`PERSISTENT`](RegionMode::PERSISTENT) and the source can
+    /// wire ([`Capabilities::WIRE`]), since such sources lock persistent
+    /// segments as they create them; the source trait has no per-segment
+    /// query, so a source configured not to wire is still counted.
     pub fn stats(&self) -> RegionStats {
         let state = self.state.lock();
         let in_use = state.live.len() as u64;

@@ -178,6 +178,9 @@ pub(super) struct State {
     /// Objects allocated or being freed, over all slabs.
     in_use: u64,
     pub(super) counters: Counters,
+    /// Threads waiting (with [`AllocFlags::Sleep`](skmem_traits::AllocFlags))
+    /// for an object to be freed to this cache.
+    pub(super) waiters: u32,
     chunk: usize,
     objs: u32,
 }
@@ -214,6 +217,7 @@ impl State {
             lookup,
             in_use: 0,
             counters: Counters::default(),
+            waiters: 0,
             chunk: geo.chunk,
             objs: geo.objs,
         }
@@ -377,6 +381,19 @@ impl State {
             slot => slot,
         };
         (slot != NIL).then(|| self.take_from(slot))
+    }
+
+    /// Fills `out` from existing slabs as far as they go; returns the count.
+    pub(super) fn take_into(&mut self, out: &mut [Option<Obj>]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            match self.take() {
+                Some(obj) => out[n] = Some(obj),
+                None => break,
+            }
+            n += 1;
+        }
+        n
     }
 
     /// Inserts a fresh slab and fills `out` from it (and from nothing else),

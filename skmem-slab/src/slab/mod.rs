@@ -97,6 +97,7 @@ use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use skmem_traits::stats::SlabStats;
 use skmem_traits::{
@@ -105,7 +106,7 @@ use skmem_traits::{
 };
 
 use self::inner::{Fault, Geometry, Obj, Slab, State, MAX_OBJS_PER_SLAB};
-use self::sync::Mutex;
+use self::sync::{Condvar, Mutex};
 use crate::region::{Reap, Region, Segment};
 
 /// Empty slabs kept cached after frees (more are returned to the region).
@@ -113,6 +114,10 @@ const KEEP_EMPTY: u64 = 1;
 
 /// Objects moved per lock acquisition in batch operations.
 const GROUP: usize = 32;
+
+/// Longest pause between two attempts of a sleeping allocation to take a
+/// segment from an exhausted region.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(64);
 
 /// What a slab cache is asked to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +190,8 @@ pub struct SlabCache<S: SegmentSource, C: ObjectCtor = NoCtor, M: Mirror = NoMir
     objs: u32,
     max_align: usize,
     state: Mutex<State>,
+    /// Signalled when objects are freed while someone waits for one.
+    freed: Condvar,
     ctor_calls: AtomicU64,
     dtor_calls: AtomicU64,
 }
@@ -306,6 +313,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             ctor,
             config,
             state: Mutex::new(state),
+            freed: Condvar::new(),
             ctor_calls: AtomicU64::new(0),
             dtor_calls: AtomicU64::new(0),
         })
@@ -371,10 +379,11 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// Allocates one object and constructs it.
     ///
-    /// When no slab has a free object, a segment is taken from the region
-    /// with `flags` (which may block, or fail with
-    /// [`Error::Exhausted`]). A constructor error is returned as is, after
-    /// the object went back to its slab.
+    /// When no slab has a free object, a segment is taken from the region.
+    /// When the region is exhausted, [`AllocFlags::Sleep`] waits until an
+    /// object is freed to this cache or the region has a segment again; the
+    /// other flags fail with [`Error::Exhausted`]. A constructor error is
+    /// returned as is, after the object went back to its slab.
     #[inline]
     pub fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
         let taken = self.state.lock().take();
@@ -406,13 +415,54 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// Takes a segment from the region (lock dropped), makes it a slab, and
     /// fills `out` from it; returns how many were taken (at least one).
+    ///
+    /// With [`AllocFlags::Sleep`] the region is asked with
+    /// [`AllocFlags::FailOk`] (it reaps, but does not block), and while it
+    /// stays exhausted this thread waits for an object to be freed to this
+    /// cache (woken at once) or retries the region after a growing pause
+    /// (up to [`MAX_RETRY_PAUSE`]), for segments freed by other users of the
+    /// region. Blocking inside the region instead would miss objects freed
+    /// to this cache's partial slabs and could wait forever.
     #[cold]
     #[inline(never)]
     fn grow(&self, flags: AllocFlags, out: &mut [Option<Obj>]) -> Result<usize> {
-        let seg = self.region.alloc_segment(flags)?;
-        let slab = Slab::new(seg, self.objs);
-        tracing::trace!(cache = %self.config.name, segment = seg.index, "slab created");
-        Ok(self.state.lock().insert_and_take(slab, out))
+        let sleep = flags.may_wait_for_free();
+        let region_flags = if sleep { AllocFlags::FailOk } else { flags };
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.region.alloc_segment(region_flags) {
+                Ok(seg) => {
+                    let slab = Slab::new(seg, self.objs);
+                    tracing::trace!(cache = %self.config.name, segment = seg.index, "slab created");
+                    return Ok(self.state.lock().insert_and_take(slab, out));
+                }
+                Err(Error::Exhausted { .. }) if sleep => {
+                    let mut state = self.state.lock();
+                    let n = state.take_into(out);
+                    if n != 0 {
+                        return Ok(n);
+                    }
+                    state.waiters += 1;
+                    state = self.freed.wait_for(state, pause);
+                    state.waiters -= 1;
+                    let n = state.take_into(out);
+                    if n != 0 {
+                        return Ok(n);
+                    }
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Wakes allocations waiting for an object, if there were any when the
+    /// objects were freed.
+    #[inline]
+    fn wake(&self, had_waiters: bool) {
+        if had_waiters {
+            self.freed.notify_all();
+        }
     }
 
     /// Allocates up to `out.len()` constructed objects into a prefix of
@@ -444,19 +494,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         while done < want {
             let mut group = [None; GROUP];
             let limit = GROUP.min(want - done);
-            let mut n = 0;
-            {
-                let mut state = self.state.lock();
-                while n < limit {
-                    match state.take() {
-                        Some(obj) => {
-                            group[n] = Some(obj);
-                            n += 1;
-                        }
-                        None => break,
-                    }
-                }
-            }
+            let mut n = self.state.lock().take_into(&mut group[..limit]);
             if n == 0 {
                 let grow_flags = if done == 0 {
                     flags
@@ -532,7 +570,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             }
         }
         let mut segs = Vec::new();
-        {
+        let wake = {
             let mut state = self.state.lock();
             // In reverse, so the free lists end up as they were before the
             // objects were taken.
@@ -545,7 +583,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             if count_failure {
                 state.counters.alloc_fail += 1;
             }
-        }
+            state.waiters != 0
+        };
+        self.wake(wake);
         self.release_segments(segs);
     }
 
@@ -598,11 +638,12 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     unsafe fn free_one(&self, addr: *mut u8) -> Result<(), Fault> {
         if !C::ACTIVE && !self.config.clear_on_free {
             // Nothing to run between the halves: one critical section.
-            let seg = {
+            let (seg, wake) = {
                 let mut state = self.state.lock();
                 let obj = state.begin_free(addr)?;
-                state.finish_free(&obj, KEEP_EMPTY)
+                (state.finish_free(&obj, KEEP_EMPTY), state.waiters != 0)
             };
+            self.wake(wake);
             if let Some(seg) = seg {
                 self.release_segments([seg]);
             }
@@ -613,7 +654,11 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         // so), its slab cannot go away while it is counted in use, and the
         // caller gave up the object.
         unsafe { self.destruct_and_clear(&obj) };
-        let seg = self.state.lock().finish_free(&obj, KEEP_EMPTY);
+        let (seg, wake) = {
+            let mut state = self.state.lock();
+            (state.finish_free(&obj, KEEP_EMPTY), state.waiters != 0)
+        };
+        self.wake(wake);
         if let Some(seg) = seg {
             self.release_segments([seg]);
         }
@@ -684,12 +729,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 }
             }
             let mut segs = Vec::new();
-            {
+            let wake = {
                 let mut state = self.state.lock();
                 for obj in group[..n].iter().flatten() {
                     segs.extend(state.finish_free(obj, KEEP_EMPTY));
                 }
-            }
+                state.waiters != 0
+            };
+            self.wake(wake);
             self.release_segments(segs);
             if pending.is_none() {
                 return;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Miri over the single-threaded layers (heap backend; mmap tests are
-# compiled out under cfg(miri)). Runs when `cargo +nightly miri` is available
-# or can be installed; says so plainly when it cannot.
+# Miri over the single-threaded layers (heap backend; tests that make system
+# calls are compiled out under cfg(miri)). Runs when `cargo +nightly miri` is
+# available or can be installed; says so plainly when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
     echo "cargo +nightly miri is not available; trying to install the miri component..."
     if ! rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1 ||
         ! cargo +nightly miri --version >/dev/null 2>&1; then
-        echo "SKIPPED: Miri is not available on this machine (no nightly toolchain with the miri component)."
+        echo "SKIPPED: Miri is not available on this machine (no nightly toolchain with the miri component could be installed)."
         exit 0
     fi
 fi
@@ -17,8 +17,10 @@ cargo +nightly miri --version
 cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
 
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}"
-export PROPTEST_CASES="${PROPTEST_CASES:-4}"
-for pkg in $(cat ci/miri-packages.txt); do
-    echo "--- miri: $pkg"
-    cargo +nightly miri test -p "$pkg"
+export CARGO_TARGET_DIR="${MIRI_TARGET_DIR:-target/miri}"
+# One line per invocation: the arguments after `cargo +nightly miri test`.
+grep -v '^\s*#' ci/miri-tests.txt | grep -v '^\s*$' | while read -r args; do
+    echo "--- miri test $args"
+    # shellcheck disable=SC2086
+    cargo +nightly miri test $args
 done

@@ -24,9 +24,11 @@ if [ "${1:-}" != "--report-only" ]; then
         # Stale results of renamed or removed contenders would leak into the tables.
         rm -rf "$target/criterion"
     fi
+    echo "before: $(cut -d' ' -f1-3 /proc/loadavg)" > "$target/bench-load.txt"
     cargo bench -p skmem-benches --bench wall -- \
         --warm-up-time "$warmup" --measurement-time "$measure" --sample-size "$samples" \
         ${filter:+"$filter"} 2>&1 | tee "$target/bench-wall.log"
+    echo "after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$target/bench-load.txt"
     if [ "${SKIP_IAI:-0}" != 1 ]; then
         bash ci/iai.sh 2>&1 | tee "$target/bench-iai.log"
     fi
@@ -35,6 +37,7 @@ fi
 python3 scripts/bench_report.py \
     --criterion "$target/criterion" \
     --iai-log "$target/bench-iai.log" \
+    --load-file "$target/bench-load.txt" \
     --out BENCHMARKS.md \
     --results-dir benches/results \
     --command "scripts/bench.sh" \

@@ -312,6 +312,7 @@ def main():
     ap.add_argument("--results-dir", default="benches/results")
     ap.add_argument("--command", default="scripts/bench.sh")
     ap.add_argument("--settings", default="")
+    ap.add_argument("--load-file", help="load averages recorded around the criterion run")
     args = ap.parse_args()
 
     crit = load_criterion(args.criterion)
@@ -365,6 +366,10 @@ def main():
               "constructed object. malloc peers are asked for `Layout::from_size_align(size, 8)` through "
               "`GlobalAlloc` directly (none is the bench binary's global allocator); skmem objects are "
               "64-byte aligned.")
+    if args.load_file and os.path.exists(args.load_file):
+        with open(args.load_file) as f:
+            load = "; ".join(l.strip() for l in f if l.strip())
+        md.append(f"* **Load average** (1/5/15 min) around the criterion run: {load} — on {machine['nproc']} cores.")
     md.append("* **Caveat**: 2 cores shared with other builds while this ran; treat differences under ~20% "
               "as noise. Instruction counts (below) are deterministic.\n")
     md.append("How to reproduce, and what each workload does exactly: [benches/README.md](benches/README.md).\n")

@@ -15,11 +15,17 @@ use tikv_jemallocator::Jemalloc;
 
 /// Takes `n` objects one by one, checks their addresses are distinct and
 /// aligned, and gives them back.
-fn distinct_singles<P: for<'a> ObjPool<Handle<'a> = Ptr>>(pool: &P, n: usize, align: usize) {
+fn distinct_singles<P>(pool: &P, n: usize, align: usize)
+where
+    for<'a> P: ObjPool<Handle<'a> = Ptr> + 'a,
+{
     let hs: Vec<Ptr> = (0..n).map(|_| pool.get()).collect();
     let set: HashSet<usize> = hs.iter().map(|h| h.0.as_ptr() as usize).collect();
     assert_eq!(set.len(), n, "objects handed out twice");
-    assert!(hs.iter().all(|h| h.0.as_ptr() as usize % align == 0), "misaligned object");
+    assert!(
+        hs.iter().all(|h| h.0.as_ptr() as usize % align == 0),
+        "misaligned object"
+    );
     for h in hs {
         // SAFETY: taken from `pool` above, given back once.
         unsafe { pool.put(h) };
@@ -27,7 +33,10 @@ fn distinct_singles<P: for<'a> ObjPool<Handle<'a> = Ptr>>(pool: &P, n: usize, al
 }
 
 /// A batch of `n` yields `n` distinct objects and leaves the scratch empty.
-fn batch_of<P: for<'a> ObjPool<Handle<'a> = Ptr>>(pool: &P, n: usize) {
+fn batch_of<P>(pool: &P, n: usize)
+where
+    for<'a> P: ObjPool<Handle<'a> = Ptr> + 'a,
+{
     let mut scratch = Vec::with_capacity(n);
     pool.get_batch(&mut scratch, n);
     assert_eq!(scratch.len(), n);
@@ -79,7 +88,11 @@ fn vec_stack_returns_every_object() {
 fn constructed_objects_are_constructed() {
     fn check<P: ObjPool>(pool: &P, name: &str) {
         for word in [0, 7, CTOR_WORDS - 1] {
-            assert_eq!(workload::use_constructed(pool, word), expected_word(word), "{name} word {word}");
+            assert_eq!(
+                workload::use_constructed(pool, word),
+                expected_word(word),
+                "{name} word {word}"
+            );
         }
     }
     check(&Malloc::<_, true>::constructing(System), "system");
@@ -112,7 +125,10 @@ fn producer_consumer_frees_every_object() {
     let stack = MutexVecStack::new(OBJ_SIZE, POOL_CAPACITY);
     workload::producer_consumer(&stack, 3 * POOL_CAPACITY as u64);
     let all: Vec<Ptr> = (0..POOL_CAPACITY).map(|_| stack.get()).collect();
-    assert_eq!(all.iter().map(|h| h.0).collect::<HashSet<_>>().len(), POOL_CAPACITY);
+    assert_eq!(
+        all.iter().map(|h| h.0).collect::<HashSet<_>>().len(),
+        POOL_CAPACITY
+    );
     for h in all {
         // SAFETY: taken from `stack` above, given back once.
         unsafe { stack.put(h) };

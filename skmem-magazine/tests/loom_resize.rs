@@ -16,12 +16,19 @@ fn loom_resize_races_alloc_and_free() {
         let worker = {
             let cache = cache.clone();
             thread::spawn(move || {
+                // Two objects out at once: with 1-round magazines the frees
+                // swap magazines and trade with the depot, racing the resize.
                 let x = cache.alloc().unwrap();
-                // SAFETY: from `cache`.
-                unsafe { cache.free(x) };
                 let y = cache.alloc().unwrap();
+                assert_ne!(x, y);
+                // SAFETY: from `cache`, each freed once.
+                unsafe {
+                    cache.free(x);
+                    cache.free(y);
+                }
+                let z = cache.alloc().unwrap();
                 // SAFETY: from `cache`.
-                unsafe { cache.free(y) };
+                unsafe { cache.free(z) };
             })
         };
         cache.debug_resize();

@@ -150,7 +150,7 @@ pub(crate) fn redzone(roff: u64, secret: u64) -> u64 {
 
 impl<S: SegmentSource, L: CpuLocal> ObjectCtor for MdCtor<S, L> {
     fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()> {
-        let kmd = obj.addr.as_ptr().cast::<Kmd>();
+        let kmd = meta::as_kmd(obj.addr.as_ptr());
         let roff = obj.segment_index as u64 * self.seg_size as u64 + obj.index_in_segment as u64 * obj.size as u64;
         let umd = shadow.map_or(ptr::null_mut(), |s| s.addr.as_ptr());
         // SAFETY: the ctor contract gives us `obj.size >= KMD_SIZE` bytes,
@@ -194,7 +194,7 @@ impl<S: SegmentSource, L: CpuLocal> ObjectCtor for MdCtor<S, L> {
     }
 
     fn destruct(&self, obj: ObjectInfo, _shadow: Option<ObjectInfo>) {
-        let kmd = obj.addr.as_ptr().cast::<Kmd>();
+        let kmd = meta::as_kmd(obj.addr.as_ptr());
         // SAFETY: the object was constructed by `construct` and is ours
         // during destruction; the free paths unlinked external buflets
         // before the object went back (`fini`).
@@ -213,7 +213,7 @@ pub(crate) struct BftCtor<S: SegmentSource, L: CpuLocal> {
 
 impl<S: SegmentSource, L: CpuLocal> ObjectCtor for BftCtor<S, L> {
     fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()> {
-        let kb = obj.addr.as_ptr().cast::<Kbuf>();
+        let kb = meta::as_kbuf(obj.addr.as_ptr());
         let ubft = shadow.map_or(ptr::null_mut(), |s| s.addr.as_ptr());
         // SAFETY: the ctor contract: `obj.size >= KBUF_SIZE` bytes, aligned,
         // ours during construction; likewise the shadow.
@@ -229,7 +229,7 @@ impl<S: SegmentSource, L: CpuLocal> ObjectCtor for BftCtor<S, L> {
 
     fn destruct(&self, obj: ObjectInfo, _shadow: Option<ObjectInfo>) {
         // SAFETY: constructed by `construct`; ours during destruction.
-        unsafe { self.bufs.release(obj.addr.as_ptr().cast::<Kbuf>()) }
+        unsafe { self.bufs.release(meta::as_kbuf(obj.addr.as_ptr())) }
     }
 }
 

@@ -21,7 +21,7 @@
 //! `read_volatile` / `write_volatile` of plain integers at the offsets of
 //! [`umd`] and [`ubft`]; it holds indices, never pointers.
 
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
 use core::ptr::{self, NonNull};
 
 use skmem_traits::{Error, Result};
@@ -204,6 +204,7 @@ const _: () = assert!(umd::SIZE <= KMD_SIZE && ubft::SIZE <= KBUF_SIZE);
 ///
 /// `base + off .. + 4` is mapped, readable, 4-byte aligned memory.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn rd32(base: *const u8, off: usize) -> u32 {
     // SAFETY: forwarded from the caller; a volatile read of a plain integer
     // tolerates concurrent writers.
@@ -216,6 +217,7 @@ pub(crate) unsafe fn rd32(base: *const u8, off: usize) -> u32 {
 ///
 /// As [`rd32`], for 2 bytes.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn rd16(base: *const u8, off: usize) -> u16 {
     // SAFETY: as `rd32`.
     unsafe { ptr::read_volatile(base.add(off).cast::<u16>()) }
@@ -227,6 +229,7 @@ pub(crate) unsafe fn rd16(base: *const u8, off: usize) -> u16 {
 ///
 /// As [`rd32`], for 8 bytes, 8-aligned.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn rd64(base: *const u8, off: usize) -> u64 {
     // SAFETY: as `rd32`.
     unsafe { ptr::read_volatile(base.add(off).cast::<u64>()) }
@@ -238,6 +241,7 @@ pub(crate) unsafe fn rd64(base: *const u8, off: usize) -> u64 {
 ///
 /// `base + off .. + 4` is mapped, writable, 4-byte aligned memory.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn wr32(base: *mut u8, off: usize, v: u32) {
     // SAFETY: forwarded from the caller.
     unsafe { ptr::write_volatile(base.add(off).cast::<u32>(), v) }
@@ -249,6 +253,7 @@ pub(crate) unsafe fn wr32(base: *mut u8, off: usize, v: u32) {
 ///
 /// As [`wr32`], for 2 bytes.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn wr16(base: *mut u8, off: usize, v: u16) {
     // SAFETY: forwarded from the caller.
     unsafe { ptr::write_volatile(base.add(off).cast::<u16>(), v) }
@@ -260,9 +265,38 @@ pub(crate) unsafe fn wr16(base: *mut u8, off: usize, v: u16) {
 ///
 /// As [`wr32`], for 8 bytes, 8-aligned.
 #[inline]
+#[allow(clippy::cast_ptr_alignment)] // alignment is part of the caller contract
 pub(crate) unsafe fn wr64(base: *mut u8, off: usize, v: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { ptr::write_volatile(base.add(off).cast::<u64>(), v) }
+}
+
+/// Views an object address of the metadata region as kernel metadata.
+/// Metadata objects are 64-byte aligned (the slab's alignment).
+#[inline(always)]
+#[allow(clippy::cast_ptr_alignment)] // objects come from a 64-aligned slab
+pub(crate) fn as_kmd(p: *mut u8) -> *mut Kmd {
+    p.cast::<Kmd>()
+}
+
+/// Views an object address of the buflet region as a buflet (64-aligned
+/// slab objects).
+#[inline(always)]
+#[allow(clippy::cast_ptr_alignment)] // objects come from a 64-aligned slab
+pub(crate) fn as_kbuf(p: *mut u8) -> *mut Kbuf {
+    p.cast::<Kbuf>()
+}
+
+/// The initialised view of a slice of `MaybeUninit`.
+///
+/// # Safety
+///
+/// Every element of `s` is initialised.
+#[inline(always)]
+pub(crate) unsafe fn assume_init_slice<T>(s: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the caller vouches for
+    // initialisation.
+    unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) }
 }
 
 // ---------------------------------------------------------------------------
@@ -314,7 +348,7 @@ impl Packet {
     #[inline]
     pub(crate) fn kmd(self) -> *mut Kmd {
         let tag = self.0.as_ptr() as usize & TAG_MASK;
-        self.0.as_ptr().wrapping_sub(tag).cast::<Kmd>()
+        as_kmd(self.0.as_ptr().wrapping_sub(tag))
     }
 
     #[inline]
@@ -412,6 +446,7 @@ impl Packet {
         let native = unsafe { ptr::addr_of_mut!((*kmd).buf) };
         // SAFETY: as above.
         let first = if unsafe { (*native).addr.is_null() } {
+            // SAFETY: as above.
             unsafe { (*native).next }
         } else {
             native

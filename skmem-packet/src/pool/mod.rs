@@ -63,7 +63,7 @@ pub use ops::RawBuffer;
 pub use report::{Outstanding, OutstandingBuflet, OutstandingPacket, PoolStats};
 
 use ctor::{BftCtor, BufClass, Buffers, MdCtor};
-use meta::{Kmd, KBUF_SIZE, KMD_SIZE, MD_INTERNALIZED, MD_SLOW};
+use meta::{KBUF_SIZE, KMD_SIZE, MD_INTERNALIZED, MD_SLOW};
 
 /// A cache of kernel-only or mirrored objects: the shadow is a type
 /// parameter of the slab layer, so a pool holds one of two cache types and
@@ -124,7 +124,7 @@ impl<S: SegmentSource, L: CpuLocal> Bfts<S, L> {
 /// their constructed objects hold buffers.
 struct PoolReaper<S: SegmentSource, L: CpuLocal> {
     md: MdCache<S, L>,
-    bft: Option<(BftCache<S, L>, Option<BftCache<S, L>>)>,
+    bft: Option<BftPair<S, L>>,
 }
 
 impl<S: SegmentSource, L: CpuLocal> Reap for PoolReaper<S, L> {
@@ -138,6 +138,8 @@ impl<S: SegmentSource, L: CpuLocal> Reap for PoolReaper<S, L> {
         }
     }
 }
+
+type BftPair<S, L> = (BftCache<S, L>, Option<BftCache<S, L>>);
 
 type TxCallback = Arc<dyn Fn(Packet) + Send + Sync>;
 
@@ -226,7 +228,7 @@ impl PacketPoolConfig {
 fn random_secret() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(&h as *const _ as usize);
+    h.write_usize(core::ptr::addr_of!(h) as usize);
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.finish() | 1
 }
@@ -503,7 +505,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// `pp_metadata_init` without buflets) and tags it.
     #[inline(always)]
     fn init_one(&self, kmd: NonNull<u8>) -> Packet {
-        let k = kmd.as_ptr().cast::<Kmd>();
+        let k = meta::as_kmd(kmd.as_ptr());
         // SAFETY: `kmd` was just handed to us by the metadata cache:
         // constructed, allocated, ours.
         unsafe {
@@ -685,7 +687,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 continue;
             }
             // SAFETY: all `chunk.len()` entries were written above.
-            let objs = unsafe { &*(&tmp[..chunk.len()] as *const [MaybeUninit<NonNull<u8>>] as *const [NonNull<u8>]) };
+            let objs = unsafe { meta::assume_init_slice(&tmp[..chunk.len()]) };
             // SAFETY: each is an allocated object of the metadata cache in
             // constructed state (caller's contract).
             unsafe { dispatch!(&self.inner.md, c => c.free_batch(objs)) };
@@ -718,7 +720,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 n += 1;
             }
             // SAFETY: `n` entries were written.
-            let pkts = unsafe { &*(&tmp[..n] as *const [MaybeUninit<Packet>] as *const [Packet]) };
+            let pkts = unsafe { meta::assume_init_slice(&tmp[..n]) };
             // SAFETY: forwarded.
             unsafe { self.free_batch(pkts) };
             count += n;

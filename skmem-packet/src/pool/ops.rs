@@ -8,6 +8,7 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, ObjectInfo, Result, SegmentSourc
 
 use super::ctor::needs_on_demand;
 use super::meta::{
+    self,
     Kbuf, Kmd, BUF_EXTERNAL, BUF_LARGE, IDX_NONE, MD_HAS_ATTACHED, MD_INTERNALIZED, MD_IS_ATTACHED,
     MD_TX_COMPL, NO_OWNER,
 };
@@ -79,13 +80,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         };
         for i in 0..ok {
             // SAFETY: initialised by the metadata cache.
-            let kmd = unsafe { raw[i].assume_init() }.as_ptr().cast::<Kmd>();
+            let kmd = meta::as_kmd(unsafe { raw[i].assume_init() }.as_ptr());
             // SAFETY: the packet and its buflets are fresh from their
             // caches, constructed and ours.
             unsafe {
                 let mut prev: *mut Kbuf = ptr::addr_of_mut!((*kmd).buf);
                 for b in &blist[i * per..(i + 1) * per] {
-                    let kb = b.assume_init().as_ptr().cast::<Kbuf>();
+                    let kb = meta::as_kbuf(b.assume_init().as_ptr());
                     (*kb).doff = 0;
                     (*kb).dlen = 0;
                     (*kb).next = ptr::null_mut();
@@ -108,12 +109,12 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             // SAFETY: entries `ok*per..got` were initialised by the buflet
             // cache and are unused; entries `ok..n` by the metadata cache.
             unsafe {
-                let spare_b = &*(&blist[ok * per..got] as *const [MaybeUninit<NonNull<u8>>] as *const [NonNull<u8>]);
+                let spare_b = meta::assume_init_slice(&blist[ok * per..got]);
                 if !spare_b.is_empty() {
                     let bft = self.bfts()?;
                     dispatch!(&bft.def, c => c.free_batch(spare_b));
                 }
-                let spare_m = &*(&raw[ok..n] as *const [MaybeUninit<NonNull<u8>>] as *const [NonNull<u8>]);
+                let spare_m = meta::assume_init_slice(&raw[ok..n]);
                 if !spare_m.is_empty() {
                     dispatch!(&self.inner.md, c => c.free_batch(spare_m));
                 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use skmem_traits::stats::{CacheStats, RegionStats};
 use skmem_traits::{CpuLocal, SegmentSource};
 
-use super::meta::{Kbuf, Kmd, BUF_LARGE, NO_OWNER};
+use super::meta::{self, Kbuf, BUF_LARGE, NO_OWNER};
 use super::{dispatch, MetadataType, PacketPool};
 
 /// A snapshot of a pool and everything beneath it.
@@ -231,7 +231,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                     if slab.object_info(addr).is_none() {
                         continue;
                     }
-                    let k = addr.cast::<Kmd>();
+                    let k = meta::as_kmd(addr);
                     // SAFETY: an allocated, constructed metadata object of
                     // this pool; read-only snapshot of kernel fields.
                     unsafe {
@@ -260,7 +260,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                             if in_packets.contains(&(addr as usize)) || slab.object_info(addr).is_none() {
                                 continue;
                             }
-                            let kb = addr.cast::<Kbuf>();
+                            let kb = meta::as_kbuf(addr);
                             // SAFETY: an allocated, constructed buflet of
                             // this cache; read-only snapshot.
                             unsafe {

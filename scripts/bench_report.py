@@ -155,6 +155,17 @@ def ahead_behind(ratio):
     return f"behind, {ratio:.2f}× slower"
 
 
+def overlap(rows, a, b):
+    """True when the 95% CIs of contenders a and b overlap (difference not shown)."""
+    if a not in rows or b not in rows:
+        return False
+    return rows[a]["lo"] <= rows[b]["hi"] and rows[b]["lo"] <= rows[a]["hi"]
+
+
+def caveat(rows, a, b):
+    return " (95% CIs overlap: not a significant difference)" if overlap(rows, a, b) else ""
+
+
 def wall_tables(crit):
     lines = []
     summary = ["| workload | best peer | best skmem | skmem / best peer | best malloc | skmem / best malloc |",
@@ -175,7 +186,8 @@ def wall_tables(crit):
             f"| {bm or '—'} {fmt_ns(bm_ns)} | {fmt_ratio(r_malloc)} |")
         if bs:
             notes.append(f"* **{title}**: best skmem ({bs}, {fmt_ns(bs_ns)}) vs best peer ({bp}, {fmt_ns(bp_ns)}): "
-                         f"{ahead_behind(r_peer)}; vs best malloc ({bm}, {fmt_ns(bm_ns)}): {ahead_behind(r_malloc)}.")
+                         f"{ahead_behind(r_peer)}{caveat(rows, bs, bp)}; vs best malloc ({bm}, {fmt_ns(bm_ns)}): "
+                         f"{ahead_behind(r_malloc)}{caveat(rows, bs, bm)}.")
         details.append(f"### {title}\n\n{desc[0].upper() + desc[1:]}. Time per object (median, 95% CI); ratio = time / best peer's time "
                        f"(< 1 is faster than every peer).\n")
         details.append("| contender | time per object | 95% CI | Mobj/s | ratio to best peer |")
@@ -240,7 +252,7 @@ def goals(crit, iai_derived):
     m_ns, m = best(rows, ["mimalloc", "jemalloc"])
     if s and m:
         out.append(f"| alloc+free pair, fastest `CpuLocal` ≤ faster of mimalloc/jemalloc (wall) | {fmt_ns(s_ns)} ({s}) vs "
-                   f"{fmt_ns(m_ns)} ({m}): {s_ns / m_ns:.2f}× | {'yes' if s_ns <= m_ns else 'no'} |")
+                   f"{fmt_ns(m_ns)} ({m}): {s_ns / m_ns:.2f}×{caveat(rows, s, m)} | {'yes' if s_ns <= m_ns else 'no'} |")
     rows = crit.get("batch32/64B", {})
     s_ns, s = best(rows, MAGS)
     if s:
@@ -251,7 +263,7 @@ def goals(crit, iai_derived):
     m_ns, m = best(rows, ["mimalloc", "jemalloc"])
     if s and m:
         out.append(f"| producer/consumer throughput ≥ better of mimalloc/jemalloc | {1000 / s_ns:.1f} Mobj/s ({s}) vs "
-                   f"{1000 / m_ns:.1f} Mobj/s ({m}): {m_ns / s_ns:.2f}× | {'yes' if s_ns <= m_ns else 'no'} |")
+                   f"{1000 / m_ns:.1f} Mobj/s ({m}): {m_ns / s_ns:.2f}×{caveat(rows, s, m)} | {'yes' if s_ns <= m_ns else 'no'} |")
     return out
 
 
@@ -370,8 +382,10 @@ def main():
         with open(args.load_file) as f:
             load = "; ".join(l.strip() for l in f if l.strip())
         md.append(f"* **Load average** (1/5/15 min) around the criterion run: {load} — on {machine['nproc']} cores.")
-    md.append("* **Caveat**: 2 cores shared with other builds while this ran; treat differences under ~20% "
-              "as noise. Instruction counts (below) are deterministic.\n")
+    md.append("* **Caveat**: 2 cores shared with other builds while this ran. On this machine the same "
+              "contender has measured 2–3× apart in runs minutes apart (load average 2 vs 7), and the load "
+              "changes during a run, so ratios between rows carry that noise too; treat differences under "
+              "~30% (or with overlapping 95% CIs) as noise. Instruction counts (below) are deterministic.\n")
     md.append("How to reproduce, and what each workload does exactly: [benches/README.md](benches/README.md).\n")
     md.append("## Where skmem stands\n")
     md.append("Ratios are skmem's best layer over the best peer (< 1: skmem faster). "
@@ -398,7 +412,10 @@ def main():
                   f"{iai_derived.get('null', {}).get('batch_raw') or 0:.1f} per object in a batch (the per-object "
                   "`Vec` push/drain; skmem's batch goes through its batch API, which bypasses that loop, so its "
                   "raw count is shown as net). Under valgrind `sched_getcpu` cannot use rseq, so the PerCpu "
-                  "count includes a `getcpu` call that native runs answer from the rseq area.\n")
+                  "count includes a `getcpu` call that native runs answer from the rseq area. Instruction counts "
+                  "weigh an atomic read-modify-write (a lock or unlock) like any other instruction, while on the "
+                  "CPU each costs tens of cycles: a low count with a lock on the path (Global) does not mean a "
+                  "low wall time.\n")
         md.append("![instruction-count chart](benches/results/iai.svg)\n")
         md += iai_lines
     else:

@@ -278,7 +278,9 @@ impl Mmap {
         let name = CString::new(name).map_err(|e| {
             Error::invalid_param("name", e.nul_position() as u64, "contains a NUL byte")
         })?;
-        let mut flags = MemfdFlags::CLOEXEC;
+        // ALLOW_SEALING lets an owner that shares the memfd seal its size, so a
+        // peer holding the descriptor cannot shrink it under the owner.
+        let mut flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
         if config.hugepages {
             flags |= MemfdFlags::HUGETLB;
         }

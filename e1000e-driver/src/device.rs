@@ -36,7 +36,7 @@ use crate::regs;
 
 /// `_IO(VFIO_TYPE, VFIO_BASE + n)` (x86-64 and aarch64: `_IOC_NONE` is 0).
 const fn vfio_io(n: u32) -> libc::Ioctl {
-    ((VFIO_TYPE << 8) | (VFIO_BASE + n)) as libc::Ioctl
+    (((VFIO_TYPE as u32) << 8) | (VFIO_BASE + n)) as libc::Ioctl
 }
 
 const VFIO_DEVICE_GET_REGION_INFO: libc::Ioctl = vfio_io(8);
@@ -49,7 +49,8 @@ fn last_errno() -> i32 {
 /// A memory-mapped device register window (a BAR).
 #[derive(Debug)]
 pub struct Mmio {
-    base: NonNull<u8>,
+    /// Page-aligned start of the mapping.
+    base: NonNull<u32>,
     len: usize,
 }
 
@@ -77,7 +78,7 @@ impl Mmio {
             "register offset {offset:#x} outside the {:#x}-byte BAR or unaligned",
             self.len
         );
-        self.base.as_ptr().wrapping_add(offset).cast::<u32>()
+        self.base.as_ptr().wrapping_add(offset / 4)
     }
 
     /// Reads the 32-bit register at `offset`.
@@ -291,7 +292,8 @@ fn map_bar(fd: &OwnedFd, bar: RegionInfo) -> Result<Mmio> {
     if p == libc::MAP_FAILED {
         return Err(Error::os("mmap of BAR0", last_errno()));
     }
-    let base = NonNull::new(p.cast::<u8>()).expect("mmap returned a non-null mapping");
+    // mmap returns page-aligned addresses, so u32 accesses are aligned.
+    let base = NonNull::new(p.cast::<u32>()).expect("mmap returned a non-null mapping");
     Ok(Mmio { base, len })
 }
 

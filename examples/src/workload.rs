@@ -160,7 +160,10 @@ fn worker<B: ObjectLayer, L: CpuLocal>(
                     next_stamp += 1;
                     // SAFETY: freshly allocated, owned by this thread.
                     unsafe { stamp(obj, next_stamp) };
-                    held.push(Held { obj, stamp: next_stamp });
+                    held.push(Held {
+                        obj,
+                        stamp: next_stamp,
+                    });
                     ops += 1;
                 }
             }
@@ -181,7 +184,10 @@ fn worker<B: ObjectLayer, L: CpuLocal>(
                     next_stamp += 1;
                     // SAFETY: freshly allocated, owned by this thread.
                     unsafe { stamp(obj, next_stamp) };
-                    held.push(Held { obj, stamp: next_stamp });
+                    held.push(Held {
+                        obj,
+                        stamp: next_stamp,
+                    });
                 }
                 ops += got as u64;
             }

@@ -29,7 +29,10 @@ fn main() -> skmem_packet::Result<()> {
     let mut args = std::env::args().skip(1);
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let backend = args.next().unwrap_or_else(|| "heap".into());
-    let opts = RxTxOptions { duration: Duration::from_secs_f64(secs), ..Default::default() };
+    let opts = RxTxOptions {
+        duration: Duration::from_secs_f64(secs),
+        ..Default::default()
+    };
     let cfg = PacketPoolConfig::new("rx_tx").md_count(4096);
     let report = match backend.as_str() {
         #[cfg(target_os = "linux")]

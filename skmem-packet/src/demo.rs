@@ -28,7 +28,12 @@ pub struct RxTxOptions {
 
 impl Default for RxTxOptions {
     fn default() -> Self {
-        RxTxOptions { duration: Duration::from_secs(1), batch: 32, payload: 64, in_flight: 8 }
+        RxTxOptions {
+            duration: Duration::from_secs(1),
+            batch: 32,
+            payload: 64,
+            in_flight: 8,
+        }
     }
 }
 
@@ -66,7 +71,10 @@ fn fill(buf: &mut [u8], seq: u64) {
 }
 
 /// Runs the rx/tx workload on `pool` for `opts.duration`.
-pub fn run_rx_tx<S: SegmentSource, L: CpuLocal>(pool: &PacketPool<S, L>, opts: RxTxOptions) -> RxTxReport {
+pub fn run_rx_tx<S: SegmentSource, L: CpuLocal>(
+    pool: &PacketPool<S, L>,
+    opts: RxTxOptions,
+) -> RxTxReport {
     let payload = opts.payload.clamp(8, pool.buf_size());
     let batch = opts.batch.max(1);
     let (txq, rxq) = mpsc::sync_channel::<Vec<Packet>>(opts.in_flight.max(1));
@@ -138,5 +146,13 @@ pub fn run_rx_tx<S: SegmentSource, L: CpuLocal>(pool: &PacketPool<S, L>, opts: R
     let (partial_batches, empty_batches) = rx.join().expect("rx thread");
     let (packets, batches, corrupt) = tx.join().expect("tx thread");
     let elapsed = start.elapsed();
-    RxTxReport { packets, batches, partial_batches, empty_batches, corrupt, elapsed, stats: pool.stats() }
+    RxTxReport {
+        packets,
+        batches,
+        partial_batches,
+        empty_batches,
+        corrupt,
+        elapsed,
+        stats: pool.stats(),
+    }
 }

@@ -48,11 +48,21 @@
 //!
 //! The pool lives in [`pool`]; [`demo`] holds the two-thread rx/tx
 //! workload the examples and the repository's demo run.
+//!
+//! On Linux, [`arena`] puts a pool, its rings and slot descriptors into an
+//! *arena*: memfd-backed regions that another process maps at fixed
+//! offsets (zero-copy IPC), with read-only and guard regions enforced,
+//! redirect and defunct.
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(target_os = "linux")]
+pub mod arena;
 pub mod demo;
 pub mod pool;
+
+#[cfg(target_os = "linux")]
+pub use arena::{Arena, ArenaConfig, ArenaLayout, ArenaStats, RegionId, UserView};
 
 pub use pool::*;
 pub use skmem_traits::{AllocFlags, Error, Result};

@@ -50,7 +50,11 @@ fn pools_on_mmap() {
     let cfg = PacketPoolConfig::new("mmap").md_count(256);
     round_trip::<Mmap, PerThread>(&cfg, Default::default());
     round_trip::<Mmap, PerThread>(&cfg.clone().kernel_only(true), Default::default());
-    let od = PacketPoolConfig::new("mmap-od").on_demand(true).max_frags(3).md_count(64).large_buf_size(8192);
+    let od = PacketPoolConfig::new("mmap-od")
+        .on_demand(true)
+        .max_frags(3)
+        .md_count(64)
+        .large_buf_size(8192);
     let pool = od.build::<Mmap>(Default::default()).unwrap();
     let p = pool.alloc_packet(3, NS).unwrap();
     // SAFETY: allocated above.
@@ -76,7 +80,9 @@ impl BufferSegmentHooks for Recorder {
     }
     fn discarded(&self, e: &SegmentEvent) {
         let created = self.created.lock().unwrap();
-        assert!(created.iter().any(|c| c.index == e.index && c.base == e.base && c.kind == e.kind));
+        assert!(created
+            .iter()
+            .any(|c| c.index == e.index && c.base == e.base && c.kind == e.kind));
         self.discarded.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -94,19 +100,36 @@ fn segment_hooks_see_every_buffer_segment() {
     pool.alloc_batch_vec(1, 64, &mut v, NS).unwrap();
     let created = rec.created.lock().unwrap().clone();
     assert!(!created.is_empty());
-    let buf_region = pool.stats().regions.into_iter().find(|r| r.name.starts_with("buf_def")).unwrap();
-    assert_eq!(created.len() as u64, buf_region.seginuse, "one event per live buffer segment");
-    assert!(created.iter().all(|e| e.iova.is_none() && e.size as u64 == buf_region.c_seg_size));
+    let buf_region = pool
+        .stats()
+        .regions
+        .into_iter()
+        .find(|r| r.name.starts_with("buf_def"))
+        .unwrap();
+    assert_eq!(
+        created.len() as u64,
+        buf_region.seginuse,
+        "one event per live buffer segment"
+    );
+    assert!(created
+        .iter()
+        .all(|e| e.iova.is_none() && e.size as u64 == buf_region.c_seg_size));
     // Every buffer lies in a segment the hooks saw.
     for &p in &v {
         // SAFETY: allocated above.
         let a = unsafe { p.buffer_addr() } as usize;
-        assert!(created.iter().any(|e| (e.base.as_ptr() as usize..e.base.as_ptr() as usize + e.size).contains(&a)));
+        assert!(created
+            .iter()
+            .any(|e| (e.base.as_ptr() as usize..e.base.as_ptr() as usize + e.size).contains(&a)));
     }
     // SAFETY: all from `pool`.
     unsafe { pool.free_batch(&v) };
     drop(pool);
-    assert_eq!(rec.discarded.load(Ordering::SeqCst), created.len(), "every segment discarded at teardown");
+    assert_eq!(
+        rec.discarded.load(Ordering::SeqCst),
+        created.len(),
+        "every segment discarded at teardown"
+    );
 }
 
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -131,10 +154,16 @@ fn vfio_pool_reports_iovas_through_hooks_and_buflets() {
         let created = rec.created.lock().unwrap();
         let seg = created
             .iter()
-            .find(|e| (e.base.as_ptr() as usize..e.base.as_ptr() as usize + e.size).contains(&(b.addr() as usize)))
+            .find(|e| {
+                (e.base.as_ptr() as usize..e.base.as_ptr() as usize + e.size)
+                    .contains(&(b.addr() as usize))
+            })
             .unwrap();
         let seg_iova = seg.iova.expect("the hook sees the segment's iova");
-        assert_eq!(iova, seg_iova + (b.addr() as usize - seg.base.as_ptr() as usize) as u64);
+        assert_eq!(
+            iova,
+            seg_iova + (b.addr() as usize - seg.base.as_ptr() as usize) as u64
+        );
         drop(created);
         pool.free_packet(p);
     }
@@ -144,7 +173,10 @@ fn vfio_pool_reports_iovas_through_hooks_and_buflets() {
 
 #[test]
 fn rx_tx_pipeline_across_threads() {
-    let pool = PacketPoolConfig::new("pipe").md_count(512).build::<Heap>(Default::default()).unwrap();
+    let pool = PacketPoolConfig::new("pipe")
+        .md_count(512)
+        .build::<Heap>(Default::default())
+        .unwrap();
     let (tx, rx) = mpsc::sync_channel::<Vec<Packet>>(4);
     const BATCHES: usize = 400;
     let producer = {
@@ -200,17 +232,32 @@ fn rx_tx_pipeline_across_threads() {
     let produced = producer.join().unwrap();
     let (consumed, distinct) = consumer.join().unwrap();
     assert_eq!(produced, consumed);
-    assert!(distinct <= pool.capacity() as usize, "packets are recycled, never invented");
+    assert!(
+        distinct <= pool.capacity() as usize,
+        "packets are recycled, never invented"
+    );
     let s = pool.stats();
     assert_eq!(s.packets_out, 0);
-    assert!(s.md_cache.cpu_alloc > 0 && s.md_cache.cpu_free > 0, "the magazines served the pipeline");
+    assert!(
+        s.md_cache.cpu_alloc > 0 && s.md_cache.cpu_free > 0,
+        "the magazines served the pipeline"
+    );
     assert!(pool.outstanding().is_empty());
 }
 
 #[test]
 fn demo_workload_runs_clean() {
-    let pool = PacketPoolConfig::new("demo").md_count(1024).build::<Heap>(Default::default()).unwrap();
-    let r = run_rx_tx(&pool, RxTxOptions { duration: Duration::from_millis(200), ..Default::default() });
+    let pool = PacketPoolConfig::new("demo")
+        .md_count(1024)
+        .build::<Heap>(Default::default())
+        .unwrap();
+    let r = run_rx_tx(
+        &pool,
+        RxTxOptions {
+            duration: Duration::from_millis(200),
+            ..Default::default()
+        },
+    );
     assert!(r.packets > 0);
     assert_eq!(r.corrupt, 0);
     assert_eq!(r.stats.packets_out, 0);

@@ -21,16 +21,20 @@ fn od_pool(n: usize) -> PacketPool<Heap, Global> {
         .unwrap()
 }
 
-/// What a user process does: writes plain integers into its mapping.
+/// What a user process does: writes plain integers into its mapping
+/// (fields are naturally aligned in the 64-aligned objects).
+#[allow(clippy::cast_ptr_alignment)]
 fn uw32(base: *mut u8, off: usize, v: u32) {
     // SAFETY: `base` is a user metadata object of a live pool, at least
     // `umd::SIZE` bytes; the test plays the user process.
     unsafe { ptr::write_volatile(base.add(off).cast::<u32>(), v) }
 }
+#[allow(clippy::cast_ptr_alignment)]
 fn uw16(base: *mut u8, off: usize, v: u16) {
     // SAFETY: as `uw32`.
     unsafe { ptr::write_volatile(base.add(off).cast::<u16>(), v) }
 }
+#[allow(clippy::cast_ptr_alignment)]
 fn ur32(base: *mut u8, off: usize) -> u32 {
     // SAFETY: as `uw32`.
     unsafe { ptr::read_volatile(base.add(off).cast::<u32>()) }
@@ -80,8 +84,20 @@ fn insert_find_remove_round_trip() {
         assert_eq!(back.owner(), None);
         pool.free_packet(back);
     }
-    assert!(matches!(pool.upp_remove(42, idx).unwrap_err(), Error::Invalid { field: "md_index", .. }));
-    assert!(matches!(pool.upp_remove(42, 1 << 30).unwrap_err(), Error::OutOfRange { field: "md_index", .. }));
+    assert!(matches!(
+        pool.upp_remove(42, idx).unwrap_err(),
+        Error::Invalid {
+            field: "md_index",
+            ..
+        }
+    ));
+    assert!(matches!(
+        pool.upp_remove(42, 1 << 30).unwrap_err(),
+        Error::OutOfRange {
+            field: "md_index",
+            ..
+        }
+    ));
     assert!(pool.outstanding().is_empty());
 }
 
@@ -111,10 +127,18 @@ fn every_bad_user_field_is_named_and_changes_nothing() {
     let _ = (ub2,);
     // The user cannot forge a redzone (it does not know the secret), so
     // this packet stays the user's until purged.
-    check("redzone", "redzone", &|| uw32(u, umd::REDZONE, 0xdead), &|| {});
+    check(
+        "redzone",
+        "redzone",
+        &|| uw32(u, umd::REDZONE, 0xdead),
+        &|| {},
+    );
     assert_eq!(pool.upp_purge(1), (1, 3));
     assert!(pool.upp_is_empty());
-    assert!(pool.outstanding().is_empty(), "purge freed the packet and its buflets");
+    assert!(
+        pool.outstanding().is_empty(),
+        "purge freed the packet and its buflets"
+    );
 
     let p = pool.alloc_packet(3, NS).unwrap();
     // SAFETY: as above.
@@ -134,19 +158,79 @@ fn every_bad_user_field_is_named_and_changes_nothing() {
         assert_eq!(pool.upp_counts(), before, "{what}: nothing changed");
         undo();
     };
-    check("md index", "md_index", &|| uw32(u, umd::MD_INDEX, idx + 1), &|| uw32(u, umd::MD_INDEX, idx));
-    check("too many buflets", "bufs_cnt", &|| uw16(u, umd::BUFS_CNT, 5), &|| uw16(u, umd::BUFS_CNT, 3));
-    check("count mismatch", "bufs_cnt", &|| uw16(u, umd::BUFS_CNT, 2), &|| uw16(u, umd::BUFS_CNT, 3));
-    check("index out of range", "next_buflet_index", &|| uw32(ub0, ubft::NEXT_INDEX, 1 << 30), &|| uw32(ub0, ubft::NEXT_INDEX, b1));
+    check(
+        "md index",
+        "md_index",
+        &|| uw32(u, umd::MD_INDEX, idx + 1),
+        &|| uw32(u, umd::MD_INDEX, idx),
+    );
+    check(
+        "too many buflets",
+        "bufs_cnt",
+        &|| uw16(u, umd::BUFS_CNT, 5),
+        &|| uw16(u, umd::BUFS_CNT, 3),
+    );
+    check(
+        "count mismatch",
+        "bufs_cnt",
+        &|| uw16(u, umd::BUFS_CNT, 2),
+        &|| uw16(u, umd::BUFS_CNT, 3),
+    );
+    check(
+        "index out of range",
+        "next_buflet_index",
+        &|| uw32(ub0, ubft::NEXT_INDEX, 1 << 30),
+        &|| uw32(ub0, ubft::NEXT_INDEX, b1),
+    );
     let unheld = (0..).find(|i| ![b0, b1, b2].contains(i)).unwrap();
-    check("unheld buflet", "next_buflet_index", &|| uw32(ub0, ubft::NEXT_INDEX, unheld), &|| uw32(ub0, ubft::NEXT_INDEX, b1));
-    check("loop", "next_buflet_index", &|| uw32(ub1, ubft::NEXT_INDEX, b0), &|| uw32(ub1, ubft::NEXT_INDEX, b2));
-    check("self loop", "bufs_cnt", &|| uw32(ub2, ubft::NEXT_INDEX, b2), &|| uw32(ub2, ubft::NEXT_INDEX, IDX_NONE));
-    check("buflet index", "buflet_index", &|| uw32(ub1, ubft::BFT_INDEX, b0), &|| uw32(ub1, ubft::BFT_INDEX, b1));
-    check("data offset", "buflet_data_offset", &|| uw32(ub1, ubft::DOFF, 4096), &|| uw32(ub1, ubft::DOFF, 0));
-    check("data len", "buflet_data_len", &|| uw32(ub1, ubft::DLEN, 2049), &|| uw32(ub1, ubft::DLEN, 0));
-    check("native data", "data_len", &|| uw32(u, umd::BUF + ubft::DLEN, 1), &|| uw32(u, umd::BUF + ubft::DLEN, 0));
-    check("length", "len", &|| uw32(u, umd::LEN, 3 * 2048 + 1), &|| uw32(u, umd::LEN, 0));
+    check(
+        "unheld buflet",
+        "next_buflet_index",
+        &|| uw32(ub0, ubft::NEXT_INDEX, unheld),
+        &|| uw32(ub0, ubft::NEXT_INDEX, b1),
+    );
+    check(
+        "loop",
+        "next_buflet_index",
+        &|| uw32(ub1, ubft::NEXT_INDEX, b0),
+        &|| uw32(ub1, ubft::NEXT_INDEX, b2),
+    );
+    check(
+        "self loop",
+        "bufs_cnt",
+        &|| uw32(ub2, ubft::NEXT_INDEX, b2),
+        &|| uw32(ub2, ubft::NEXT_INDEX, IDX_NONE),
+    );
+    check(
+        "buflet index",
+        "buflet_index",
+        &|| uw32(ub1, ubft::BFT_INDEX, b0),
+        &|| uw32(ub1, ubft::BFT_INDEX, b1),
+    );
+    check(
+        "data offset",
+        "buflet_data_offset",
+        &|| uw32(ub1, ubft::DOFF, 4096),
+        &|| uw32(ub1, ubft::DOFF, 0),
+    );
+    check(
+        "data len",
+        "buflet_data_len",
+        &|| uw32(ub1, ubft::DLEN, 2049),
+        &|| uw32(ub1, ubft::DLEN, 0),
+    );
+    check(
+        "native data",
+        "data_len",
+        &|| uw32(u, umd::BUF + ubft::DLEN, 1),
+        &|| uw32(u, umd::BUF + ubft::DLEN, 0),
+    );
+    check(
+        "length",
+        "len",
+        &|| uw32(u, umd::LEN, 3 * 2048 + 1),
+        &|| uw32(u, umd::LEN, 0),
+    );
 
     // A second owner's buflet cannot be stolen.
     let other = pool.alloc_buflet(false, NS).unwrap();
@@ -185,14 +269,23 @@ fn users_may_move_buflets_between_their_packets() {
     let a = pool.alloc_packet(2, NS).unwrap();
     let b = pool.alloc_packet(1, NS).unwrap();
     // SAFETY: allocated above; handed to user 5.
-    let (ia, ib) = unsafe { (pool.upp_insert(5, a).unwrap(), pool.upp_insert(5, b).unwrap()) };
+    let (ia, ib) = unsafe {
+        (
+            pool.upp_insert(5, a).unwrap(),
+            pool.upp_insert(5, b).unwrap(),
+        )
+    };
     let ua = pool.user_metadata(ia).unwrap().as_ptr();
     let ubm = pool.user_metadata(ib).unwrap().as_ptr();
     let a0 = ur32(ua, umd::BUF + ubft::NEXT_INDEX);
     let a1 = ur32(pool.user_buflet(a0).unwrap().as_ptr(), ubft::NEXT_INDEX);
     let b0 = ur32(ubm, umd::BUF + ubft::NEXT_INDEX);
     // Move a1 to the end of b.
-    uw32(pool.user_buflet(a0).unwrap().as_ptr(), ubft::NEXT_INDEX, IDX_NONE);
+    uw32(
+        pool.user_buflet(a0).unwrap().as_ptr(),
+        ubft::NEXT_INDEX,
+        IDX_NONE,
+    );
     uw16(ua, umd::BUFS_CNT, 1);
     uw32(pool.user_buflet(b0).unwrap().as_ptr(), ubft::NEXT_INDEX, a1);
     uw16(ubm, umd::BUFS_CNT, 2);
@@ -226,7 +319,11 @@ fn purge_by_owner_frees_exactly_that_owners_objects() {
     let kept = pool.alloc_packet(1, NS).unwrap();
     assert_eq!(pool.stats().packets_out, 16);
     assert_eq!(pool.upp_counts(), (15, 33));
-    assert_eq!(pool.upp_purge(11), (5, 11), "5 packets, 10 chain buflets + 1 standalone");
+    assert_eq!(
+        pool.upp_purge(11),
+        (5, 11),
+        "5 packets, 10 chain buflets + 1 standalone"
+    );
     assert_eq!(pool.upp_counts(), (10, 22));
     for i in &by_owner[&11] {
         assert!(pool.upp_find(*i).is_none());
@@ -240,7 +337,10 @@ fn purge_by_owner_frees_exactly_that_owners_objects() {
     assert_eq!(out.packets.len(), 11, "10 held by users + 1 kept");
     assert_eq!(out.packets.iter().filter(|p| p.owner.is_none()).count(), 1);
     assert_eq!(out.buflets.len(), 22, "chains are detached at hand-off");
-    assert!(out.buflets.iter().all(|b| matches!(b.owner, Some(10) | Some(12))));
+    assert!(out
+        .buflets
+        .iter()
+        .all(|b| matches!(b.owner, Some(10) | Some(12))));
     assert_eq!(pool.upp_purge(99), (0, 0));
     pool.upp_purge_all();
     // SAFETY: allocated above.
@@ -253,7 +353,10 @@ fn kernel_side_fields_survive_user_scribbles() {
     // A plain (not on-demand) mirrored pool: the user overwrites the whole
     // user object except the redzone; the kernel still frees the right
     // buffer.
-    let pool = PacketPoolConfig::new("plain").md_count(16).build_with::<Heap, Global>(Default::default()).unwrap();
+    let pool = PacketPoolConfig::new("plain")
+        .md_count(16)
+        .build_with::<Heap, Global>(Default::default())
+        .unwrap();
     let p = pool.alloc_packet(1, NS).unwrap();
     // SAFETY: allocated above.
     let buf = unsafe { p.buffer_addr() };
@@ -282,8 +385,18 @@ struct Scribble {
 }
 
 fn scribble() -> impl Strategy<Value = Scribble> {
-    (0usize..64, any::<bool>(), 0usize..32, proptest::collection::vec(any::<u8>(), 1..8))
-        .prop_map(|(target, buflet, offset, bytes)| Scribble { target, buflet, offset, bytes })
+    (
+        0usize..64,
+        any::<bool>(),
+        0usize..32,
+        proptest::collection::vec(any::<u8>(), 1..8),
+    )
+        .prop_map(|(target, buflet, offset, bytes)| Scribble {
+            target,
+            buflet,
+            offset,
+            bytes,
+        })
 }
 
 proptest! {

@@ -20,7 +20,12 @@ pub trait ObjectCtor: Send + Sync {
 
     /// Constructs the object. An error leaves the object unconstructed; the
     /// slab layer takes it back and the allocation fails.
-    fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()>;
+    fn construct(
+        &self,
+        obj: ObjectInfo,
+        shadow: Option<ObjectInfo>,
+        flags: AllocFlags,
+    ) -> Result<()>;
 
     /// Destructs an object that `construct` built.
     fn destruct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>);
@@ -49,7 +54,12 @@ impl ObjectCtor for NoCtor {
 impl<C: ObjectCtor + ?Sized> ObjectCtor for alloc::sync::Arc<C> {
     const ACTIVE: bool = true;
 
-    fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()> {
+    fn construct(
+        &self,
+        obj: ObjectInfo,
+        shadow: Option<ObjectInfo>,
+        flags: AllocFlags,
+    ) -> Result<()> {
         (**self).construct(obj, shadow, flags)
     }
 

@@ -70,7 +70,10 @@ fn run<S: SegmentSource, L: CpuLocal>(backend: &str, duration: Duration) -> Resu
 fn main() -> Result<()> {
     let seconds: f64 = std::env::args()
         .nth(1)
-        .map(|s| s.parse().expect("the argument is seconds per configuration"))
+        .map(|s| {
+            s.parse()
+                .expect("the argument is seconds per configuration")
+        })
         .unwrap_or(1.0);
     let duration = Duration::from_secs_f64(seconds);
     println!(
@@ -98,11 +101,24 @@ fn main() -> Result<()> {
             o.report.cross_thread_frees.to_string(),
         ]);
     }
-    println!("Throughput (alloc and free each count as one op)\n{}", throughput.render());
+    println!(
+        "Throughput (alloc and free each count as one op)\n{}",
+        throughput.render()
+    );
 
     let mut caches = Table::new([
-        "cache", "mag size", "resizes", "cpu alloc", "cpu free", "depot full", "depot empty",
-        "contention", "slab alloc", "slab free", "slabs", "cached",
+        "cache",
+        "mag size",
+        "resizes",
+        "cpu alloc",
+        "cpu free",
+        "depot full",
+        "depot empty",
+        "contention",
+        "slab alloc",
+        "slab free",
+        "slabs",
+        "cached",
     ]);
     for o in &outcomes {
         let c = &o.cache;
@@ -121,11 +137,22 @@ fn main() -> Result<()> {
             c.cached_objs.to_string(),
         ]);
     }
-    println!("Magazine caches (after the run, before purge)\n{}", caches.render());
+    println!(
+        "Magazine caches (after the run, before purge)\n{}",
+        caches.render()
+    );
 
     let mut regions = Table::new([
-        "region", "source", "obj size", "objs", "seg size", "segs", "segs in use", "MiB in use",
-        "seg allocs", "seg frees",
+        "region",
+        "source",
+        "obj size",
+        "objs",
+        "seg size",
+        "segs",
+        "segs in use",
+        "MiB in use",
+        "seg allocs",
+        "seg frees",
     ]);
     for o in &outcomes {
         let r = &o.region;
@@ -142,7 +169,10 @@ fn main() -> Result<()> {
             r.free.to_string(),
         ]);
     }
-    println!("Regions (after the run, before purge)\n{}", regions.render());
+    println!(
+        "Regions (after the run, before purge)\n{}",
+        regions.render()
+    );
     println!("Every configuration returned all of its segments after purge.");
     Ok(())
 }

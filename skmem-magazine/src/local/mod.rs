@@ -2,7 +2,7 @@
 //!
 //! | policy | slot of a thread | guard | when to use |
 //! |---|---|---|---|
-//! | [`PerCpu`] | the CPU it runs on (`sched_getcpu`, rseq-backed in recent glibc) | one `parking_lot` mutex per cache-padded slot | many threads, few CPUs; the seed's arrangement |
+//! | [`PerCpu`] | the CPU it runs on (glibc's rseq area, else `sched_getcpu` cached per thread) | one `parking_lot` mutex per cache-padded slot | many threads, few CPUs; the seed's arrangement |
 //! | [`PerThread`] | its own, in thread-local storage, created on first use | a one-byte lock only walkers (purge) ever contend for | fewest instructions on the fast path; slots flushed to the depot at thread exit |
 //! | [`Global`] | one slot for everybody | one mutex | baseline, tests |
 //!
@@ -14,6 +14,8 @@
 
 mod global;
 mod percpu;
+#[cfg(all(target_os = "linux", not(miri), not(loom)))]
+mod rseq;
 #[cfg(not(loom))]
 mod thread;
 

@@ -7,11 +7,13 @@ use crate::sync::Mutex;
 
 /// One slot per CPU, each behind its own mutex (the seed's per-CPU cache).
 ///
-/// The calling thread's CPU comes from `sched_getcpu` on Linux (which
-/// recent glibc answers from the rseq area without a system call); other
-/// platforms, Miri and loom use slot 0 or a per-thread index. A thread
-/// migrated between reading its CPU and taking the slot's lock merely uses
-/// another CPU's slot for one operation; the lock keeps that correct.
+/// The calling thread's CPU comes, on Linux, from the rseq area glibc
+/// registers (one inline `fs`-relative load on x86-64), or else from
+/// `sched_getcpu` refreshed every few calls and cached per thread (see the
+/// `rseq` module); other platforms and Miri use slot 0, loom a per-thread
+/// index. The id may be stale: a thread migrated between reading its CPU
+/// and taking the slot's lock (or still using its cached fallback id)
+/// merely uses another CPU's slot; the slot's lock keeps that correct.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PerCpu;
 
@@ -61,9 +63,7 @@ pub fn ncpus() -> usize {
 fn cpu_id() -> usize {
     #[cfg(all(target_os = "linux", not(miri), not(loom)))]
     {
-        // SAFETY: `sched_getcpu` has no preconditions; it returns -1 on error.
-        let c = unsafe { libc::sched_getcpu() };
-        c.max(0) as usize
+        super::rseq::cpu_id()
     }
     #[cfg(loom)]
     {

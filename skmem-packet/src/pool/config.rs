@@ -243,19 +243,39 @@ impl PacketPoolConfig {
     /// Checks every parameter; the error names the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.md_count == 0 {
-            return Err(Error::invalid_param("md_count", 0, "a pool needs at least one packet"));
+            return Err(Error::invalid_param(
+                "md_count",
+                0,
+                "a pool needs at least one packet",
+            ));
         }
         if self.md_count > u32::MAX as usize / 2 {
-            return Err(Error::invalid_param("md_count", self.md_count as u64, "too many packets"));
+            return Err(Error::invalid_param(
+                "md_count",
+                self.md_count as u64,
+                "too many packets",
+            ));
         }
         if self.max_frags == 0 || self.max_frags > MAX_FRAGS_LIMIT {
-            return Err(Error::invalid_param("max_frags", self.max_frags as u64, "must be 1 to 64"));
+            return Err(Error::invalid_param(
+                "max_frags",
+                self.max_frags as u64,
+                "must be 1 to 64",
+            ));
         }
         if self.md_type == MetadataType::Quantum && self.max_frags != 1 {
-            return Err(Error::invalid_param("max_frags", self.max_frags as u64, "a quantum has exactly one buffer"));
+            return Err(Error::invalid_param(
+                "max_frags",
+                self.max_frags as u64,
+                "a quantum has exactly one buffer",
+            ));
         }
         if self.md_type == MetadataType::Quantum && self.on_demand {
-            return Err(Error::invalid_param("on_demand", 1, "buffers on demand need the packet metadata type"));
+            return Err(Error::invalid_param(
+                "on_demand",
+                1,
+                "buffers on demand need the packet metadata type",
+            ));
         }
         if !self.on_demand && self.max_frags != 1 {
             return Err(Error::invalid_param(
@@ -265,13 +285,25 @@ impl PacketPoolConfig {
             ));
         }
         if self.buf_size == 0 {
-            return Err(Error::invalid_param("buf_size", 0, "buffers cannot be empty"));
+            return Err(Error::invalid_param(
+                "buf_size",
+                0,
+                "buffers cannot be empty",
+            ));
         }
         if self.buf_size > skmem_slab::region::MAX_SEG_SIZE || self.buf_size > u32::MAX as usize {
-            return Err(Error::invalid_param("buf_size", self.buf_size as u64, "larger than a segment may be"));
+            return Err(Error::invalid_param(
+                "buf_size",
+                self.buf_size as u64,
+                "larger than a segment may be",
+            ));
         }
         if self.buf_count > u32::MAX as usize / 2 {
-            return Err(Error::invalid_param("buf_count", self.buf_count as u64, "too many buffers"));
+            return Err(Error::invalid_param(
+                "buf_count",
+                self.buf_count as u64,
+                "too many buffers",
+            ));
         }
         if self.large_buf_size != 0 {
             if self.large_buf_size <= self.buf_size {
@@ -304,10 +336,18 @@ impl PacketPoolConfig {
             ));
         }
         if self.buf_seg_size > skmem_slab::region::MAX_SEG_SIZE {
-            return Err(Error::invalid_param("buf_seg_size", self.buf_seg_size as u64, "larger than a segment may be"));
+            return Err(Error::invalid_param(
+                "buf_seg_size",
+                self.buf_seg_size as u64,
+                "larger than a segment may be",
+            ));
         }
         if self.buf_user_readonly && self.kernel_only {
-            return Err(Error::invalid_param("buf_user_readonly", 1, "a kernel-only pool has no user mapping"));
+            return Err(Error::invalid_param(
+                "buf_user_readonly",
+                1,
+                "a kernel-only pool has no user mapping",
+            ));
         }
         if self.buf_kernel_readonly {
             return Err(Error::invalid_param(
@@ -346,7 +386,11 @@ impl PacketPoolConfig {
         let md_chunk = KMD_SIZE.next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
         let kmd = RegionParams::new(format!("{prefix}kmd.{n}"), KMD_SIZE, self.md_count)
             .mode(md_mode)
-            .magazine_max_objs(if self.md_magazines { magazine_max_objs_for::<SeedLadder>(md_chunk, slots) } else { 0 });
+            .magazine_max_objs(if self.md_magazines {
+                magazine_max_objs_for::<SeedLadder>(md_chunk, slots)
+            } else {
+                0
+            });
         let kmd_l = kmd.configure()?;
 
         // 2. user metadata (mirror)
@@ -390,23 +434,43 @@ impl PacketPoolConfig {
         if self.buf_nocache {
             buf_mode |= RegionMode::NOCACHE;
         }
-        let buf_chunk = self.buf_size.next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+        let buf_chunk = self
+            .buf_size
+            .next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
         let buf = RegionParams::new(format!("{prefix}buf_def.{n}"), self.buf_size, buf_count)
             .seg_size(self.buf_seg_size)
             .mode(buf_mode)
-            .magazine_max_objs(if striding { magazine_max_objs_for::<SeedLadder>(buf_chunk, slots) } else { 0 });
+            .magazine_max_objs(if striding {
+                magazine_max_objs_for::<SeedLadder>(buf_chunk, slots)
+            } else {
+                0
+            });
         let buf_l = buf.configure().map_err(|e| rename(e, "buf_size"))?;
 
         // 4. large buffers
         let lbuf = if self.large_buf_size != 0 {
             let mode = buf_mode - RegionMode::MONOLITHIC;
             let lstriding = self.large_buf_size >= MIN_STRIDING_BUF_SIZE;
-            let mode = if lstriding { mode - RegionMode::NOMAGAZINES } else { mode | RegionMode::NOMAGAZINES };
-            let lchunk = self.large_buf_size.next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
-            let p = RegionParams::new(format!("{prefix}buf_large.{n}"), self.large_buf_size, buf_count)
-                .seg_size(self.buf_seg_size)
-                .mode(mode)
-                .magazine_max_objs(if lstriding { magazine_max_objs_for::<SeedLadder>(lchunk, slots) } else { 0 });
+            let mode = if lstriding {
+                mode - RegionMode::NOMAGAZINES
+            } else {
+                mode | RegionMode::NOMAGAZINES
+            };
+            let lchunk = self
+                .large_buf_size
+                .next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+            let p = RegionParams::new(
+                format!("{prefix}buf_large.{n}"),
+                self.large_buf_size,
+                buf_count,
+            )
+            .seg_size(self.buf_seg_size)
+            .mode(mode)
+            .magazine_max_objs(if lstriding {
+                magazine_max_objs_for::<SeedLadder>(lchunk, slots)
+            } else {
+                0
+            });
             let l = p.configure().map_err(|e| rename(e, "large_buf_size"))?;
             Some((p, l))
         } else {
@@ -439,7 +503,9 @@ impl PacketPoolConfig {
                 if self.md_persistent {
                     mode |= RegionMode::PERSISTENT;
                 }
-                let p = RegionParams::new(format!("ubft.{n}"), kl.obj_size, kl.obj_count).seg_size(kl.seg_size).mode(mode);
+                let p = RegionParams::new(format!("ubft.{n}"), kl.obj_size, kl.obj_count)
+                    .seg_size(kl.seg_size)
+                    .mode(mode);
                 let l = p.configure()?;
                 check_pair("ubft", kl, &l)?;
                 Some((p, l))
@@ -454,20 +520,38 @@ impl PacketPoolConfig {
                 "fewer buffers than metadata objects",
             ));
         }
-        Ok(PoolPlan { kmd: (kmd, kmd_l), umd, buf: (buf, buf_l), lbuf, kbft, ubft })
+        Ok(PoolPlan {
+            kmd: (kmd, kmd_l),
+            umd,
+            buf: (buf, buf_l),
+            lbuf,
+            kbft,
+            ubft,
+        })
     }
 }
 
 fn check_pair(what: &'static str, master: &RegionLayout, shadow: &RegionLayout) -> Result<()> {
-    if master.seg_size != shadow.seg_size || master.seg_count > shadow.seg_count || master.obj_count != shadow.obj_count {
-        return Err(Error::invalid_param(what, shadow.seg_size as u64, "the mirror region does not pair with its master"));
+    if master.seg_size != shadow.seg_size
+        || master.seg_count > shadow.seg_count
+        || master.obj_count != shadow.obj_count
+    {
+        return Err(Error::invalid_param(
+            what,
+            shadow.seg_size as u64,
+            "the mirror region does not pair with its master",
+        ));
     }
     Ok(())
 }
 
 fn rename(e: Error, param: &'static str) -> Error {
     match e {
-        Error::InvalidParam { value, reason, .. } => Error::InvalidParam { param, value, reason },
+        Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
+            param,
+            value,
+            reason,
+        },
         other => other,
     }
 }

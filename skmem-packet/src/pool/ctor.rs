@@ -52,10 +52,18 @@ impl<S: SegmentSource, L: CpuLocal> Buffers<S, L> {
     }
 
     /// Allocates a raw buffer: its address and index (use count 1).
-    pub(crate) fn alloc(&self, large: bool, flags: AllocFlags) -> Result<(NonNull<u8>, ObjectInfo)> {
+    pub(crate) fn alloc(
+        &self,
+        large: bool,
+        flags: AllocFlags,
+    ) -> Result<(NonNull<u8>, ObjectInfo)> {
         let c = self.class(large);
         let addr = c.cache.alloc_with(flags)?;
-        let info = c.cache.layer().object_info(addr.as_ptr()).expect("a buffer just allocated is known to its slab");
+        let info = c
+            .cache
+            .layer()
+            .object_info(addr.as_ptr())
+            .expect("a buffer just allocated is known to its slab");
         c.uses[info.index_in_region as usize].store(1, Ordering::Release);
         Ok((addr, info))
     }
@@ -65,7 +73,12 @@ impl<S: SegmentSource, L: CpuLocal> Buffers<S, L> {
     /// # Safety
     ///
     /// `kb` points at a buflet this thread owns, with no buffer.
-    pub(crate) unsafe fn attach(&self, kb: *mut Kbuf, large: bool, flags: AllocFlags) -> Result<()> {
+    pub(crate) unsafe fn attach(
+        &self,
+        kb: *mut Kbuf,
+        large: bool,
+        flags: AllocFlags,
+    ) -> Result<()> {
         let (addr, info) = self.alloc(large, flags)?;
         // SAFETY: the caller owns `kb`.
         unsafe {
@@ -113,8 +126,11 @@ impl<S: SegmentSource, L: CpuLocal> Buffers<S, L> {
     /// not used through `kb` afterwards.
     pub(crate) unsafe fn release(&self, kb: *mut Kbuf) {
         // SAFETY: forwarded.
-        let (addr, large, idx) = unsafe { ((*kb).addr, (*kb).flags & BUF_LARGE != 0, (*kb).buf_idx) };
-        let Some(addr) = NonNull::new(addr) else { return };
+        let (addr, large, idx) =
+            unsafe { ((*kb).addr, (*kb).flags & BUF_LARGE != 0, (*kb).buf_idx) };
+        let Some(addr) = NonNull::new(addr) else {
+            return;
+        };
         let c = self.class(large);
         if c.uses[idx as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: the last share: the buffer came from this cache and
@@ -149,9 +165,15 @@ pub(crate) fn redzone(roff: u64, secret: u64) -> u64 {
 }
 
 impl<S: SegmentSource, L: CpuLocal> ObjectCtor for MdCtor<S, L> {
-    fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()> {
+    fn construct(
+        &self,
+        obj: ObjectInfo,
+        shadow: Option<ObjectInfo>,
+        flags: AllocFlags,
+    ) -> Result<()> {
         let kmd = meta::as_kmd(obj.addr.as_ptr());
-        let roff = obj.segment_index as u64 * self.seg_size as u64 + obj.index_in_segment as u64 * obj.size as u64;
+        let roff = obj.segment_index as u64 * self.seg_size as u64
+            + obj.index_in_segment as u64 * obj.size as u64;
         let umd = shadow.map_or(ptr::null_mut(), |s| s.addr.as_ptr());
         // SAFETY: the ctor contract gives us `obj.size >= KMD_SIZE` bytes,
         // 64-aligned (the slab's alignment), exclusively.
@@ -186,7 +208,8 @@ impl<S: SegmentSource, L: CpuLocal> ObjectCtor for MdCtor<S, L> {
         if !self.on_demand {
             // SAFETY: the native buflet is ours and has no buffer yet.
             unsafe {
-                self.bufs.attach(ptr::addr_of_mut!((*kmd).buf), false, flags)?;
+                self.bufs
+                    .attach(ptr::addr_of_mut!((*kmd).buf), false, flags)?;
                 (*kmd).bufs_cnt = 1;
             }
         }
@@ -199,7 +222,10 @@ impl<S: SegmentSource, L: CpuLocal> ObjectCtor for MdCtor<S, L> {
         // during destruction; the free paths unlinked external buflets
         // before the object went back (`fini`).
         unsafe {
-            debug_assert!((*kmd).buf.next.is_null(), "metadata destructed with buflets linked");
+            debug_assert!(
+                (*kmd).buf.next.is_null(),
+                "metadata destructed with buflets linked"
+            );
             self.bufs.release(ptr::addr_of_mut!((*kmd).buf));
         }
     }
@@ -212,13 +238,23 @@ pub(crate) struct BftCtor<S: SegmentSource, L: CpuLocal> {
 }
 
 impl<S: SegmentSource, L: CpuLocal> ObjectCtor for BftCtor<S, L> {
-    fn construct(&self, obj: ObjectInfo, shadow: Option<ObjectInfo>, flags: AllocFlags) -> Result<()> {
+    fn construct(
+        &self,
+        obj: ObjectInfo,
+        shadow: Option<ObjectInfo>,
+        flags: AllocFlags,
+    ) -> Result<()> {
         let kb = meta::as_kbuf(obj.addr.as_ptr());
         let ubft = shadow.map_or(ptr::null_mut(), |s| s.addr.as_ptr());
         // SAFETY: the ctor contract: `obj.size >= KBUF_SIZE` bytes, aligned,
         // ours during construction; likewise the shadow.
         unsafe {
-            kb.write(Kbuf { bft_idx: obj.index_in_region, flags: BUF_EXTERNAL, ubft, ..Kbuf::EMPTY });
+            kb.write(Kbuf {
+                bft_idx: obj.index_in_region,
+                flags: BUF_EXTERNAL,
+                ubft,
+                ..Kbuf::EMPTY
+            });
             if !ubft.is_null() {
                 meta::wr32(ubft, meta::ubft::BFT_INDEX, obj.index_in_region);
                 meta::wr32(ubft, meta::ubft::NEXT_INDEX, IDX_NONE);
@@ -236,5 +272,8 @@ impl<S: SegmentSource, L: CpuLocal> ObjectCtor for BftCtor<S, L> {
 /// The error of an operation that needs buffers on demand.
 #[cold]
 pub(crate) fn needs_on_demand(what: &str) -> Error {
-    Error::Invalid { field: "on_demand", reason: format!("{what} needs a pool with buffers on demand") }
+    Error::Invalid {
+        field: "on_demand",
+        reason: format!("{what} needs a pool with buffers on demand"),
+    }
 }

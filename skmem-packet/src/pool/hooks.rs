@@ -69,13 +69,21 @@ pub struct HookedConfig<S: SegmentSource> {
 
 impl<S: SegmentSource> Clone for HookedConfig<S> {
     fn clone(&self) -> Self {
-        HookedConfig { inner: self.inner.clone(), hooks: self.hooks.clone(), kind: self.kind }
+        HookedConfig {
+            inner: self.inner.clone(),
+            hooks: self.hooks.clone(),
+            kind: self.kind,
+        }
     }
 }
 
 impl<S: SegmentSource> Default for HookedConfig<S> {
     fn default() -> Self {
-        HookedConfig { inner: S::Config::default(), hooks: None, kind: BufferKind::Default }
+        HookedConfig {
+            inner: S::Config::default(),
+            hooks: None,
+            kind: BufferKind::Default,
+        }
     }
 }
 
@@ -122,7 +130,11 @@ unsafe impl<S: SegmentSource> SegmentSource for Hooked<S> {
     const NAME: &'static str = S::NAME;
 
     fn open(geometry: &SegmentGeometry, config: &Self::Config) -> Result<Self> {
-        Ok(Hooked { inner: S::open(geometry, &config.inner)?, hooks: config.hooks.clone(), kind: config.kind })
+        Ok(Hooked {
+            inner: S::open(geometry, &config.inner)?,
+            hooks: config.hooks.clone(),
+            kind: config.kind,
+        })
     }
 
     fn geometry(&self) -> &SegmentGeometry {

@@ -481,7 +481,9 @@ impl Packet {
     /// See the [type docs](Packet).
     pub unsafe fn capacity(self) -> usize {
         // SAFETY: forwarded.
-        unsafe { self.buflets() }.map(|b| unsafe { b.capacity() }).sum()
+        unsafe { self.buflets() }
+            .map(|b| unsafe { b.capacity() })
+            .sum()
     }
 
     /// Asks for the pool's transmit-completion callbacks to run when this
@@ -688,10 +690,18 @@ impl Buflet {
         // SAFETY: as above.
         let cap = unsafe { self.capacity() };
         if offset > cap {
-            return Err(Error::OutOfRange { field: "data_offset", value: offset as u64, limit: cap as u64 + 1 });
+            return Err(Error::OutOfRange {
+                field: "data_offset",
+                value: offset as u64,
+                limit: cap as u64 + 1,
+            });
         }
         if len > cap - offset {
-            return Err(Error::OutOfRange { field: "data_len", value: len as u64, limit: (cap - offset) as u64 + 1 });
+            return Err(Error::OutOfRange {
+                field: "data_len",
+                value: len as u64,
+                limit: (cap - offset) as u64 + 1,
+            });
         }
         // SAFETY: as above.
         unsafe {
@@ -731,8 +741,14 @@ impl Buflet {
     /// See [`Packet`].
     pub unsafe fn read(self, out: &mut [u8]) -> usize {
         // SAFETY: as above.
-        let (addr, cap, off, len) =
-            unsafe { (self.addr(), self.capacity(), self.data_offset(), self.data_len()) };
+        let (addr, cap, off, len) = unsafe {
+            (
+                self.addr(),
+                self.capacity(),
+                self.data_offset(),
+                self.data_len(),
+            )
+        };
         if addr.is_null() || off > cap {
             return 0;
         }
@@ -755,7 +771,11 @@ pub struct PacketQueue {
 impl PacketQueue {
     /// An empty queue.
     pub const fn new() -> Self {
-        PacketQueue { head: None, tail: None, len: 0 }
+        PacketQueue {
+            head: None,
+            tail: None,
+            len: 0,
+        }
     }
 
     /// Packets in the queue.

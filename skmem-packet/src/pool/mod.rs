@@ -28,7 +28,7 @@
 //!   process or a device at any time: they are touched only with volatile
 //!   reads and writes of plain integers or raw byte copies; indices read
 //!   from them are used as keys into the pool's own tables, never as
-//!   addresses ([`upp`](self) module).
+//!   addresses (see [`PacketPool::upp_remove`]).
 //! * A buffer is owned by the buflets that hold it (use count). A constructed
 //!   object goes back into a magazine only when no other buflet shares its
 //!   buffer; otherwise it is freed with `free_nocache`, so its destructor
@@ -58,7 +58,9 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, NoMirror, Result, SegmentSource}
 
 pub use config::{IoDirection, PacketPoolConfig, PoolPlan, MAX_FRAGS_LIMIT, MIN_STRIDING_BUF_SIZE};
 pub use hooks::{BufferKind, BufferSegmentHooks, Hooked, HookedConfig, SegmentEvent};
-pub use meta::{ubft, umd, Buflet, BufletIter, MetadataType, Packet, PacketQueue, IDX_NONE, NO_OWNER};
+pub use meta::{
+    ubft, umd, Buflet, BufletIter, MetadataType, Packet, PacketQueue, IDX_NONE, NO_OWNER,
+};
 pub use ops::RawBuffer;
 pub use report::{Outstanding, OutstandingBuflet, OutstandingPacket, PoolStats};
 
@@ -171,7 +173,9 @@ impl<S: SegmentSource, L: CpuLocal> Drop for PacketPool<S, L> {
         if let Some(mut inner) = Arc::into_inner(arc) {
             if !inner.purged {
                 inner.purged = true;
-                let pool = PacketPool { inner: ManuallyDrop::new(Arc::new(inner)) };
+                let pool = PacketPool {
+                    inner: ManuallyDrop::new(Arc::new(inner)),
+                };
                 let (p, b) = pool.purge_upp(None);
                 if p + b > 0 {
                     tracing::debug!(pool = %pool.inner.name, packets = p, buflets = b, "purged user-held objects at teardown");
@@ -195,7 +199,9 @@ pub struct PacketPool<S: SegmentSource, L: CpuLocal = PerThread> {
 
 impl<S: SegmentSource, L: CpuLocal> Clone for PacketPool<S, L> {
     fn clone(&self) -> Self {
-        PacketPool { inner: ManuallyDrop::new(Arc::clone(&self.inner)) }
+        PacketPool {
+            inner: ManuallyDrop::new(Arc::clone(&self.inner)),
+        }
     }
 }
 
@@ -220,7 +226,10 @@ impl PacketPoolConfig {
     }
 
     /// Builds a pool on source `S` with locality `L`.
-    pub fn build_with<S: SegmentSource, L: CpuLocal>(&self, source_config: S::Config) -> Result<PacketPool<S, L>> {
+    pub fn build_with<S: SegmentSource, L: CpuLocal>(
+        &self,
+        source_config: S::Config,
+    ) -> Result<PacketPool<S, L>> {
         PacketPool::create(self, source_config)
     }
 }
@@ -229,7 +238,11 @@ fn random_secret() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_usize(core::ptr::addr_of!(h) as usize);
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish() | 1
 }
 
@@ -243,17 +256,32 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let n = &cfg.name;
 
         // Buffers first: the metadata constructors attach them.
-        let buf_class = |params: &RegionParams, size: usize, kind: BufferKind| -> Result<BufClass<S, L>> {
-            let region = Region::<Hooked<S>>::new(
-                params.clone(),
-                HookedConfig { inner: src.clone(), hooks: cfg.hooks.clone(), kind },
-            )?;
-            let count = region.layout().obj_count;
-            let slab = SlabCache::new(region, SlabConfig::new(params.name.clone(), size).align(64), skmem_traits::NoCtor)?;
-            let cache = Cache::new(slab, cache_config(size >= MIN_STRIDING_BUF_SIZE))?;
-            let uses = (0..count).map(|_| std::sync::atomic::AtomicU32::new(0)).collect();
-            Ok(BufClass { cache, uses, size: size as u32 })
-        };
+        let buf_class =
+            |params: &RegionParams, size: usize, kind: BufferKind| -> Result<BufClass<S, L>> {
+                let region = Region::<Hooked<S>>::new(
+                    params.clone(),
+                    HookedConfig {
+                        inner: src.clone(),
+                        hooks: cfg.hooks.clone(),
+                        kind,
+                    },
+                )?;
+                let count = region.layout().obj_count;
+                let slab = SlabCache::new(
+                    region,
+                    SlabConfig::new(params.name.clone(), size).align(64),
+                    skmem_traits::NoCtor,
+                )?;
+                let cache = Cache::new(slab, cache_config(size >= MIN_STRIDING_BUF_SIZE))?;
+                let uses = (0..count)
+                    .map(|_| std::sync::atomic::AtomicU32::new(0))
+                    .collect();
+                Ok(BufClass {
+                    cache,
+                    uses,
+                    size: size as u32,
+                })
+            };
         let def = buf_class(&plan.buf.0, cfg.buf_size, BufferKind::Default)?;
         let large = match &plan.lbuf {
             Some((p, _)) => Some(buf_class(p, cfg.large_buf_size, BufferKind::Large)?),
@@ -275,12 +303,18 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let md: MdCache<S, L> = match &plan.umd {
             None => {
                 let region = Region::<S>::new(plan.kmd.0.clone(), src.clone())?;
-                Mirrored::Kernel(Cache::new(SlabCache::new(region, md_slab_cfg, md_ctor)?, cache_config(cfg.md_magazines))?)
+                Mirrored::Kernel(Cache::new(
+                    SlabCache::new(region, md_slab_cfg, md_ctor)?,
+                    cache_config(cfg.md_magazines),
+                )?)
             }
             Some((up, _)) => {
                 let umd = Region::<S>::new(up.clone(), src.clone())?;
                 let region = Region::with_mirror(plan.kmd.0.clone(), src.clone(), Shadow(umd))?;
-                Mirrored::User(Cache::new(SlabCache::new(region, md_slab_cfg, md_ctor)?, cache_config(cfg.md_magazines))?)
+                Mirrored::User(Cache::new(
+                    SlabCache::new(region, md_slab_cfg, md_ctor)?,
+                    cache_config(cfg.md_magazines),
+                )?)
             }
         };
 
@@ -290,12 +324,19 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             Some((kp, kl)) => {
                 let has_large = bufs.large.is_some();
                 let mk = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64);
-                let ctor = |large: bool| BftCtor { bufs: Arc::clone(&bufs), large };
+                let ctor = |large: bool| BftCtor {
+                    bufs: Arc::clone(&bufs),
+                    large,
+                };
                 let (def, lg) = match &plan.ubft {
                     None => {
                         let region = Region::<S>::new(kp.clone(), src.clone())?;
                         let d = Cache::new(
-                            SlabCache::new(Arc::clone(&region), mk(format!("kbft_def.{n}")), ctor(false))?,
+                            SlabCache::new(
+                                Arc::clone(&region),
+                                mk(format!("kbft_def.{n}")),
+                                ctor(false),
+                            )?,
                             cache_config(cfg.md_magazines),
                         )?;
                         let l = if has_large {
@@ -312,7 +353,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                         let ubft = Region::<S>::new(up.clone(), src.clone())?;
                         let region = Region::with_mirror(kp.clone(), src.clone(), Shadow(ubft))?;
                         let d = Cache::new(
-                            SlabCache::new(Arc::clone(&region), mk(format!("kbft_def.{n}")), ctor(false))?,
+                            SlabCache::new(
+                                Arc::clone(&region),
+                                mk(format!("kbft_def.{n}")),
+                                ctor(false),
+                            )?,
                             cache_config(cfg.md_magazines),
                         )?;
                         let l = if has_large {
@@ -326,7 +371,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                         (Mirrored::User(d), l)
                     }
                 };
-                Some(Bfts { def, large: lg, capacity: kl.obj_count as u32 })
+                Some(Bfts {
+                    def,
+                    large: lg,
+                    capacity: kl.obj_count as u32,
+                })
             }
         };
 
@@ -398,7 +447,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     /// Large buffer size (0: none).
     pub fn large_buf_size(&self) -> usize {
-        self.inner.bufs.large.as_ref().map_or(0, |l| l.size as usize)
+        self.inner
+            .bufs
+            .large
+            .as_ref()
+            .map_or(0, |l| l.size as usize)
     }
 
     /// `true` with buffers on demand.
@@ -450,7 +503,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             .region()
             .source()
             .iova(addr)
-            .or_else(|| b.large.as_ref().and_then(|l| l.cache.layer().region().source().iova(addr)))
+            .or_else(|| {
+                b.large
+                    .as_ref()
+                    .and_then(|l| l.cache.layer().region().source().iova(addr))
+            })
     }
 
     /// The device address of a buflet's data (`addr + data_offset`).
@@ -482,22 +539,37 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     #[cold]
     #[inline(never)]
     fn closed_error(&self) -> Error {
-        Error::Busy { name: self.inner.name.clone(), reason: "the pool is closed" }
+        Error::Busy {
+            name: self.inner.name.clone(),
+            reason: "the pool is closed",
+        }
     }
 
     #[cold]
     #[inline(never)]
     pub(crate) fn exhausted(&self) -> Error {
-        Error::Exhausted { name: self.inner.name.clone(), capacity: self.inner.md_capacity as u64, unit: "packets" }
+        Error::Exhausted {
+            name: self.inner.name.clone(),
+            capacity: self.inner.md_capacity as u64,
+            unit: "packets",
+        }
     }
 
     #[cold]
     #[inline(never)]
     fn bad_bufcnt(&self, bufcnt: u16) -> Error {
         if self.inner.on_demand {
-            Error::OutOfRange { field: "bufcnt", value: bufcnt as u64, limit: self.inner.max_frags as u64 + 1 }
+            Error::OutOfRange {
+                field: "bufcnt",
+                value: bufcnt as u64,
+                limit: self.inner.max_frags as u64 + 1,
+            }
         } else {
-            Error::invalid_param("bufcnt", bufcnt as u64, "a pool without buffers on demand has exactly 1 buflet per packet")
+            Error::invalid_param(
+                "bufcnt",
+                bufcnt as u64,
+                "a pool without buffers on demand has exactly 1 buflet per packet",
+            )
         }
     }
 
@@ -523,7 +595,8 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     pub fn alloc_packet(&self, bufcnt: u16, flags: AllocFlags) -> Result<Packet> {
         self.check_open()?;
         if !self.inner.on_demand && bufcnt == 1 {
-            let k = dispatch!(&self.inner.md, c => c.alloc_with(flags)).map_err(|e| self.map_exhausted(e))?;
+            let k = dispatch!(&self.inner.md, c => c.alloc_with(flags))
+                .map_err(|e| self.map_exhausted(e))?;
             return Ok(self.init_one(k));
         }
         let mut one = [MaybeUninit::uninit()];
@@ -545,7 +618,12 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// a prefix of `out`. `Ok(n)` with `n < out.len()` is a partial batch
     /// (the seed's `EAGAIN`); [`Error::Exhausted`] means none (`ENOMEM`).
     #[inline]
-    pub fn alloc_batch(&self, bufcnt: u16, out: &mut [MaybeUninit<Packet>], flags: AllocFlags) -> Result<usize> {
+    pub fn alloc_batch(
+        &self,
+        bufcnt: u16,
+        out: &mut [MaybeUninit<Packet>],
+        flags: AllocFlags,
+    ) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
         }
@@ -555,7 +633,8 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         }
         // SAFETY: `Packet` is `repr(transparent)` over `NonNull<u8>`, so the
         // two slices have the same layout; the cache writes addresses.
-        let raw = unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
+        let raw =
+            unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
         let n = dispatch!(&self.inner.md, c => c.alloc_batch(raw, flags));
         if n == 0 {
             return Err(self.exhausted());
@@ -571,7 +650,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     }
 
     /// [`alloc_batch`](Self::alloc_batch) appending `n` packets to a `Vec`.
-    pub fn alloc_batch_vec(&self, bufcnt: u16, n: usize, out: &mut Vec<Packet>, flags: AllocFlags) -> Result<usize> {
+    pub fn alloc_batch_vec(
+        &self,
+        bufcnt: u16,
+        n: usize,
+        out: &mut Vec<Packet>,
+        flags: AllocFlags,
+    ) -> Result<usize> {
         out.reserve(n);
         let len = out.len();
         let got = self.alloc_batch(bufcnt, &mut out.spare_capacity_mut()[..n], flags)?;
@@ -600,7 +685,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// Allocates up to `n` packets onto the back of `queue` (the seed's
     /// `pp_alloc_pktq`); partial and empty results as
     /// [`alloc_batch`](Self::alloc_batch).
-    pub fn alloc_queue(&self, bufcnt: u16, n: usize, queue: &mut PacketQueue, flags: AllocFlags) -> Result<usize> {
+    pub fn alloc_queue(
+        &self,
+        bufcnt: u16,
+        n: usize,
+        queue: &mut PacketQueue,
+        flags: AllocFlags,
+    ) -> Result<usize> {
         let mut done = 0;
         let mut tmp = [MaybeUninit::<Packet>::uninit(); 64];
         while done < n {
@@ -627,10 +718,22 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// (the seed's `pp_alloc_packet_by_size`).
     pub fn alloc_by_size(&self, size: usize, flags: AllocFlags) -> Result<Packet> {
         let buf = self.buf_size();
-        let bufcnt = if self.inner.on_demand { size.div_ceil(buf) } else { 1 };
-        let limit = if self.inner.on_demand { buf * self.inner.max_frags as usize } else { buf };
+        let bufcnt = if self.inner.on_demand {
+            size.div_ceil(buf)
+        } else {
+            1
+        };
+        let limit = if self.inner.on_demand {
+            buf * self.inner.max_frags as usize
+        } else {
+            buf
+        };
         if size > limit {
-            return Err(Error::OutOfRange { field: "size", value: size as u64, limit: limit as u64 + 1 });
+            return Err(Error::OutOfRange {
+                field: "size",
+                value: size as u64,
+                limit: limit as u64 + 1,
+            });
         }
         self.alloc_packet(bufcnt as u16, flags)
     }

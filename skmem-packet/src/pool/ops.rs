@@ -8,9 +8,8 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, ObjectInfo, Result, SegmentSourc
 
 use super::ctor::needs_on_demand;
 use super::meta::{
-    self,
-    Kbuf, Kmd, BUF_EXTERNAL, BUF_LARGE, IDX_NONE, MD_HAS_ATTACHED, MD_INTERNALIZED, MD_IS_ATTACHED,
-    MD_TX_COMPL, NO_OWNER,
+    self, Kbuf, Kmd, BUF_EXTERNAL, BUF_LARGE, IDX_NONE, MD_HAS_ATTACHED, MD_INTERNALIZED,
+    MD_IS_ATTACHED, MD_TX_COMPL, NO_OWNER,
 };
 use super::{dispatch, Bfts, Buflet, MetadataType, Packet, PacketPool};
 
@@ -46,7 +45,10 @@ pub(crate) struct BufletLists {
 
 impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     pub(crate) fn bfts(&self) -> Result<&Bfts<S, L>> {
-        self.inner.bft.as_ref().ok_or_else(|| needs_on_demand("buflets"))
+        self.inner
+            .bft
+            .as_ref()
+            .ok_or_else(|| needs_on_demand("buflets"))
     }
 
     /// On-demand allocation (the seed's `pp_alloc_packet_common` with
@@ -63,7 +65,8 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             return Err(self.bad_bufcnt(bufcnt));
         }
         // SAFETY: `Packet` is `repr(transparent)` over `NonNull<u8>`.
-        let raw = unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
+        let raw =
+            unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
         let n = dispatch!(&self.inner.md, c => c.alloc_batch(raw, flags));
         if n == 0 {
             return Err(self.exhausted());
@@ -102,7 +105,12 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 (*kmd).buf.dlen = 0;
             }
             // SAFETY: same layout; store the tagged handle.
-            unsafe { raw[i].as_mut_ptr().cast::<Packet>().write(Packet::from_kmd(kmd, t)) };
+            unsafe {
+                raw[i]
+                    .as_mut_ptr()
+                    .cast::<Packet>()
+                    .write(Packet::from_kmd(kmd, t))
+            };
         }
         if ok < n || ok * per < got {
             // Not enough buflets for every packet: give back the rest.
@@ -160,7 +168,9 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// Every listed buflet is allocated from this pool's buflet caches and
     /// not used again.
     unsafe fn free_lists(&self, lists: &BufletLists) {
-        let Some(bft) = self.inner.bft.as_ref() else { return };
+        let Some(bft) = self.inner.bft.as_ref() else {
+            return;
+        };
         // SAFETY: forwarded; each list holds objects of the cache it is
         // freed to (large flag), in constructed state.
         unsafe {
@@ -264,19 +274,31 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// after the call the caller gives up `child`.
     pub unsafe fn attach_packet(&self, p: Packet, child: Packet) -> Result<()> {
         if self.inner.md_type != MetadataType::Packet {
-            return Err(Error::Invalid { field: "md_type", reason: "only packets carry an attached packet".into() });
+            return Err(Error::Invalid {
+                field: "md_type",
+                reason: "only packets carry an attached packet".into(),
+            });
         }
         if p == child {
-            return Err(Error::Invalid { field: "attached", reason: "a packet cannot be attached to itself".into() });
+            return Err(Error::Invalid {
+                field: "attached",
+                reason: "a packet cannot be attached to itself".into(),
+            });
         }
         let (k, c) = (p.kmd(), child.kmd());
         // SAFETY: the caller's contract.
         unsafe {
             if (*k).flags & (MD_HAS_ATTACHED | MD_IS_ATTACHED) != 0 {
-                return Err(Error::Busy { name: self.inner.name.clone(), reason: "the packet already has or is an attachment" });
+                return Err(Error::Busy {
+                    name: self.inner.name.clone(),
+                    reason: "the packet already has or is an attachment",
+                });
             }
             if (*c).flags & (MD_HAS_ATTACHED | MD_IS_ATTACHED) != 0 {
-                return Err(Error::Busy { name: self.inner.name.clone(), reason: "the attachment already has or is an attachment" });
+                return Err(Error::Busy {
+                    name: self.inner.name.clone(),
+                    reason: "the attachment already has or is an attachment",
+                });
             }
             (*k).attached = c;
             (*k).flags |= MD_HAS_ATTACHED;
@@ -302,7 +324,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     fn check_large(&self, bft: &Bfts<S, L>, large: bool) -> Result<()> {
         if large && bft.large.is_none() {
-            return Err(Error::Invalid { field: "large", reason: "the pool has no large buffers".into() });
+            return Err(Error::Invalid {
+                field: "large",
+                reason: "the pool has no large buffers".into(),
+            });
         }
         Ok(())
     }
@@ -317,7 +342,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     /// Allocates up to `n` buflets onto `out`; partial and empty results as
     /// [`alloc_batch`](Self::alloc_batch).
-    pub fn alloc_buflet_batch(&self, large: bool, n: usize, out: &mut Vec<Buflet>, flags: AllocFlags) -> Result<usize> {
+    pub fn alloc_buflet_batch(
+        &self,
+        large: bool,
+        n: usize,
+        out: &mut Vec<Buflet>,
+        flags: AllocFlags,
+    ) -> Result<usize> {
         self.check_open()?;
         let bft = self.bfts()?;
         self.check_large(bft, large)?;
@@ -372,7 +403,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         for b in bs {
             // SAFETY: forwarded.
             if unsafe { (*b.ptr()).flags } & BUF_EXTERNAL == 0 {
-                panic!("packet pool `{}`: free of {:?}, the native buflet of a packet", self.inner.name, b);
+                panic!(
+                    "packet pool `{}`: free of {:?}, the native buflet of a packet",
+                    self.inner.name, b
+                );
             }
             // SAFETY: forwarded.
             unsafe { self.classify(b.ptr(), &mut lists) };
@@ -395,7 +429,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // SAFETY: forwarded.
         let (sflags, saddr) = unsafe { ((*s).flags, (*s).addr) };
         if sflags & BUF_EXTERNAL == 0 || saddr.is_null() {
-            return Err(Error::Invalid { field: "buflet", reason: "only external buflets with a buffer can be cloned".into() });
+            return Err(Error::Invalid {
+                field: "buflet",
+                reason: "only external buflets with a buffer can be cloned".into(),
+            });
         }
         let large = sflags & BUF_LARGE != 0;
         let b = self.alloc_buflet(large, flags)?;
@@ -428,7 +465,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // SAFETY: the caller's contract.
         unsafe {
             if (*kb).flags & BUF_EXTERNAL == 0 {
-                return Err(Error::Invalid { field: "buflet", reason: "the native buflet of a packet".into() });
+                return Err(Error::Invalid {
+                    field: "buflet",
+                    reason: "the native buflet of a packet".into(),
+                });
             }
             if (*k).bufs_cnt >= self.inner.max_frags {
                 return Err(Error::OutOfRange {

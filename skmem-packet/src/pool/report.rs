@@ -8,9 +8,11 @@ use skmem_traits::{CpuLocal, SegmentSource};
 use super::meta::{self, Kbuf, BUF_LARGE, NO_OWNER};
 use super::{dispatch, MetadataType, PacketPool};
 
-/// A snapshot of a pool and everything beneath it.
+/// A snapshot of a pool and everything beneath it. Serialisable with the
+/// `serde` feature (not deserialisable: the layer stats beneath carry
+/// `&'static str` names).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolStats {
     /// Pool name.
     pub name: String,
@@ -96,12 +98,28 @@ impl PoolStats {
             );
         };
         row(&self.md_cache);
-        for c in [&self.bft_def, &self.bft_large, &Some(self.buf_def.clone()), &self.buf_large].into_iter().flatten() {
+        for c in [
+            &self.bft_def,
+            &self.bft_large,
+            &Some(self.buf_def.clone()),
+            &self.buf_large,
+        ]
+        .into_iter()
+        .flatten()
+        {
             row(c);
         }
-        let _ = writeln!(s, "{:<28} {:>8} {:>10} {:>10} {:>10}", "region", "segs", "in use", "objs", "bytes in use");
+        let _ = writeln!(
+            s,
+            "{:<28} {:>8} {:>10} {:>10} {:>10}",
+            "region", "segs", "in use", "objs", "bytes in use"
+        );
         for r in &self.regions {
-            let _ = writeln!(s, "{:<28} {:>8} {:>10} {:>10} {:>10}", r.name, r.seg_cnt, r.seginuse, r.c_obj_cnt, r.meminuse);
+            let _ = writeln!(
+                s,
+                "{:<28} {:>8} {:>10} {:>10} {:>10}",
+                r.name, r.seg_cnt, r.seginuse, r.c_obj_cnt, r.meminuse
+            );
         }
         s
     }

@@ -49,12 +49,26 @@ pub(crate) struct Upp {
     pub(crate) bfts: HashMap<u32, (BPtr, u32)>,
 }
 
-fn window(field_off: &'static str, field_len: &'static str, off: u32, len: u32, cap: u32) -> Result<()> {
+fn window(
+    field_off: &'static str,
+    field_len: &'static str,
+    off: u32,
+    len: u32,
+    cap: u32,
+) -> Result<()> {
     if off > cap {
-        return Err(Error::OutOfRange { field: field_off, value: off as u64, limit: cap as u64 + 1 });
+        return Err(Error::OutOfRange {
+            field: field_off,
+            value: off as u64,
+            limit: cap as u64 + 1,
+        });
     }
     if len > cap - off {
-        return Err(Error::OutOfRange { field: field_len, value: len as u64, limit: (cap - off) as u64 + 1 });
+        return Err(Error::OutOfRange {
+            field: field_len,
+            value: len as u64,
+            limit: (cap - off) as u64 + 1,
+        });
     }
     Ok(())
 }
@@ -62,10 +76,17 @@ fn window(field_off: &'static str, field_len: &'static str, off: u32, len: u32, 
 impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     fn check_user_pool(&self, owner: u32) -> Result<()> {
         if self.inner.kernel_only {
-            return Err(Error::Invalid { field: "kernel_only", reason: "a kernel-only pool has no user metadata".into() });
+            return Err(Error::Invalid {
+                field: "kernel_only",
+                reason: "a kernel-only pool has no user metadata".into(),
+            });
         }
         if owner == NO_OWNER {
-            return Err(Error::invalid_param("owner", owner as u64, "reserved for \"nobody\""));
+            return Err(Error::invalid_param(
+                "owner",
+                owner as u64,
+                "reserved for \"nobody\"",
+            ));
         }
         Ok(())
     }
@@ -87,7 +108,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // stores only; chain buflets are allocated and belong to `p`.
         unsafe {
             if (*k).owner != NO_OWNER {
-                return Err(Error::Busy { name: self.inner.name.clone(), reason: "the packet is already held by a user" });
+                return Err(Error::Busy {
+                    name: self.inner.name.clone(),
+                    reason: "the packet is already held by a user",
+                });
             }
             let u = (*k).umd;
             meta::wr32(u, umd::MD_INDEX, (*k).index);
@@ -151,10 +175,16 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // SAFETY: the caller's contract; `ubft` is the buflet's mirror.
         unsafe {
             if (*kb).flags & BUF_EXTERNAL == 0 {
-                return Err(Error::Invalid { field: "buflet", reason: "the native buflet of a packet".into() });
+                return Err(Error::Invalid {
+                    field: "buflet",
+                    reason: "the native buflet of a packet".into(),
+                });
             }
             if (*kb).owner != NO_OWNER {
-                return Err(Error::Busy { name: self.inner.name.clone(), reason: "the buflet is already held by a user" });
+                return Err(Error::Busy {
+                    name: self.inner.name.clone(),
+                    reason: "the buflet is already held by a user",
+                });
             }
             let ub = (*kb).ubft;
             meta::wr32(ub, ubft::BFT_INDEX, (*kb).bft_idx);
@@ -169,20 +199,32 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     }
 
     /// Takes back packet `md_idx` from `owner`, rebuilding its buflet chain
-    /// from the user metadata after validating every field (see the
-    /// [module docs](self)). On error nothing changes.
+    /// from the user metadata after validating every field the user can
+    /// write: redzone, metadata index, buflet count, each buflet index of
+    /// the chain (in range, held by a user, by this owner, no loop), every
+    /// data window and the length. On error nothing changes.
     pub fn upp_remove(&self, owner: u32, md_idx: u32) -> Result<Packet> {
         let cap = self.inner.md_capacity;
         let mut upp = self.inner.upp.lock();
         let Some(&(KPtr(k), o)) = upp.pkts.get(&md_idx) else {
             return Err(if md_idx >= cap {
-                Error::OutOfRange { field: "md_index", value: md_idx as u64, limit: cap as u64 }
+                Error::OutOfRange {
+                    field: "md_index",
+                    value: md_idx as u64,
+                    limit: cap as u64,
+                }
             } else {
-                Error::Invalid { field: "md_index", reason: format!("packet {md_idx} is not held by a user") }
+                Error::Invalid {
+                    field: "md_index",
+                    reason: format!("packet {md_idx} is not held by a user"),
+                }
             });
         };
         if o != owner {
-            return Err(Error::Invalid { field: "owner", reason: format!("packet {md_idx} is held by {o}, not by {owner}") });
+            return Err(Error::Invalid {
+                field: "owner",
+                reason: format!("packet {md_idx} is held by {o}, not by {owner}"),
+            });
         }
         let max = self.inner.max_frags;
         let bcap = self.buflet_capacity();
@@ -194,15 +236,25 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         unsafe {
             let u = (*k).umd;
             if meta::rd64(u, umd::REDZONE) != redzone((*k).umd_roff, self.inner.secret) {
-                return Err(Error::Invalid { field: "redzone", reason: format!("user metadata of packet {md_idx} was overwritten") });
+                return Err(Error::Invalid {
+                    field: "redzone",
+                    reason: format!("user metadata of packet {md_idx} was overwritten"),
+                });
             }
             let uidx = meta::rd32(u, umd::MD_INDEX);
             if uidx != md_idx {
-                return Err(Error::Invalid { field: "md_index", reason: format!("user metadata of packet {md_idx} says {uidx}") });
+                return Err(Error::Invalid {
+                    field: "md_index",
+                    reason: format!("user metadata of packet {md_idx} says {uidx}"),
+                });
             }
             let bufs_cnt = meta::rd16(u, umd::BUFS_CNT);
             if bufs_cnt > max {
-                return Err(Error::OutOfRange { field: "bufs_cnt", value: bufs_cnt as u64, limit: max as u64 + 1 });
+                return Err(Error::OutOfRange {
+                    field: "bufs_cnt",
+                    value: bufs_cnt as u64,
+                    limit: max as u64 + 1,
+                });
             }
             let nb = u.add(umd::BUF);
             let has = !(*k).buf.addr.is_null();
@@ -212,33 +264,60 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             let mut count = u16::from(has);
             let mut idx = meta::rd32(nb, ubft::NEXT_INDEX);
             if idx != IDX_NONE && self.inner.md_type == MetadataType::Quantum {
-                return Err(Error::Invalid { field: "next_buflet_index", reason: "a quantum has no buflet chain".into() });
+                return Err(Error::Invalid {
+                    field: "next_buflet_index",
+                    reason: "a quantum has no buflet chain".into(),
+                });
             }
             while idx != IDX_NONE {
                 if count >= bufs_cnt {
                     return Err(Error::Invalid {
                         field: "bufs_cnt",
-                        reason: format!("the chain of packet {md_idx} is longer than its bufs_cnt {bufs_cnt}"),
+                        reason: format!(
+                            "the chain of packet {md_idx} is longer than its bufs_cnt {bufs_cnt}"
+                        ),
                     });
                 }
                 if idx >= bcap {
-                    return Err(Error::OutOfRange { field: "next_buflet_index", value: idx as u64, limit: bcap as u64 });
+                    return Err(Error::OutOfRange {
+                        field: "next_buflet_index",
+                        value: idx as u64,
+                        limit: bcap as u64,
+                    });
                 }
                 let Some(&(BPtr(b), bo)) = upp.bfts.get(&idx) else {
-                    return Err(Error::Invalid { field: "next_buflet_index", reason: format!("buflet {idx} is not held by a user") });
+                    return Err(Error::Invalid {
+                        field: "next_buflet_index",
+                        reason: format!("buflet {idx} is not held by a user"),
+                    });
                 };
                 if bo != owner {
-                    return Err(Error::Invalid { field: "buflet_owner", reason: format!("buflet {idx} is held by {bo}, not by {owner}") });
+                    return Err(Error::Invalid {
+                        field: "buflet_owner",
+                        reason: format!("buflet {idx} is held by {bo}, not by {owner}"),
+                    });
                 }
                 if chain.iter().any(|&(c, _, _)| c == b) {
-                    return Err(Error::Invalid { field: "next_buflet_index", reason: format!("buflet {idx} appears twice (loop)") });
+                    return Err(Error::Invalid {
+                        field: "next_buflet_index",
+                        reason: format!("buflet {idx} appears twice (loop)"),
+                    });
                 }
                 let ub = (*b).ubft;
                 if meta::rd32(ub, ubft::BFT_INDEX) != idx {
-                    return Err(Error::Invalid { field: "buflet_index", reason: format!("user buflet {idx} names another index") });
+                    return Err(Error::Invalid {
+                        field: "buflet_index",
+                        reason: format!("user buflet {idx} names another index"),
+                    });
                 }
                 let (dlen, doff) = (meta::rd32(ub, ubft::DLEN), meta::rd32(ub, ubft::DOFF));
-                window("buflet_data_offset", "buflet_data_len", doff, dlen, (*b).cap)?;
+                window(
+                    "buflet_data_offset",
+                    "buflet_data_len",
+                    doff,
+                    dlen,
+                    (*b).cap,
+                )?;
                 total += (*b).cap as u64;
                 chain.push((b, dlen, doff));
                 count += 1;
@@ -247,12 +326,18 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             if count != bufs_cnt {
                 return Err(Error::Invalid {
                     field: "bufs_cnt",
-                    reason: format!("packet {md_idx} says {bufs_cnt} buflets, its chain has {count}"),
+                    reason: format!(
+                        "packet {md_idx} says {bufs_cnt} buflets, its chain has {count}"
+                    ),
                 });
             }
             let len = meta::rd32(u, umd::LEN);
             if len as u64 > total {
-                return Err(Error::OutOfRange { field: "len", value: len as u64, limit: total + 1 });
+                return Err(Error::OutOfRange {
+                    field: "len",
+                    value: len as u64,
+                    limit: total + 1,
+                });
             }
 
             // Commit.
@@ -285,22 +370,41 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let mut upp = self.inner.upp.lock();
         let Some(&(BPtr(b), bo)) = upp.bfts.get(&bft_idx) else {
             return Err(if bft_idx >= bcap {
-                Error::OutOfRange { field: "buflet_index", value: bft_idx as u64, limit: bcap as u64 }
+                Error::OutOfRange {
+                    field: "buflet_index",
+                    value: bft_idx as u64,
+                    limit: bcap as u64,
+                }
             } else {
-                Error::Invalid { field: "buflet_index", reason: format!("buflet {bft_idx} is not held by a user") }
+                Error::Invalid {
+                    field: "buflet_index",
+                    reason: format!("buflet {bft_idx} is not held by a user"),
+                }
             });
         };
         if bo != owner {
-            return Err(Error::Invalid { field: "buflet_owner", reason: format!("buflet {bft_idx} is held by {bo}, not by {owner}") });
+            return Err(Error::Invalid {
+                field: "buflet_owner",
+                reason: format!("buflet {bft_idx} is held by {bo}, not by {owner}"),
+            });
         }
         // SAFETY: tracked, hence allocated; the mirror is read volatile.
         unsafe {
             let ub = (*b).ubft;
             if meta::rd32(ub, ubft::BFT_INDEX) != bft_idx {
-                return Err(Error::Invalid { field: "buflet_index", reason: format!("user buflet {bft_idx} names another index") });
+                return Err(Error::Invalid {
+                    field: "buflet_index",
+                    reason: format!("user buflet {bft_idx} names another index"),
+                });
             }
             let (dlen, doff) = (meta::rd32(ub, ubft::DLEN), meta::rd32(ub, ubft::DOFF));
-            window("buflet_data_offset", "buflet_data_len", doff, dlen, (*b).cap)?;
+            window(
+                "buflet_data_offset",
+                "buflet_data_len",
+                doff,
+                dlen,
+                (*b).cap,
+            )?;
             upp.bfts.remove(&bft_idx);
             (*b).owner = NO_OWNER;
             (*b).dlen = dlen;
@@ -312,14 +416,18 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// The packet with metadata index `md_idx` if a user holds it, and who.
     pub fn upp_find(&self, md_idx: u32) -> Option<(Packet, u32)> {
         let upp = self.inner.upp.lock();
-        upp.pkts.get(&md_idx).map(|&(KPtr(k), o)| (Packet::from_kmd(k, self.inner.md_type), o))
+        upp.pkts
+            .get(&md_idx)
+            .map(|&(KPtr(k), o)| (Packet::from_kmd(k, self.inner.md_type), o))
     }
 
     /// The buflet with index `bft_idx` if a user holds it on its own, and who.
     pub fn upp_find_buflet(&self, bft_idx: u32) -> Option<(Buflet, u32)> {
         let upp = self.inner.upp.lock();
         // SAFETY: tracked buflets are non-null objects.
-        upp.bfts.get(&bft_idx).map(|&(BPtr(b), o)| (Buflet(unsafe { NonNull::new_unchecked(b) }), o))
+        upp.bfts
+            .get(&bft_idx)
+            .map(|&(BPtr(b), o)| (Buflet(unsafe { NonNull::new_unchecked(b) }), o))
     }
 
     /// Address of the user metadata of a packet a user holds: what the
@@ -328,14 +436,18 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     pub fn user_metadata(&self, md_idx: u32) -> Option<NonNull<u8>> {
         let upp = self.inner.upp.lock();
         // SAFETY: tracked packets are allocated; `umd` is a kernel field.
-        upp.pkts.get(&md_idx).and_then(|&(KPtr(k), _)| NonNull::new(unsafe { (*k).umd }))
+        upp.pkts
+            .get(&md_idx)
+            .and_then(|&(KPtr(k), _)| NonNull::new(unsafe { (*k).umd }))
     }
 
     /// Address of the user buflet of a buflet a user holds.
     pub fn user_buflet(&self, bft_idx: u32) -> Option<NonNull<u8>> {
         let upp = self.inner.upp.lock();
         // SAFETY: tracked buflets are allocated; `ubft` is a kernel field.
-        upp.bfts.get(&bft_idx).and_then(|&(BPtr(b), _)| NonNull::new(unsafe { (*b).ubft }))
+        upp.bfts
+            .get(&bft_idx)
+            .and_then(|&(BPtr(b), _)| NonNull::new(unsafe { (*b).ubft }))
     }
 
     /// Frees everything `owner` holds (its process died; the seed's

@@ -1,0 +1,1248 @@
+//! Arenas: a named set of regions and caches that can be mapped into other
+//! address spaces (the seed's `skmem_arena.c`, nexus flavour).
+//!
+//! # The problem
+//!
+//! Zero-copy IPC (netmap, AF_XDP, Skywalk channels) puts packet memory in
+//! pages that the producer and the consumer both map: packets move by
+//! passing small indices, never by copying payloads. That needs three
+//! things a plain pool does not give: the memory must be *mappable
+//! elsewhere* (memfd-backed [`Mmap`] regions), the other side must see a
+//! *stable layout* (every region at a fixed offset of one span), and the
+//! owner must be able to *take the memory back* from a peer that misbehaves
+//! or dies (redirect, defunct).
+//!
+//! # The pieces
+//!
+//! ```text
+//!  Arena                                   view (another process, or this one)
+//!  ├─ guard_head   GUARD                   ┌──────────────┐ 0
+//!  ├─ schema       UREADONLY NOREDIRECT    │ ---  guard   │
+//!  ├─ ring         (ring cache)            │ r--  schema  │
+//!  ├─ buf_def ┐                            │ rw-  ring    │
+//!  ├─ buf_large│ packet pool (own or       │ rw-  buffers │
+//!  ├─ umd      │ external, Arc-shared)     │ rw-  umd     │
+//!  ├─ ubft    ┘                            │ r--  usd     │
+//!  ├─ txa/rxf usd  UREADONLY (mirrors)     │ rw-  ustats  │
+//!  ├─ ustats       one object              │ r--  flowadv │
+//!  ├─ flowadv      one object, UREADONLY   │ ---  guard   │
+//!  ├─ guard_tail   GUARD                   └──────────────┘ total_len
+//!  └─ kmd, kbft, txa/rxf ksd   private: never in a view
+//! ```
+//!
+//! Each region is checked at creation against the seed's rules (which must
+//! be read-only, mappable, shareable, redirectable — [`RegionId`]); a
+//! mismatch is an [`Error::Invalid`] naming the region and the flag.
+//! The regions of the packet pool are adopted by reference: the arena
+//! holds an `Arc` on each of them and on the pool, whether it built the
+//! pool ([`ArenaConfig::build`]) or was given one
+//! ([`ArenaConfig::build_with_pool`], an *external* pool).
+//!
+//! # Views
+//!
+//! A view ([`UserView`]) maps every mappable region at its offset of one
+//! contiguous span: guards inaccessible, `UREADONLY` regions read-only
+//! (from a descriptor opened read-only, so the peer cannot `mprotect` its
+//! way to writing), the rest read-write. See the [`view`] module for how
+//! it is built and what a view of not-yet-created segments contains.
+//!
+//! * [`Arena::map_local`] creates a view in this process. Local views are
+//!   tracked exactly: dropping one unregisters it.
+//! * [`Arena::send_view`] sends the layout descriptor and the memfds over a
+//!   `SOCK_SEQPACKET` Unix socket ([`socketpair`]) with `SCM_RIGHTS`;
+//!   [`UserView::receive`] maps them on the other side. A remote view is
+//!   counted from the moment it is sent, and released when the peer says
+//!   it unmapped it, when its socket reaches end-of-file (the peer exited:
+//!   its mappings are gone with it) — both seen by [`Arena::poll_peers`] —
+//!   or when the owner says so ([`Arena::release_remote`]).
+//!
+//! # Redirect, and peers that do not cooperate
+//!
+//! [`Arena::redirect`] cuts one view off: its redirectable regions become
+//! zero-filled private pages with the same protection; the peer keeps
+//! running, reads zeros, and its writes reach nothing. For a **local** view
+//! the arena does it itself (`MAP_FIXED` over the view). For a **remote**
+//! view it cannot: no system call lets one process replace another's
+//! mappings, so the arena sends a redirect message and the peer's library
+//! obeys it in [`UserView::poll`]. That is *cooperative*; the view counts
+//! as redirected from the moment the message is sent (as in the seed, where
+//! the mapper is marked at once), and [`Arena::poll_peers`] records the
+//! peer's acknowledgement ([`ArenaStats::redirects_acked`]).
+//!
+//! A hostile peer ignores the message and keeps the pages mapped. What the
+//! owner can honestly guarantee is that **no data flows any more**: after
+//! [`Arena::defunct`] the arena has released its redirectable regions, so
+//! once nobody else holds them (an external pool shared with other users
+//! keeps its regions alive) their memfds are files only the peer still
+//! maps; the owner never reads them again and every freed segment was
+//! punched out of the file. Stronger guarantees need the operating system:
+//! kill the peer, or give each peer its own pool. The seed's kernel has the
+//! mapper; user space does not.
+//!
+//! A peer holding a *writable* memfd could also shrink the file, turning the
+//! owner's own accesses into `SIGBUS`. The arena puts size seals
+//! (`F_SEAL_SHRINK | F_SEAL_GROW`) on every mappable memfd when the backend
+//! created it sealable; [`ArenaRegionStats::sealed`] says whether it did.
+//! Memfds created without `MFD_ALLOW_SEALING` (the [`Mmap`] backend today)
+//! cannot be sealed, and then only cooperative peers are safe to hand
+//! writable regions to. Read-only regions are always safe: the peer gets a
+//! read-only descriptor, which can neither be truncated nor mapped writable.
+//!
+//! When every view is redirected the arena becomes *inactive* and refuses
+//! new views ([`Error::Busy`]). If some views are redirected and the last
+//! un-redirected one goes away, the arena turns inactive then (the seed's
+//! deferred defunct). [`Arena::redirect_all`] redirects every view and
+//! deactivates the arena even when it has none.
+//!
+//! # Defunct
+//!
+//! [`Arena::defunct`] purges the caches and tears down every redirectable
+//! region (pool, rings, slot descriptors, stats, flow advisories), keeping
+//! the guards and the schema, so that an abandoned arena holds as little
+//! memory as possible. It is refused with [`Error::Busy`] while the arena
+//! is active ("views are not all redirected", the seed's `EBUSY`), and a
+//! second call returns [`Error::Busy`] with reason "already defunct" (the
+//! seed's `EALREADY`), changing nothing: callers that only want the arena
+//! defunct treat that as success.
+//!
+//! # Safety and correctness
+//!
+//! * All mutable state (regions, caches, views, flags) sits behind one
+//!   mutex; mappings of local views are changed only with it held.
+//! * Regions are reference counted (`Arc`): views, caches and the pool
+//!   keep what they use alive; the arena's own references are dropped at
+//!   defunct and at drop.
+//! * The singleton objects (stats, flow advisories) are whole segments of
+//!   monolithic regions, freed before their regions are released.
+//! * Shared memory is only touched through raw pointers (volatile integer
+//!   accesses, byte copies); descriptors received from a socket are
+//!   validated field by field before anything is mapped.
+//!
+//! Linux only: memfds, `MAP_FIXED` and `SCM_RIGHTS`.
+//!
+//! # Example
+//!
+//! ```
+//! use skmem_packet::arena::{ArenaConfig, RegionId};
+//! use skmem_packet::{AllocFlags, PacketPoolConfig};
+//!
+//! let arena = ArenaConfig::new("doc")
+//!     .pool(PacketPoolConfig::new("doc").md_count(64))
+//!     .build()?;
+//! let pool = arena.pool().unwrap();
+//! // A second view of the arena's memory (another process would use
+//! // `send_view` / `UserView::receive`).
+//! let view = arena.map_local()?;
+//! assert_eq!(view.layout().offset_of(RegionId::Schema), arena.region_offset(RegionId::Schema));
+//!
+//! let p = pool.alloc_packet(1, AllocFlags::NoSleep)?;
+//! // SAFETY: `p` is ours until it is handed to the user.
+//! let md = unsafe {
+//!     p.write_payload(b"hello");
+//!     pool.upp_insert(1, p)?
+//! };
+//! let mut buf = [0u8; 5];
+//! view.read_packet(md, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! view.write_packet(md, b"world")?;
+//! let p = pool.upp_remove(1, md)?;
+//! // SAFETY: handed back and validated; freed once.
+//! unsafe {
+//!     assert_eq!(p.read_payload(&mut buf), 5);
+//!     pool.free_packet(p);
+//! }
+//! assert_eq!(&buf, b"world");
+//! # Ok::<(), skmem_packet::Error>(())
+//! ```
+
+mod adopt;
+mod config;
+mod id;
+mod region;
+pub mod view;
+mod wire;
+
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, MutexGuard};
+use rustix::io::Errno;
+use skmem_backends::{Mmap, MmapConfig};
+use skmem_magazine::PerThread;
+use skmem_slab::{Region, Segment, Shadow, SlabCache, SlabConfig};
+use skmem_traits::stats::RegionStats;
+use skmem_traits::{AllocFlags, CpuLocal, Error, NoCtor, Protection, RegionMode, Result};
+
+pub use adopt::PoolInfo;
+pub use config::ArenaConfig;
+pub use id::RegionId;
+pub use view::{ArenaLayout, ControlEvent, UserView, ViewId, ViewRegion};
+pub use wire::socketpair;
+
+use adopt::ErasedPool;
+use config::memfd_name;
+use id::REGION_COUNT;
+use region::DynRegion;
+use wire::Kind;
+
+use crate::pool::PacketPool;
+
+/// A slab cache on one of the arena's plain regions (schema, rings).
+pub type ArenaCache = SlabCache<Mmap>;
+/// A slab cache of kernel slot descriptors, each with its user mirror.
+pub type SlotDescCache = SlabCache<Mmap, NoCtor, Shadow<Mmap>>;
+
+/// A kernel slot descriptor region driving its user mirror.
+type SdRegion = Region<Mmap, Shadow<Mmap>>;
+
+/// Which ring direction a slot descriptor region serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotDir {
+    /// Transmit rings (`txa_ksd` / `txa_usd`).
+    Tx,
+    /// Receive rings (`rxf_ksd` / `rxf_usd`).
+    Rx,
+}
+
+// ---------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------
+
+/// One region of the arena with what views need of it.
+struct Slot {
+    region: DynRegion,
+    /// The memfd reopened read-only, for `UREADONLY` regions.
+    ro_fd: Option<OwnedFd>,
+    /// Size seals (`F_SEAL_SHRINK | F_SEAL_GROW`) are on the memfd.
+    sealed: bool,
+}
+
+/// An address of memory the arena owns.
+#[derive(Clone, Copy)]
+struct SendPtr(NonNull<u8>);
+// SAFETY: an address; the memory it names is reached only under the
+// arena's lock or the contracts of the accessors that hand it out.
+unsafe impl Send for SendPtr {}
+
+/// One whole-segment object of a monolithic region.
+struct Singleton {
+    region: Arc<Region<Mmap>>,
+    seg: Segment,
+}
+
+impl Singleton {
+    fn alloc(region: Arc<Region<Mmap>>) -> Result<Singleton> {
+        let seg = region.alloc_segment(AllocFlags::NoSleep)?;
+        Ok(Singleton { region, seg })
+    }
+}
+
+impl Drop for Singleton {
+    fn drop(&mut self) {
+        // SAFETY: the segment came from this region and the arena hands
+        // its address out only under `stats_object`'s contract, which ends
+        // when the arena releases the region (defunct or drop).
+        unsafe { self.region.free_segment(self.seg) };
+    }
+}
+
+enum MapKind {
+    Local {
+        base: SendPtr,
+        flag: Arc<AtomicBool>,
+    },
+    Remote {
+        socket: OwnedFd,
+        acked: bool,
+    },
+}
+
+struct MapEntry {
+    id: ViewId,
+    redirected: bool,
+    kind: MapKind,
+}
+
+#[derive(Default)]
+struct Counters {
+    local_created: u64,
+    remote_sent: u64,
+    redirects: u64,
+    redirects_acked: u64,
+    remote_closed: u64,
+    remote_lost: u64,
+}
+
+struct State {
+    active: bool,
+    defunct: bool,
+    slots: [Option<Slot>; REGION_COUNT],
+    pool: Option<Arc<dyn ErasedPool>>,
+    schema_cache: Option<Arc<ArenaCache>>,
+    schema_obj: Option<SendPtr>,
+    ring_cache: Option<Arc<ArenaCache>>,
+    txa_cache: Option<Arc<SlotDescCache>>,
+    rxf_cache: Option<Arc<SlotDescCache>>,
+    ustats: Option<Singleton>,
+    flowadv: Option<Singleton>,
+    maps: Vec<MapEntry>,
+    next_view: u64,
+    counters: Counters,
+}
+
+impl State {
+    fn redirected(&self) -> usize {
+        self.maps.iter().filter(|m| m.redirected).count()
+    }
+
+    /// Forgets view `idx`, with the seed's deferred deactivation: when the
+    /// view was not redirected but every remaining one is, the arena turns
+    /// inactive now.
+    fn remove(&mut self, idx: usize) -> MapEntry {
+        let entry = self.maps.swap_remove(idx);
+        if !entry.redirected && !self.maps.is_empty() && self.redirected() == self.maps.len() {
+            self.active = false;
+        }
+        entry
+    }
+
+    fn find(&self, id: ViewId) -> Option<usize> {
+        self.maps.iter().position(|m| m.id == id)
+    }
+}
+
+/// The non-generic core of an arena.
+pub(crate) struct Core {
+    pub(crate) name: String,
+    pub(crate) layout: ArenaLayout,
+    pub(crate) info: PoolInfo,
+    pub(crate) schema_offset: Option<usize>,
+    user_packet_pool: bool,
+    external_pool: bool,
+    state: Mutex<State>,
+}
+
+static REGISTRY: std::sync::Mutex<Vec<Weak<Core>>> = std::sync::Mutex::new(Vec::new());
+
+impl Core {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    #[cold]
+    fn busy(&self, reason: &'static str) -> Error {
+        Error::Busy {
+            name: self.name.clone(),
+            reason,
+        }
+    }
+
+    fn check_mappable(&self, st: &State) -> Result<()> {
+        if st.defunct {
+            return Err(self.busy("the arena is defunct"));
+        }
+        if !st.active {
+            return Err(self.busy("the arena is inactive: its views were redirected"));
+        }
+        Ok(())
+    }
+
+    /// The descriptor each view region is mapped from (`None`: guard).
+    fn view_fds<'a>(&self, st: &'a State) -> Vec<Option<BorrowedFd<'a>>> {
+        self.layout
+            .regions
+            .iter()
+            .map(|r| {
+                if r.prot == Protection::None {
+                    return None;
+                }
+                let slot = st.slots[r.id.index()]
+                    .as_ref()
+                    .expect("an active arena has every region of its layout");
+                Some(match (&slot.ro_fd, r.prot) {
+                    (Some(ro), Protection::ReadOnly) => ro.as_fd(),
+                    _ => slot.region.fd(),
+                })
+            })
+            .collect()
+    }
+
+    /// Called by a local view's `drop`.
+    pub(crate) fn unmap_local(&self, id: ViewId, base: NonNull<u8>) {
+        let mut st = self.lock();
+        if let Some(idx) = st.find(id) {
+            st.remove(idx);
+        }
+        // SAFETY: the view is being dropped, so nothing uses it; the lock
+        // is held, so no redirect remaps it concurrently.
+        unsafe { view::unmap(base, self.layout.total_len) };
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        if let (Some(cache), Some(obj)) = (&st.schema_cache, st.schema_obj.take()) {
+            // SAFETY: allocated from this cache at creation and never
+            // handed out.
+            unsafe { cache.free(obj.0) };
+        }
+        // Singletons free their segments as they drop, before the slots
+        // (and with them the regions) go.
+        st.ustats = None;
+        st.flowadv = None;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Arena
+// ---------------------------------------------------------------------------
+
+/// An arena: regions, caches, a packet pool, and the views mapped from
+/// them. See the [module docs](self).
+///
+/// `Arena` is a handle: `clone` takes another reference; views hold one
+/// too, and the last reference tears everything down.
+pub struct Arena<L: CpuLocal = PerThread> {
+    core: Arc<Core>,
+    _locality: PhantomData<fn() -> L>,
+}
+
+impl<L: CpuLocal> Clone for Arena<L> {
+    fn clone(&self) -> Self {
+        Arena {
+            core: Arc::clone(&self.core),
+            _locality: PhantomData,
+        }
+    }
+}
+
+impl<L: CpuLocal> core::fmt::Debug for Arena<L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let st = self.core.lock();
+        f.debug_struct("Arena")
+            .field("name", &self.core.name)
+            .field("active", &st.active)
+            .field("defunct", &st.defunct)
+            .field("views", &st.maps.len())
+            .field("map_size", &self.core.layout.total_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Live views of an arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ViewCounts {
+    /// Views in this process.
+    pub local: u32,
+    /// Views sent to peers and not released yet.
+    pub remote: u32,
+    /// Views (of either kind) redirected.
+    pub redirected: u32,
+}
+
+/// One region of an arena (serialisable with the `serde` feature; not
+/// deserialisable, as the region stats beneath carry `&'static str`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ArenaRegionStats {
+    /// Which region.
+    pub id: RegionId,
+    /// Offset in user views (`None`: private to the owner).
+    pub view_offset: Option<u64>,
+    /// Size seals are on the memfd (a peer cannot shrink it).
+    pub sealed: bool,
+    /// The region's own statistics.
+    pub region: RegionStats,
+}
+
+/// A snapshot of an arena (the seed's `sk_stats_arena` and
+/// `skmem_arena_get_stats`), serialisable with the `serde` feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ArenaStats {
+    /// Arena name.
+    pub name: String,
+    /// Accepts new views.
+    pub active: bool,
+    /// Torn down by [`Arena::defunct`].
+    pub defunct: bool,
+    /// The packet pool was supplied from outside.
+    pub external_pool: bool,
+    /// Bytes of one view while any view exists (0 otherwise).
+    pub map_size: u64,
+    /// Bytes of every region's span (memory the arena may use).
+    pub mem_total: u64,
+    /// Bytes of created segments.
+    pub mem_inuse: u64,
+    /// Live views.
+    pub views: ViewCounts,
+    /// Local views created so far.
+    pub local_views_created: u64,
+    /// Views sent to peers so far.
+    pub remote_views_sent: u64,
+    /// Redirects so far.
+    pub redirects: u64,
+    /// Redirects of remote views the peers acknowledged.
+    pub redirects_acked: u64,
+    /// Remote views the peers reported unmapped.
+    pub remote_closed: u64,
+    /// Remote views released because their socket closed (peer exited)
+    /// or the owner said so.
+    pub remote_lost: u64,
+    /// Every region the arena holds now.
+    pub regions: Vec<ArenaRegionStats>,
+}
+
+impl<L: CpuLocal> Arena<L> {
+    fn create(cfg: &ArenaConfig, pool: PacketPool<Mmap, L>, external: bool) -> Result<Arena<L>> {
+        adopt::check_pool(&pool)?;
+        let plan = cfg.plan()?;
+        let pool_regions = adopt::pool_regions(&pool);
+        for (id, r) in &pool_regions {
+            id.validate(r.mode(), cfg.user_packet_pool)
+                .map_err(|e| match e {
+                    Error::Invalid { field, reason } => Error::Invalid {
+                        field,
+                        reason: format!("{reason} (pool `{}` region `{}`)", pool.name(), r.name()),
+                    },
+                    other => other,
+                })?;
+        }
+        let info = PoolInfo::of(&pool);
+
+        // Create the arena's own regions.
+        let mut slots: [Option<Slot>; REGION_COUNT] = std::array::from_fn(|_| None);
+        let mut plain: Vec<(RegionId, Arc<Region<Mmap>>)> = Vec::new();
+        let mut sd: Vec<(RegionId, Arc<SdRegion>)> = Vec::new();
+        let mut pending_shadow: Option<Arc<Region<Mmap>>> = None;
+        for (id, p) in plan {
+            let src = MmapConfig::default().with_name(memfd_name(&cfg.name, id.name()));
+            match id {
+                RegionId::TxaUsd | RegionId::RxfUsd => {
+                    let r = Region::<Mmap>::new(p, src)?;
+                    plain.push((id, Arc::clone(&r)));
+                    pending_shadow = Some(r);
+                }
+                RegionId::TxaKsd | RegionId::RxfKsd => {
+                    let shadow = pending_shadow.take().expect("plan pairs usd before ksd");
+                    sd.push((id, Region::with_mirror(p, src, Shadow(shadow))?));
+                }
+                _ => plain.push((id, Region::<Mmap>::new(p, src)?)),
+            }
+        }
+        let page = rustix::param::page_size();
+        let all: Vec<(RegionId, DynRegion)> = plain
+            .iter()
+            .map(|(id, r)| (*id, Arc::clone(r) as DynRegion))
+            .chain(sd.iter().map(|(id, r)| (*id, Arc::clone(r) as DynRegion)))
+            .chain(pool_regions)
+            .collect();
+        for (id, region) in all {
+            if region.memfd().page_size() != page {
+                return Err(Error::Invalid {
+                    field: id.name(),
+                    reason: format!(
+                        "region `{}` is backed by huge pages; views map regions at page offsets",
+                        region.name()
+                    ),
+                });
+            }
+            let mode = region.mode();
+            let ro_fd = if mode.contains(RegionMode::MMAPOK | RegionMode::UREADONLY) {
+                Some(reopen_read_only(region.fd())?)
+            } else {
+                None
+            };
+            let sealed = mode.contains(RegionMode::MMAPOK) && seal(region.fd());
+            slots[id.index()] = Some(Slot {
+                region,
+                ro_fd,
+                sealed,
+            });
+        }
+
+        // The layout of every view.
+        let mut layout = ArenaLayout::default();
+        for id in RegionId::ALL.iter().filter(|i| !i.is_kernel_only()) {
+            let Some(slot) = &slots[id.index()] else {
+                continue;
+            };
+            let (mode, l) = (slot.region.mode(), slot.region.layout());
+            let prot = if mode.contains(RegionMode::GUARD) {
+                Protection::None
+            } else if mode.contains(RegionMode::UREADONLY) {
+                Protection::ReadOnly
+            } else {
+                Protection::ReadWrite
+            };
+            let len = slot.region.memfd().span_len();
+            layout.regions.push(ViewRegion {
+                id: *id,
+                offset: layout.total_len,
+                len,
+                prot,
+                redirectable: !mode.contains(RegionMode::NOREDIRECT),
+                obj_size: l.obj_size,
+                obj_count: l.obj_count,
+                seg_size: l.seg_size,
+                objs_per_seg: l.objs_per_seg,
+            });
+            layout.total_len = layout.total_len.checked_add(len).ok_or_else(|| {
+                Error::invalid_param("regions", len as u64, "the view exceeds the address space")
+            })?;
+        }
+
+        // Caches (no magazines, as in the seed) and singletons.
+        let find = |id: RegionId| {
+            plain
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, r)| Arc::clone(r))
+        };
+        let cache = |id: RegionId, size: usize| -> Result<Option<Arc<ArenaCache>>> {
+            find(id)
+                .map(|r| {
+                    SlabCache::new(
+                        r,
+                        SlabConfig::new(format!("{}.{}", id.name(), cfg.name), size),
+                        NoCtor,
+                    )
+                    .map(Arc::new)
+                })
+                .transpose()
+        };
+        let schema_cache = cache(RegionId::Schema, cfg.schema_size)?;
+        let ring_cache = cache(RegionId::Ring, cfg.ring_size)?;
+        let sd_cache = |id: RegionId| -> Result<Option<Arc<SlotDescCache>>> {
+            sd.iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, r)| {
+                    SlabCache::new(
+                        Arc::clone(r),
+                        SlabConfig::new(format!("{}.{}", id.name(), cfg.name), cfg.slot_desc_size),
+                        NoCtor,
+                    )
+                    .map(Arc::new)
+                })
+                .transpose()
+        };
+        let txa_cache = sd_cache(RegionId::TxaKsd)?;
+        let rxf_cache = sd_cache(RegionId::RxfKsd)?;
+        let ustats = find(RegionId::UStats).map(Singleton::alloc).transpose()?;
+        let flowadv = find(RegionId::FlowAdv).map(Singleton::alloc).transpose()?;
+
+        // The schema object: the layout, for users that only have the map.
+        let schema = schema_cache.as_ref().expect("every arena has a schema");
+        let obj = schema.alloc(AllocFlags::NoSleep)?;
+        let span = find(RegionId::Schema)
+            .expect("schema")
+            .span()
+            .expect("contiguous");
+        let schema_offset = obj.as_ptr() as usize - span.as_ptr() as usize;
+        let body = wire::encode_layout(&cfg.name, &layout, &info, Some(schema_offset));
+        assert!(
+            body.len() <= cfg.schema_size,
+            "schema_size checked against MAX_LAYOUT"
+        );
+        // SAFETY: `obj` is a freshly allocated schema object of at least
+        // `schema_size >= body.len()` bytes, private to the arena until a
+        // view maps it (read-only); `body` is our own buffer.
+        unsafe { core::ptr::copy_nonoverlapping(body.as_ptr(), obj.as_ptr(), body.len()) };
+
+        let core = Arc::new(Core {
+            name: cfg.name.clone(),
+            layout,
+            info,
+            schema_offset: Some(schema_offset),
+            user_packet_pool: cfg.user_packet_pool,
+            external_pool: external,
+            state: Mutex::new(State {
+                active: true,
+                defunct: false,
+                slots,
+                pool: Some(adopt::erase(pool)),
+                schema_cache,
+                schema_obj: Some(SendPtr(obj)),
+                ring_cache,
+                txa_cache,
+                rxf_cache,
+                ustats,
+                flowadv,
+                maps: Vec::new(),
+                next_view: 1,
+                counters: Counters::default(),
+            }),
+        });
+        let mut reg = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reg.retain(|w| w.strong_count() > 0);
+        reg.push(Arc::downgrade(&core));
+        drop(reg);
+        tracing::debug!(arena = %core.name, map_size = core.layout.total_len, external, "arena created");
+        Ok(Arena {
+            core,
+            _locality: PhantomData,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Properties
+    // ------------------------------------------------------------------
+
+    /// The arena's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Where every mappable region sits in a view.
+    pub fn layout(&self) -> &ArenaLayout {
+        &self.core.layout
+    }
+
+    /// Offset of region `id` in every view (the seed's
+    /// `skmem_arena_get_region_offset`); `None` for regions not in views.
+    pub fn region_offset(&self, id: RegionId) -> Option<usize> {
+        self.core.layout.offset_of(id)
+    }
+
+    /// What views learn about the packet pool.
+    pub fn pool_info(&self) -> PoolInfo {
+        self.core.info
+    }
+
+    /// `true` when the arena holds region `id` now.
+    pub fn has_region(&self, id: RegionId) -> bool {
+        self.core.lock().slots[id.index()].is_some()
+    }
+
+    /// `true` while the arena accepts new views.
+    pub fn is_active(&self) -> bool {
+        self.core.lock().active
+    }
+
+    /// `true` after [`defunct`](Self::defunct).
+    pub fn is_defunct(&self) -> bool {
+        self.core.lock().defunct
+    }
+
+    /// `true` when the pool was supplied from outside.
+    pub fn is_external_pool(&self) -> bool {
+        self.core.external_pool
+    }
+
+    /// `true` when users write their own slot descriptors.
+    pub fn is_user_packet_pool(&self) -> bool {
+        self.core.user_packet_pool
+    }
+
+    /// References to the arena alive now (handles and local views).
+    pub fn refcount(&self) -> usize {
+        Arc::strong_count(&self.core)
+    }
+
+    /// The packet pool (`None` after defunct).
+    pub fn pool(&self) -> Option<PacketPool<Mmap, L>> {
+        let st = self.core.lock();
+        let p = st.pool.as_ref()?;
+        Some(
+            p.as_any()
+                .downcast_ref::<PacketPool<Mmap, L>>()
+                .expect("the pool has the arena's locality")
+                .clone(),
+        )
+    }
+
+    /// The schema cache (users' schema objects; the first object holds the
+    /// arena's layout).
+    pub fn schema_cache(&self) -> Option<Arc<ArenaCache>> {
+        self.core.lock().schema_cache.clone()
+    }
+
+    /// The ring cache (`None` without rings or after defunct).
+    pub fn ring_cache(&self) -> Option<Arc<ArenaCache>> {
+        self.core.lock().ring_cache.clone()
+    }
+
+    /// The slot descriptor cache of one direction: kernel descriptors whose
+    /// user mirror (same offset of the `usd` region) a view sees.
+    pub fn slot_desc_cache(&self, dir: SlotDir) -> Option<Arc<SlotDescCache>> {
+        let st = self.core.lock();
+        match dir {
+            SlotDir::Tx => st.txa_cache.clone(),
+            SlotDir::Rx => st.rxf_cache.clone(),
+        }
+    }
+
+    /// The shared stats object and its size (`None` without one or after
+    /// defunct). Users see it at offset 0 of the `ustats` region.
+    ///
+    /// The address is valid until the arena is defunct or dropped; write
+    /// it with raw pointer stores only (views read it concurrently).
+    pub fn stats_object(&self) -> Option<(NonNull<u8>, usize)> {
+        let st = self.core.lock();
+        st.ustats
+            .as_ref()
+            .map(|s| (s.seg.base, s.region.layout().obj_size))
+    }
+
+    /// The flow advisory table and its size (read-only to users, at offset
+    /// 0 of the `flowadv` region); same validity as
+    /// [`stats_object`](Self::stats_object).
+    pub fn flowadv_object(&self) -> Option<(NonNull<u8>, usize)> {
+        let st = self.core.lock();
+        st.flowadv
+            .as_ref()
+            .map(|s| (s.seg.base, s.region.layout().obj_size))
+    }
+
+    /// Where the owner's address `addr` (inside a mappable region, e.g. a
+    /// buffer) appears in every view: the region and the offset from the
+    /// view's base. This is how the owner names memory to a peer.
+    pub fn view_offset_of(&self, addr: *const u8) -> Option<(RegionId, usize)> {
+        let st = self.core.lock();
+        self.core.layout.regions.iter().find_map(|r| {
+            let slot = st.slots[r.id.index()].as_ref()?;
+            let base = slot.region.span_base() as usize;
+            let off = (addr as usize).checked_sub(base)?;
+            (off < r.len).then_some((r.id, r.offset + off))
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------
+
+    /// Maps a view into this process (the seed's `skmem_arena_mmap`).
+    /// Refused with [`Error::Busy`] once the arena is inactive or defunct.
+    pub fn map_local(&self) -> Result<UserView> {
+        let mut st = self.core.lock();
+        self.core.check_mappable(&st)?;
+        let base = {
+            let fds = self.core.view_fds(&st);
+            view::map(&self.core.layout, &fds)?
+        };
+        let id = ViewId(st.next_view);
+        st.next_view += 1;
+        let flag = Arc::new(AtomicBool::new(false));
+        st.maps.push(MapEntry {
+            id,
+            redirected: false,
+            kind: MapKind::Local {
+                base: SendPtr(base),
+                flag: Arc::clone(&flag),
+            },
+        });
+        st.counters.local_created += 1;
+        drop(st);
+        Ok(UserView::new_local(Arc::clone(&self.core), base, id, flag))
+    }
+
+    /// Sends a view to the process at the other end of `socket` (a
+    /// `SOCK_SEQPACKET` Unix socket, see [`socketpair`]): the layout
+    /// descriptor and the memfds (read-only ones for `UREADONLY` regions,
+    /// none for guards) in one message. The peer maps it with
+    /// [`UserView::receive`]. The view counts as live from now on; see the
+    /// [module docs](self#views) for how it is released.
+    pub fn send_view(&self, socket: impl AsFd) -> Result<ViewId> {
+        let socket = socket.as_fd();
+        wire::check_socket(socket)?;
+        let mine = wire::dup(socket)?;
+        let mut st = self.core.lock();
+        self.core.check_mappable(&st)?;
+        let id = ViewId(st.next_view);
+        {
+            let fds: Vec<BorrowedFd<'_>> = self.core.view_fds(&st).into_iter().flatten().collect();
+            let body = wire::encode_layout(
+                &self.core.name,
+                &self.core.layout,
+                &self.core.info,
+                self.core.schema_offset,
+            );
+            wire::send_view(socket, id.0, &body, &fds)?;
+        }
+        st.next_view += 1;
+        st.maps.push(MapEntry {
+            id,
+            redirected: false,
+            kind: MapKind::Remote {
+                socket: mine,
+                acked: false,
+            },
+        });
+        st.counters.remote_sent += 1;
+        Ok(id)
+    }
+
+    /// Reads what peers said, without blocking: views they unmapped, and
+    /// acknowledgements of redirects; a peer whose socket reached
+    /// end-of-file (it exited) has its view released too. Returns how many
+    /// views were released.
+    pub fn poll_peers(&self) -> Result<usize> {
+        let mut st = self.core.lock();
+        let mut released = 0;
+        let mut first_err = None;
+        let mut i = 0;
+        while i < st.maps.len() {
+            let mut remove = None;
+            if let MapKind::Remote { socket, .. } = &st.maps[i].kind {
+                let id = st.maps[i].id;
+                let mut acked = false;
+                loop {
+                    let mut closed = false;
+                    match wire::recv(socket.as_fd(), false, &mut closed) {
+                        Ok(Some(m)) if m.kind == Kind::Closed && m.view == id.0 => {
+                            remove = Some(true);
+                            break;
+                        }
+                        Ok(Some(m)) if m.kind == Kind::Redirected && m.view == id.0 => acked = true,
+                        Ok(Some(m)) => {
+                            first_err.get_or_insert(Error::Invalid {
+                                field: "control message",
+                                reason: format!(
+                                    "peer of view {} sent {:?} for view {}",
+                                    id.0, m.kind, m.view
+                                ),
+                            });
+                        }
+                        Ok(None) if closed => {
+                            remove = Some(false);
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+                if acked {
+                    st.counters.redirects_acked += 1;
+                    if let MapKind::Remote { acked, .. } = &mut st.maps[i].kind {
+                        *acked = true;
+                    }
+                }
+            }
+            match remove {
+                Some(said_closed) => {
+                    st.remove(i);
+                    if said_closed {
+                        st.counters.remote_closed += 1;
+                    } else {
+                        st.counters.remote_lost += 1;
+                    }
+                    released += 1;
+                }
+                None => i += 1,
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(released),
+        }
+    }
+
+    /// Forgets remote view `id` (the owner knows the peer is gone).
+    pub fn release_remote(&self, id: ViewId) -> Result<()> {
+        let mut st = self.core.lock();
+        let idx = st.find(id).ok_or_else(|| no_view(id))?;
+        if !matches!(st.maps[idx].kind, MapKind::Remote { .. }) {
+            return Err(Error::Invalid {
+                field: "view",
+                reason: format!("view {} is local: it is released by dropping it", id.0),
+            });
+        }
+        st.remove(idx);
+        st.counters.remote_lost += 1;
+        Ok(())
+    }
+
+    /// Live views.
+    pub fn views(&self) -> ViewCounts {
+        self.core.view_counts()
+    }
+
+    /// Redirects view `id` (the seed's `skmem_arena_mredirect`): local
+    /// views are remapped to zero pages here and now; remote views are sent
+    /// the redirect message (cooperative, see the [module
+    /// docs](self#redirect-and-peers-that-do-not-cooperate)). Returns
+    /// `true` when this made the arena inactive (every view redirected:
+    /// time to [`defunct`](Self::defunct)).
+    ///
+    /// Errors: no such view ([`Error::Invalid`], the seed's `ENXIO`), view
+    /// already redirected ([`Error::Busy`], `EALREADY`).
+    pub fn redirect(&self, id: ViewId) -> Result<bool> {
+        let mut st = self.core.lock();
+        let idx = st.find(id).ok_or_else(|| no_view(id))?;
+        self.redirect_locked(&mut st, idx)?;
+        let now_inactive = st.active && !st.maps.is_empty() && st.redirected() == st.maps.len();
+        if now_inactive {
+            st.active = false;
+        }
+        Ok(now_inactive)
+    }
+
+    fn redirect_locked(&self, st: &mut State, idx: usize) -> Result<()> {
+        let entry = &mut st.maps[idx];
+        if entry.redirected {
+            return Err(self.core.busy("the view is already redirected"));
+        }
+        match &entry.kind {
+            MapKind::Local { base, flag } => {
+                // SAFETY: the view is live (it is in the table, and local
+                // views leave the table under this lock before they are
+                // unmapped); we hold the lock.
+                unsafe { view::redirect(base.0, &self.core.layout) }?;
+                flag.store(true, Ordering::Release);
+            }
+            MapKind::Remote { socket, .. } => {
+                match wire::send_simple(socket.as_fd(), Kind::Redirect, entry.id.0) {
+                    Ok(()) => {}
+                    Err(Error::Os { errno, .. })
+                        if errno == Errno::PIPE.raw_os_error()
+                            || errno == Errno::CONNRESET.raw_os_error() =>
+                    {
+                        // The peer is gone, and its mappings with it: the
+                        // view no longer exists.
+                        st.remove(idx);
+                        st.counters.remote_lost += 1;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        entry.redirected = true;
+        st.counters.redirects += 1;
+        Ok(())
+    }
+
+    /// Redirects every view not yet redirected and makes the arena
+    /// inactive, even when it has no view (the owner is shutting users
+    /// out). Returns how many views were redirected.
+    pub fn redirect_all(&self) -> Result<usize> {
+        let mut st = self.core.lock();
+        let mut n = 0;
+        let mut i = 0;
+        while i < st.maps.len() {
+            if st.maps[i].redirected {
+                i += 1;
+                continue;
+            }
+            let before = st.maps.len();
+            self.redirect_locked(&mut st, i)?;
+            if st.maps.len() == before {
+                n += 1;
+                i += 1;
+            }
+        }
+        st.active = false;
+        Ok(n)
+    }
+
+    // ------------------------------------------------------------------
+    // Maintenance
+    // ------------------------------------------------------------------
+
+    /// Reaps every cache of the arena (the seed's `skmem_arena_reap`): the
+    /// slab caches return empty slabs, the pool gives back what is outside
+    /// its working set, or everything with `purge`.
+    pub fn reap(&self, purge: bool) {
+        let (pool, caches, sds) = {
+            let st = self.core.lock();
+            (
+                st.pool.clone(),
+                [st.schema_cache.clone(), st.ring_cache.clone()],
+                [st.txa_cache.clone(), st.rxf_cache.clone()],
+            )
+        };
+        for c in caches.iter().flatten() {
+            c.reap();
+        }
+        for c in sds.iter().flatten() {
+            c.reap();
+        }
+        if let Some(p) = pool {
+            p.reap(purge);
+        }
+    }
+
+    /// Defuncts the arena (the seed's `skmem_arena_defunct`): purges the
+    /// caches and releases every redirectable region — pool, rings, slot
+    /// descriptors, stats, flow advisories — keeping guards and schema.
+    ///
+    /// Refused with [`Error::Busy`] while the arena is active (redirect its
+    /// views first) and, changing nothing, when it is already defunct
+    /// (reason `"already defunct"`).
+    pub fn defunct(&self) -> Result<()> {
+        let mut st = self.core.lock();
+        if st.defunct {
+            return Err(self.core.busy("already defunct"));
+        }
+        if st.active {
+            return Err(self
+                .core
+                .busy("the arena is active: its views are not all redirected"));
+        }
+        // Purge the caches (without the lock: the pool's purge runs its
+        // destructors), then tear down.
+        let pool = st.pool.take();
+        let ring = st.ring_cache.take();
+        let txa = st.txa_cache.take();
+        let rxf = st.rxf_cache.take();
+        let ustats = st.ustats.take();
+        let flowadv = st.flowadv.take();
+        let mut released: Vec<Slot> = Vec::new();
+        for id in RegionId::ALL {
+            let keep = st.slots[id.index()]
+                .as_ref()
+                .is_some_and(|s| s.region.mode().contains(RegionMode::NOREDIRECT));
+            if !keep {
+                if let Some(s) = st.slots[id.index()].take() {
+                    released.push(s);
+                }
+            }
+        }
+        st.defunct = true;
+        drop(st);
+        if let Some(p) = &pool {
+            p.reap(true);
+        }
+        if let Some(c) = &ring {
+            c.reap();
+        }
+        for c in [&txa, &rxf].into_iter().flatten() {
+            c.reap();
+        }
+        // Order: objects, then caches, then the pool, then the regions.
+        drop((ustats, flowadv));
+        drop((ring, txa, rxf));
+        drop(pool);
+        let n = released.len();
+        drop(released);
+        tracing::debug!(arena = %self.core.name, regions = n, "arena defunct");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Statistics
+    // ------------------------------------------------------------------
+
+    /// Total and in-use bytes of the arena's regions (the seed's
+    /// `skmem_arena_get_stats`).
+    pub fn mem_stats(&self) -> (u64, u64) {
+        let st = self.core.lock();
+        st.slots.iter().flatten().fold((0, 0), |(t, u), s| {
+            let r = s.region.stats();
+            (t + r.memtotal, u + r.meminuse)
+        })
+    }
+
+    /// A snapshot of the arena.
+    pub fn stats(&self) -> ArenaStats {
+        self.core.stats(self.core.view_counts())
+    }
+}
+
+/// Snapshots of every arena alive in this process (the seed's
+/// `kern.skywalk.stats.arena` list).
+pub fn all_stats() -> Vec<ArenaStats> {
+    let cores: Vec<Arc<Core>> = {
+        let reg = REGISTRY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reg.iter().filter_map(Weak::upgrade).collect()
+    };
+    cores.iter().map(|c| c.stats(c.view_counts())).collect()
+}
+
+impl Core {
+    fn view_counts(&self) -> ViewCounts {
+        let st = self.lock();
+        let mut c = ViewCounts::default();
+        for m in &st.maps {
+            match m.kind {
+                MapKind::Local { .. } => c.local += 1,
+                MapKind::Remote { .. } => c.remote += 1,
+            }
+            c.redirected += u32::from(m.redirected);
+        }
+        c
+    }
+
+    fn stats(&self, views: ViewCounts) -> ArenaStats {
+        let st = self.lock();
+        let mut regions = Vec::new();
+        let (mut total, mut inuse) = (0, 0);
+        for id in RegionId::ALL {
+            let Some(s) = &st.slots[id.index()] else {
+                continue;
+            };
+            let r = s.region.stats();
+            total += r.memtotal;
+            inuse += r.meminuse;
+            regions.push(ArenaRegionStats {
+                id,
+                view_offset: self.layout.offset_of(id).map(|o| o as u64),
+                sealed: s.sealed,
+                region: r,
+            });
+        }
+        ArenaStats {
+            name: self.name.clone(),
+            active: st.active,
+            defunct: st.defunct,
+            external_pool: self.external_pool,
+            map_size: if st.maps.is_empty() {
+                0
+            } else {
+                self.layout.total_len as u64
+            },
+            mem_total: total,
+            mem_inuse: inuse,
+            views,
+            local_views_created: st.counters.local_created,
+            remote_views_sent: st.counters.remote_sent,
+            redirects: st.counters.redirects,
+            redirects_acked: st.counters.redirects_acked,
+            remote_closed: st.counters.remote_closed,
+            remote_lost: st.counters.remote_lost,
+            regions,
+        }
+    }
+}
+
+#[cold]
+fn no_view(id: ViewId) -> Error {
+    Error::Invalid {
+        field: "view",
+        reason: format!("the arena has no view {}", id.0),
+    }
+}
+
+/// Opens a second, read-only file description of a memfd: a shared
+/// mapping of it can never be made writable.
+fn reopen_read_only(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| wire::os("open(/proc/self/fd/N, O_RDONLY) of a memfd", e))
+}
+
+/// Puts size seals on a memfd so a peer holding a writable descriptor
+/// cannot shrink it under the owner (which would turn the owner's accesses
+/// into `SIGBUS`). Best effort: a memfd created without
+/// `MFD_ALLOW_SEALING` refuses seals (`EPERM`); returns whether they hold.
+fn seal(fd: BorrowedFd<'_>) -> bool {
+    use rustix::fs::SealFlags;
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW).is_ok()
+}

@@ -273,6 +273,25 @@ impl SegmentTable {
         self.by_addr.len()
     }
 
+    /// Checks that segment `index` may be created: in range, and not live
+    /// already. `source` names the backend in the error.
+    pub(crate) fn check_creatable(&self, index: u32, source: &str) -> Result<()> {
+        if index as usize >= self.slots.len() {
+            return Err(Error::OutOfRange {
+                field: "index",
+                value: index.into(),
+                limit: self.slots.len() as u64,
+            });
+        }
+        if self.is_live(index) {
+            return Err(Error::Busy {
+                name: format!("{source} segment {index}"),
+                reason: "the segment is already live",
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn insert(&mut self, index: u32, rec: SegRecord) {
         let slot = &mut self.slots[index as usize];
         assert!(slot.is_none(), "segment {index} created twice");

@@ -33,17 +33,7 @@ pub struct Heap {
 
 impl Heap {
     fn layout_for(geometry: &SegmentGeometry) -> Result<Layout> {
-        if geometry.seg_size == 0 {
-            return Err(Error::invalid_param("seg_size", 0, "must be non-zero"));
-        }
-        if !geometry.align.is_power_of_two() {
-            return Err(Error::invalid_param(
-                "align",
-                geometry.align as u64,
-                "must be a power of two",
-            ));
-        }
-        geometry.span_len()?;
+        crate::geometry::check_common(geometry)?;
         Layout::from_size_align(geometry.seg_size, geometry.align).map_err(|_| {
             Error::invalid_param(
                 "seg_size",

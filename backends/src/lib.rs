@@ -15,6 +15,7 @@
 
 #[cfg(target_os = "linux")]
 mod dma_mem;
+mod geometry;
 pub mod heap;
 pub mod iova;
 #[cfg(target_os = "linux")]

@@ -227,18 +227,9 @@ impl Mmap {
                 "pseudo regions take objects from the heap, not from an mmap span",
             ));
         }
-        if geometry.seg_size == 0 {
-            return Err(Error::invalid_param("seg_size", 0, "must be non-zero"));
-        }
+        let span_len = crate::geometry::check_common(geometry)?;
         if geometry.seg_count == 0 {
             return Err(Error::invalid_param("seg_count", 0, "must be non-zero"));
-        }
-        if !geometry.align.is_power_of_two() {
-            return Err(Error::invalid_param(
-                "align",
-                geometry.align as u64,
-                "must be a power of two",
-            ));
         }
         if geometry.seg_size % page != 0 {
             return Err(Error::invalid_param(
@@ -254,7 +245,6 @@ impl Mmap {
                 "segments sit at base + i * seg_size, so seg_size must be a multiple of align",
             ));
         }
-        let span_len = geometry.span_len()?;
         // The span plus the slack needed to align it must fit too.
         if span_len.checked_add(geometry.align).is_none() || span_len > isize::MAX as usize {
             return Err(Error::invalid_param(

@@ -492,19 +492,7 @@ unsafe impl SegmentSource for Pagemap {
     }
 
     unsafe fn create(&self, index: u32) -> Result<NonNull<u8>> {
-        if index >= self.geometry.seg_count {
-            return Err(Error::OutOfRange {
-                field: "index",
-                value: index.into(),
-                limit: self.geometry.seg_count.into(),
-            });
-        }
-        if self.table.read().is_live(index) {
-            return Err(Error::Busy {
-                name: format!("pagemap segment {index}"),
-                reason: "the segment is already live",
-            });
-        }
+        self.table.read().check_creatable(index, Self::NAME)?;
         let rec = if self.map_len == self.hugepage.bytes() {
             self.create_single()?
         } else {

@@ -151,9 +151,10 @@ fn as_u64(base: NonNull<u8>) -> NonNull<u64> {
     base.cast::<u64>()
 }
 
-/// Shared index bookkeeping of a ring of `count` descriptors at `base`.
+/// Shared index bookkeeping of a ring of `count` descriptors at `base`, and
+/// the cookie (of type `C`) beside each descriptor.
 #[derive(Debug)]
-struct Ring {
+struct Ring<C> {
     /// First descriptor; 16-byte aligned (a segment base).
     base: NonNull<u64>,
     count: u16,
@@ -162,10 +163,13 @@ struct Ring {
     /// Oldest descriptor given to the device and not yet reclaimed.
     next_to_clean: u16,
     in_use: u16,
+    /// The cookie of each descriptor the device holds (on TX, only a
+    /// frame's last descriptor has one).
+    cookies: Vec<Option<C>>,
 }
 
-impl Ring {
-    fn new(base: NonNull<u8>, len: usize, count: u16) -> Result<Ring> {
+impl<C> Ring<C> {
+    fn new(base: NonNull<u8>, len: usize, count: u16) -> Result<Self> {
         if base.as_ptr() as usize % DESC_SIZE != 0 {
             return Err(Error::Invalid {
                 field: "ring base",
@@ -192,6 +196,7 @@ impl Ring {
             next_to_use: 0,
             next_to_clean: 0,
             in_use: 0,
+            cookies: (0..count).map(|_| None).collect(),
         })
     }
 
@@ -240,13 +245,24 @@ impl Ring {
         // SAFETY: inside the ring, 8-aligned; a volatile load.
         u64::from_le(unsafe { self.desc(i).add(1).read_volatile() })
     }
+
+    /// Hands every cookie still in the ring to `done` and empties it (the
+    /// device was stopped: see [`TxRing::drain`]).
+    fn drain(&mut self, mut done: impl FnMut(C)) {
+        for c in self.cookies.iter_mut() {
+            if let Some(c) = c.take() {
+                done(c);
+            }
+        }
+        self.next_to_clean = self.next_to_use;
+        self.in_use = 0;
+    }
 }
 
 /// A transmit ring whose descriptors carry cookies of type `T`.
 #[derive(Debug)]
 pub struct TxRing<T> {
-    ring: Ring,
-    cookies: Vec<Option<T>>,
+    ring: Ring<T>,
 }
 
 // SAFETY: the ring's memory is owned by the caller's DmaBlock and only
@@ -258,7 +274,6 @@ impl<T> TxRing<T> {
     pub fn new<S: SegmentSource>(block: &DmaBlock<S>, count: u16) -> Result<Self> {
         Ok(TxRing {
             ring: Ring::new(block.addr(), block.len(), count)?,
-            cookies: (0..count).map(|_| None).collect(),
         })
     }
 
@@ -308,7 +323,7 @@ impl<T> TxRing<T> {
         } else {
             self.ring.next_to_use - 1
         };
-        self.cookies[usize::from(eop)] = Some(cookie);
+        self.ring.cookies[usize::from(eop)] = Some(cookie);
         // Descriptors complete before the caller's tail write.
         fence(Ordering::SeqCst);
         Ok(())
@@ -324,7 +339,7 @@ impl<T> TxRing<T> {
                 break;
             }
             fence(Ordering::Acquire);
-            if let Some(c) = self.cookies[usize::from(i)].take() {
+            if let Some(c) = self.ring.cookies[usize::from(i)].take() {
                 done(c);
             }
             self.ring.next_to_clean = self.ring.wrap(i);
@@ -337,14 +352,8 @@ impl<T> TxRing<T> {
     /// Hands back every cookie still in the ring, finished or not, and
     /// empties it. Only after the device was stopped (its queue disabled
     /// and reset): the caller vouches that nothing reads the buffers now.
-    pub fn drain(&mut self, mut done: impl FnMut(T)) {
-        for c in self.cookies.iter_mut() {
-            if let Some(c) = c.take() {
-                done(c);
-            }
-        }
-        self.ring.next_to_clean = self.ring.next_to_use;
-        self.ring.in_use = 0;
+    pub fn drain(&mut self, done: impl FnMut(T)) {
+        self.ring.drain(done);
     }
 }
 
@@ -364,8 +373,7 @@ pub struct RxDone<R> {
 /// A receive ring whose descriptors carry cookies of type `R`.
 #[derive(Debug)]
 pub struct RxRing<R> {
-    ring: Ring,
-    cookies: Vec<Option<R>>,
+    ring: Ring<R>,
 }
 
 // SAFETY: as for `TxRing`.
@@ -376,7 +384,6 @@ impl<R> RxRing<R> {
     pub fn new<S: SegmentSource>(block: &DmaBlock<S>, count: u16) -> Result<Self> {
         Ok(RxRing {
             ring: Ring::new(block.addr(), block.len(), count)?,
-            cookies: (0..count).map(|_| None).collect(),
         })
     }
 
@@ -408,7 +415,7 @@ impl<R> RxRing<R> {
         }
         let i = self.ring.next_to_use;
         self.ring.write(i, iova, 0);
-        self.cookies[usize::from(i)] = Some(cookie);
+        self.ring.cookies[usize::from(i)] = Some(cookie);
         self.ring.next_to_use = self.ring.wrap(i);
         self.ring.in_use += 1;
         fence(Ordering::SeqCst);
@@ -426,7 +433,7 @@ impl<R> RxRing<R> {
             }
             fence(Ordering::Acquire);
             let hi = self.ring.hi(i);
-            let cookie = self.cookies[usize::from(i)]
+            let cookie = self.ring.cookies[usize::from(i)]
                 .take()
                 .expect("a posted receive descriptor has a cookie");
             self.ring.next_to_clean = self.ring.wrap(i);
@@ -444,14 +451,8 @@ impl<R> RxRing<R> {
 
     /// Hands back every cookie still posted and empties the ring. Only
     /// after the device was stopped (see [`TxRing::drain`]).
-    pub fn drain(&mut self, mut done: impl FnMut(R)) {
-        for c in self.cookies.iter_mut() {
-            if let Some(c) = c.take() {
-                done(c);
-            }
-        }
-        self.ring.next_to_clean = self.ring.next_to_use;
-        self.ring.in_use = 0;
+    pub fn drain(&mut self, done: impl FnMut(R)) {
+        self.ring.drain(done);
     }
 }
 

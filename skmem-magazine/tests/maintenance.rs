@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::Stamp;
@@ -12,6 +12,15 @@ use skmem_magazine::{
 };
 
 type Layer = HeapObjects<Arc<Stamp>>;
+
+/// The registry is process-wide: a global low-memory reap in one test would
+/// empty the depot another test is waiting for the maintenance thread to
+/// reap. Tests that touch the registry hold this lock.
+static REGISTRY: Mutex<()> = Mutex::new(());
+
+fn registry_lock() -> MutexGuard<'static, ()> {
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn filled(name: &str) -> (Cache<Layer, Global, TinyLadder>, Arc<Stamp>) {
     let stamp = Arc::new(Stamp::default());
@@ -31,6 +40,7 @@ fn filled(name: &str) -> (Cache<Layer, Global, TinyLadder>, Arc<Stamp>) {
 
 #[test]
 fn maintenance_thread_reaps_an_idle_depot_and_stops_on_drop() {
+    let _serial = registry_lock();
     let (cache, stamp) = filled("maint-idle");
     let m = Maintenance::start(MaintenanceConfig {
         update_interval: Duration::from_millis(2),
@@ -77,6 +87,7 @@ fn zero_interval_is_refused() {
 
 #[test]
 fn global_reap_with_lowmem_purges_registered_caches() {
+    let _serial = registry_lock();
     let (cache, stamp) = filled("global-lowmem");
     update_all();
     reap_all(true);

@@ -56,6 +56,18 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+/// A builder setter: `pub fn $name(mut self, v: $ty) -> Self` storing `v`
+/// in the field of the same name. Used by the pool and arena configs.
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
 #[cfg(target_os = "linux")]
 pub mod arena;
 pub mod demo;

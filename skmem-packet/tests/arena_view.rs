@@ -418,24 +418,19 @@ fn redirect_all_without_views_deactivates() {
 
 #[test]
 fn creation_checks_name_the_region() {
-    let e = small("bad")
-        .region_mode(
-            RegionId::Schema,
-            RegionMode::MMAPOK | RegionMode::NOREDIRECT,
-        )
-        .build()
-        .unwrap_err();
+    let refused = |id, mode| small("bad").region_mode(id, mode).build().unwrap_err();
+    let e = refused(
+        RegionId::Schema,
+        RegionMode::MMAPOK | RegionMode::NOREDIRECT,
+    );
     assert!(
         matches!(&e, Error::Invalid { field: "schema", reason } if reason.contains("UREADONLY")),
         "{e}"
     );
-    let e = small("bad")
-        .region_mode(
-            RegionId::FlowAdv,
-            RegionMode::MMAPOK | RegionMode::MONOLITHIC,
-        )
-        .build()
-        .unwrap_err();
+    let e = refused(
+        RegionId::FlowAdv,
+        RegionMode::MMAPOK | RegionMode::MONOLITHIC,
+    );
     assert!(
         matches!(
             &e,
@@ -446,15 +441,9 @@ fn creation_checks_name_the_region() {
         ),
         "{e}"
     );
-    let e = small("bad")
-        .region_mode(RegionId::Ring, RegionMode::MMAPOK | RegionMode::NOREDIRECT)
-        .build()
-        .unwrap_err();
+    let e = refused(RegionId::Ring, RegionMode::MMAPOK | RegionMode::NOREDIRECT);
     assert!(e.to_string().contains("must not be NOREDIRECT"), "{e}");
-    let e = small("bad")
-        .region_mode(RegionId::GuardHead, RegionMode::GUARD | RegionMode::MMAPOK)
-        .build()
-        .unwrap_err();
+    let e = refused(RegionId::GuardHead, RegionMode::GUARD | RegionMode::MMAPOK);
     assert!(
         matches!(
             &e,
@@ -465,24 +454,15 @@ fn creation_checks_name_the_region() {
         ),
         "{e}"
     );
-    let e = small("bad")
-        .region_mode(RegionId::TxaKsd, RegionMode::MMAPOK)
-        .build()
-        .unwrap_err();
+    let e = refused(RegionId::TxaKsd, RegionMode::MMAPOK);
     assert!(e.to_string().contains("must not be MMAPOK"), "{e}");
-    let e = small("bad")
-        .region_mode(RegionId::Umd, RegionMode::MMAPOK)
-        .build()
-        .unwrap_err();
+    let e = refused(RegionId::Umd, RegionMode::MMAPOK);
     assert!(e.to_string().contains("packet pool"), "{e}");
     // Writable user slot descriptors only with a user packet pool.
-    let e = small("bad")
-        .region_mode(
-            RegionId::TxaUsd,
-            RegionMode::MMAPOK | RegionMode::NOMAGAZINES,
-        )
-        .build()
-        .unwrap_err();
+    let e = refused(
+        RegionId::TxaUsd,
+        RegionMode::MMAPOK | RegionMode::NOMAGAZINES,
+    );
     assert!(
         matches!(
             &e,

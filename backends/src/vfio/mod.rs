@@ -614,17 +614,7 @@ unsafe impl SegmentSource for Vfio {
                 operation: "guard regions (DMA memory must be accessible)",
             });
         }
-        if geometry.seg_size == 0 {
-            return Err(Error::invalid_param("seg_size", 0, "must be non-zero"));
-        }
-        if !geometry.align.is_power_of_two() {
-            return Err(Error::invalid_param(
-                "align",
-                geometry.align as u64,
-                "must be a power of two",
-            ));
-        }
-        geometry.span_len()?;
+        crate::geometry::check_common(geometry)?;
         let page = domain.page_size();
         if geometry.seg_size % page != 0 {
             return Err(Error::invalid_param(
@@ -675,19 +665,7 @@ unsafe impl SegmentSource for Vfio {
     }
 
     unsafe fn create(&self, index: u32) -> Result<NonNull<u8>> {
-        if index >= self.geometry.seg_count {
-            return Err(Error::OutOfRange {
-                field: "index",
-                value: index.into(),
-                limit: self.geometry.seg_count.into(),
-            });
-        }
-        if self.table.read().is_live(index) {
-            return Err(Error::Busy {
-                name: format!("vfio segment {index}"),
-                reason: "the segment is already live",
-            });
-        }
+        self.table.read().check_creatable(index, Self::NAME)?;
         let base = self.map_memory()?;
         // SAFETY: `base` is a fresh mapping of `map_len` bytes owned by this
         // source; it stays mapped until `release`, which unmaps the IOMMU

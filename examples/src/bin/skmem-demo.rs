@@ -1,15 +1,19 @@
-//! skmem's main job on its default backends: object caches stacked on
-//! regions and slab caches, driven by a mixed multi-threaded workload.
+//! skmem's main job on its default backends.
 //!
 //! ```text
 //! cargo run --release -p skmem-examples            # 1 s per configuration
 //! cargo run --release -p skmem-examples -- 3       # 3 s per configuration
 //! ```
 //!
-//! For each backend (heap; memfd-backed mmap on Linux) and each locality
-//! policy (per-CPU, per-thread, global) it builds region → slab cache →
-//! magazine cache, runs two threads that allocate, free, batch and pass
-//! objects to each other, and prints throughput and a stats table.
+//! 1. **Packets**: a packet pool (constructed metadata with a buffer
+//!    attached, on magazines) on the heap and on memfd-backed mmap; an "rx"
+//!    thread allocates batches of 32 packets and writes payloads, a "tx"
+//!    thread checks and frees them in batches. Prints packets/s and the
+//!    pool's stats.
+//! 2. **Objects**: for each backend and each locality policy (per-CPU,
+//!    per-thread, global) it builds region → slab cache → magazine cache,
+//!    runs two threads that allocate, free, batch and pass objects to each
+//!    other, and prints throughput and stats tables.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,8 @@ use skmem_backends::Mmap;
 use skmem_examples::table::Table;
 use skmem_examples::workload::{run_mixed, MixedReport};
 use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread};
+use skmem_packet::demo::{run_rx_tx, RxTxOptions, RxTxReport};
+use skmem_packet::PacketPoolConfig;
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::stats::{CacheStats, RegionStats};
 use skmem_traits::{NoCtor, Result, SegmentSource};
@@ -67,6 +73,21 @@ fn run<S: SegmentSource, L: CpuLocal>(backend: &str, duration: Duration) -> Resu
     Ok(outcome)
 }
 
+fn packets<S: SegmentSource>(backend: &str, duration: Duration) -> Result<(String, RxTxReport)> {
+    let pool = PacketPoolConfig::new(format!("demo.packets.{backend}"))
+        .md_count(4096)
+        .build::<S>(S::Config::default())?;
+    let report = run_rx_tx(
+        &pool,
+        RxTxOptions {
+            duration,
+            ..Default::default()
+        },
+    );
+    assert_eq!(report.corrupt, 0, "{backend}: corrupt payloads");
+    Ok((backend.to_string(), report))
+}
+
 fn main() -> Result<()> {
     let seconds: f64 = std::env::args()
         .nth(1)
@@ -76,9 +97,36 @@ fn main() -> Result<()> {
         })
         .unwrap_or(1.0);
     let duration = Duration::from_secs_f64(seconds);
+    println!("skmem demo: {THREADS} threads, {seconds} s per configuration\n");
+
+    let mut packet_runs = vec![packets::<Heap>("heap", duration)?];
+    #[cfg(target_os = "linux")]
+    packet_runs.push(packets::<Mmap>("mmap", duration)?);
+    let mut table = Table::new([
+        "packet pool",
+        "Mpps",
+        "ns/packet",
+        "batches",
+        "partial",
+        "corrupt",
+    ]);
+    for (backend, r) in &packet_runs {
+        table.row([
+            backend.clone(),
+            format!("{:.2}", r.packets_per_sec() / 1e6),
+            format!("{:.1}", 1e9 / r.packets_per_sec()),
+            r.batches.to_string(),
+            r.partial_batches.to_string(),
+            r.corrupt.to_string(),
+        ]);
+    }
     println!(
-        "skmem demo: {THREADS} threads, {OBJ_SIZE}-byte objects, {seconds} s per configuration\n"
+        "Packets: rx thread allocates batches of 32 and writes payloads, tx thread checks and frees them\n{}",
+        table.render()
     );
+    for (_, r) in &packet_runs {
+        println!("{}", r.stats.table());
+    }
 
     let mut outcomes = vec![
         run::<Heap, PerCpu>("heap", duration)?,
@@ -102,7 +150,7 @@ fn main() -> Result<()> {
         ]);
     }
     println!(
-        "Throughput (alloc and free each count as one op)\n{}",
+        "Objects ({OBJ_SIZE} B, mixed single and batch of 32; alloc and free each count as one op)\n{}",
         throughput.render()
     );
 

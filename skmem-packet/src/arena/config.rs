@@ -7,7 +7,7 @@ use skmem_traits::{CpuLocal, Error, RegionMode, Result};
 
 use super::id::RegionId;
 use super::{wire, Arena};
-use crate::pool::{PacketPool, PacketPoolConfig};
+use crate::pool::{rename_param, PacketPool, PacketPoolConfig};
 
 /// How to build an [`Arena`]. Sizes are in bytes; a count or size of 0
 /// leaves the region out (except the schema, which every arena has).
@@ -25,16 +25,6 @@ pub struct ArenaConfig {
     pub(super) user_packet_pool: bool,
     pool: PacketPoolConfig,
     modes: Vec<(RegionId, RegionMode)>,
-}
-
-macro_rules! arena_setter {
-    ($(#[$m:meta])* $name:ident: $ty:ty) => {
-        $(#[$m])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
-            self
-        }
-    };
 }
 
 impl ArenaConfig {
@@ -60,47 +50,47 @@ impl ArenaConfig {
         }
     }
 
-    arena_setter!(
+    setter!(
         /// Bytes of each guard region (a page multiple; 0: no guards).
         guard_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Size of a schema object (at least 1 KiB: the arena writes its
         /// layout into the first one).
         schema_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Size of a ring object.
         ring_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Number of ring objects (0: no ring region).
         ring_count: usize
     );
-    arena_setter!(
+    setter!(
         /// Size of a kernel slot descriptor (its user mirror has the same
         /// chunk size).
         slot_desc_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Slot descriptors per direction (0: no slot descriptor regions).
         slot_count: usize
     );
-    arena_setter!(
+    setter!(
         /// Size of the shared stats object (0: none).
         stats_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Size of the flow advisory table (0: none).
         flowadv_size: usize
     );
-    arena_setter!(
+    setter!(
         /// Users write their own slot descriptors (the seed's
         /// `NAF_USER_PKT_POOL`): the user slot descriptor regions are then
         /// writable, otherwise read-only.
         user_packet_pool: bool
     );
-    arena_setter!(
+    setter!(
         /// The packet pool to build ([`build`](Self::build) and
         /// [`build_with`](Self::build_with)).
         pool: PacketPoolConfig
@@ -216,7 +206,9 @@ impl ArenaConfig {
                 (RegionId::RxfKsd, RegionId::RxfUsd),
             ] {
                 let kp = params(k, self.slot_desc_size, self.slot_count, M::NOMAGAZINES);
-                let kl = kp.configure().map_err(|e| rename(e, "slot_desc_size"))?;
+                let kl = kp
+                    .configure()
+                    .map_err(|e| rename_param(e, "slot_desc_size"))?;
                 let up = params(
                     u,
                     kl.obj_size,
@@ -261,17 +253,6 @@ impl ArenaConfig {
             p.configure()?;
         }
         Ok(out)
-    }
-}
-
-fn rename(e: Error, param: &'static str) -> Error {
-    match e {
-        Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
-            param,
-            value,
-            reason,
-        },
-        other => other,
     }
 }
 

@@ -102,16 +102,6 @@ impl Default for PacketPoolConfig {
     }
 }
 
-macro_rules! setter {
-    ($(#[$m:meta])* $name:ident: $ty:ty) => {
-        $(#[$m])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
-            self
-        }
-    };
-}
-
 impl PacketPoolConfig {
     /// A pool named `name`: 1024 packets of one 2048-byte buffer each,
     /// mirrored to user metadata, metadata magazines on.
@@ -445,7 +435,7 @@ impl PacketPoolConfig {
             } else {
                 0
             });
-        let buf_l = buf.configure().map_err(|e| rename(e, "buf_size"))?;
+        let buf_l = buf.configure().map_err(|e| rename_param(e, "buf_size"))?;
 
         // 4. large buffers
         let lbuf = if self.large_buf_size != 0 {
@@ -471,7 +461,9 @@ impl PacketPoolConfig {
             } else {
                 0
             });
-            let l = p.configure().map_err(|e| rename(e, "large_buf_size"))?;
+            let l = p
+                .configure()
+                .map_err(|e| rename_param(e, "large_buf_size"))?;
             Some((p, l))
         } else {
             None
@@ -545,7 +537,10 @@ fn check_pair(what: &'static str, master: &RegionLayout, shadow: &RegionLayout) 
     Ok(())
 }
 
-fn rename(e: Error, param: &'static str) -> Error {
+/// `e` with the parameter it names replaced by `param` (when it is an
+/// [`Error::InvalidParam`]), so that a region's complaint names the config
+/// parameter the caller set.
+pub(crate) fn rename_param(e: Error, param: &'static str) -> Error {
     match e {
         Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
             param,

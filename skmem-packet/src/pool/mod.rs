@@ -54,8 +54,9 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use skmem_magazine::{Cache, CacheConfig, PerThread};
 use skmem_slab::{Reap, Region, RegionParams, Shadow, SlabCache, SlabConfig};
-use skmem_traits::{AllocFlags, CpuLocal, Error, NoMirror, Result, SegmentSource};
+use skmem_traits::{AllocFlags, CpuLocal, Error, Mirror, NoMirror, Result, SegmentSource};
 
+pub(crate) use config::rename_param;
 pub use config::{IoDirection, PacketPoolConfig, PoolPlan, MAX_FRAGS_LIMIT, MIN_STRIDING_BUF_SIZE};
 pub use hooks::{BufferKind, BufferSegmentHooks, Hooked, HookedConfig, SegmentEvent};
 pub use meta::{
@@ -250,6 +251,43 @@ fn cache_config(magazines: bool) -> CacheConfig {
     CacheConfig::default().no_magazines(!magazines)
 }
 
+/// The buflet caches of a pool over one buflet region (kernel-only or
+/// mirrored, as `M` says): the default one, and, when the pool has large
+/// buffers, the large one, whose magazines are purged on reap.
+#[allow(clippy::type_complexity)]
+fn bft_caches<S: SegmentSource, L: CpuLocal, M: Mirror + 'static>(
+    region: Arc<Region<S, M>>,
+    pool_name: &str,
+    bufs: &Arc<Buffers<S, L>>,
+    magazines: bool,
+) -> Result<(
+    Cache<SlabCache<S, BftCtor<S, L>, M>, L>,
+    Option<Cache<SlabCache<S, BftCtor<S, L>, M>, L>>,
+)> {
+    let slab = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64);
+    let ctor = |large: bool| BftCtor {
+        bufs: Arc::clone(bufs),
+        large,
+    };
+    let def = Cache::new(
+        SlabCache::new(
+            Arc::clone(&region),
+            slab(format!("kbft_def.{pool_name}")),
+            ctor(false),
+        )?,
+        cache_config(magazines),
+    )?;
+    let large = if bufs.large.is_some() {
+        Some(Cache::new(
+            SlabCache::new(region, slab(format!("kbft_large.{pool_name}")), ctor(true))?,
+            cache_config(magazines).purge_on_reap(true),
+        )?)
+    } else {
+        None
+    };
+    Ok((def, large))
+}
+
 impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     fn create(cfg: &PacketPoolConfig, src: S::Config) -> Result<Self> {
         let plan = cfg.plan(L::slot_hint())?;
@@ -322,53 +360,17 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let bft = match &plan.kbft {
             None => None,
             Some((kp, kl)) => {
-                let has_large = bufs.large.is_some();
-                let mk = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64);
-                let ctor = |large: bool| BftCtor {
-                    bufs: Arc::clone(&bufs),
-                    large,
-                };
                 let (def, lg) = match &plan.ubft {
                     None => {
                         let region = Region::<S>::new(kp.clone(), src.clone())?;
-                        let d = Cache::new(
-                            SlabCache::new(
-                                Arc::clone(&region),
-                                mk(format!("kbft_def.{n}")),
-                                ctor(false),
-                            )?,
-                            cache_config(cfg.md_magazines),
-                        )?;
-                        let l = if has_large {
-                            Some(Mirrored::Kernel(Cache::new(
-                                SlabCache::new(region, mk(format!("kbft_large.{n}")), ctor(true))?,
-                                cache_config(cfg.md_magazines).purge_on_reap(true),
-                            )?))
-                        } else {
-                            None
-                        };
-                        (Mirrored::Kernel(d), l)
+                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines)?;
+                        (Mirrored::Kernel(d), l.map(Mirrored::Kernel))
                     }
                     Some((up, _)) => {
                         let ubft = Region::<S>::new(up.clone(), src.clone())?;
                         let region = Region::with_mirror(kp.clone(), src.clone(), Shadow(ubft))?;
-                        let d = Cache::new(
-                            SlabCache::new(
-                                Arc::clone(&region),
-                                mk(format!("kbft_def.{n}")),
-                                ctor(false),
-                            )?,
-                            cache_config(cfg.md_magazines),
-                        )?;
-                        let l = if has_large {
-                            Some(Mirrored::User(Cache::new(
-                                SlabCache::new(region, mk(format!("kbft_large.{n}")), ctor(true))?,
-                                cache_config(cfg.md_magazines).purge_on_reap(true),
-                            )?))
-                        } else {
-                            None
-                        };
-                        (Mirrored::User(d), l)
+                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines)?;
+                        (Mirrored::User(d), l.map(Mirrored::User))
                     }
                 };
                 Some(Bfts {

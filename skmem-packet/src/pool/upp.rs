@@ -73,6 +73,54 @@ fn window(
     Ok(())
 }
 
+/// Publishes buflet `b` to its user mirror `ub`: buflet index `bft_idx`,
+/// buffer index, data window, and `next_idx` as the next buflet's index.
+///
+/// # Safety
+///
+/// `b` is a live buflet the caller owns; `ub` is a user buflet mirror
+/// (`ubft` layout), written with volatile stores only.
+unsafe fn write_ubft(ub: *mut u8, bft_idx: u32, b: *const Kbuf, next_idx: u32) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        meta::wr32(ub, ubft::BFT_INDEX, bft_idx);
+        meta::wr32(ub, ubft::BUF_INDEX, (*b).buf_idx);
+        meta::wr32(ub, ubft::DLEN, (*b).dlen);
+        meta::wr32(ub, ubft::DOFF, (*b).doff);
+        meta::wr32(ub, ubft::NEXT_INDEX, next_idx);
+    }
+}
+
+/// Reads back the data window `(dlen, doff)` a user wrote for external
+/// buflet `b`, tracked as `bft_idx`: the mirror must still name `bft_idx`
+/// and the window must fit `b`'s buffer.
+///
+/// # Safety
+///
+/// `b` is a tracked (hence live) external buflet; its `ubft` mirror is
+/// read with volatile loads only.
+unsafe fn read_ubft_window(b: *const Kbuf, bft_idx: u32) -> Result<(u32, u32)> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let ub = (*b).ubft;
+        if meta::rd32(ub, ubft::BFT_INDEX) != bft_idx {
+            return Err(Error::Invalid {
+                field: "buflet_index",
+                reason: format!("user buflet {bft_idx} names another index"),
+            });
+        }
+        let (dlen, doff) = (meta::rd32(ub, ubft::DLEN), meta::rd32(ub, ubft::DOFF));
+        window(
+            "buflet_data_offset",
+            "buflet_data_len",
+            doff,
+            dlen,
+            (*b).cap,
+        )?;
+        Ok((dlen, doff))
+    }
+}
+
 impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     fn check_user_pool(&self, owner: u32) -> Result<()> {
         if self.inner.kernel_only {
@@ -118,20 +166,15 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             meta::wr16(u, umd::MD_TYPE, self.inner.md_type.tag() as u16);
             meta::wr16(u, umd::BUFS_CNT, (*k).bufs_cnt);
             meta::wr32(u, umd::LEN, (*k).len);
-            let nb = u.add(umd::BUF);
-            meta::wr32(nb, ubft::BFT_INDEX, IDX_NONE);
-            meta::wr32(nb, ubft::BUF_INDEX, (*k).buf.buf_idx);
-            meta::wr32(nb, ubft::DLEN, (*k).buf.dlen);
-            meta::wr32(nb, ubft::DOFF, (*k).buf.doff);
-            meta::wr32(nb, ubft::NEXT_INDEX, (*k).buf.next_idx);
+            write_ubft(
+                u.add(umd::BUF),
+                IDX_NONE,
+                ptr::addr_of!((*k).buf),
+                (*k).buf.next_idx,
+            );
             let mut cur = (*k).buf.next;
             while !cur.is_null() {
-                let ub = (*cur).ubft;
-                meta::wr32(ub, ubft::BFT_INDEX, (*cur).bft_idx);
-                meta::wr32(ub, ubft::BUF_INDEX, (*cur).buf_idx);
-                meta::wr32(ub, ubft::DLEN, (*cur).dlen);
-                meta::wr32(ub, ubft::DOFF, (*cur).doff);
-                meta::wr32(ub, ubft::NEXT_INDEX, (*cur).next_idx);
+                write_ubft((*cur).ubft, (*cur).bft_idx, cur, (*cur).next_idx);
                 let next = (*cur).next;
                 (*cur).next = ptr::null_mut();
                 (*cur).next_idx = IDX_NONE;
@@ -186,12 +229,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                     reason: "the buflet is already held by a user",
                 });
             }
-            let ub = (*kb).ubft;
-            meta::wr32(ub, ubft::BFT_INDEX, (*kb).bft_idx);
-            meta::wr32(ub, ubft::BUF_INDEX, (*kb).buf_idx);
-            meta::wr32(ub, ubft::DLEN, (*kb).dlen);
-            meta::wr32(ub, ubft::DOFF, (*kb).doff);
-            meta::wr32(ub, ubft::NEXT_INDEX, IDX_NONE);
+            write_ubft((*kb).ubft, (*kb).bft_idx, kb, IDX_NONE);
             (*kb).owner = owner;
             upp.bfts.insert((*kb).bft_idx, (BPtr(kb), owner));
             Ok((*kb).bft_idx)
@@ -303,25 +341,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                         reason: format!("buflet {idx} appears twice (loop)"),
                     });
                 }
-                let ub = (*b).ubft;
-                if meta::rd32(ub, ubft::BFT_INDEX) != idx {
-                    return Err(Error::Invalid {
-                        field: "buflet_index",
-                        reason: format!("user buflet {idx} names another index"),
-                    });
-                }
-                let (dlen, doff) = (meta::rd32(ub, ubft::DLEN), meta::rd32(ub, ubft::DOFF));
-                window(
-                    "buflet_data_offset",
-                    "buflet_data_len",
-                    doff,
-                    dlen,
-                    (*b).cap,
-                )?;
+                let (dlen, doff) = read_ubft_window(b, idx)?;
                 total += (*b).cap as u64;
                 chain.push((b, dlen, doff));
                 count += 1;
-                idx = meta::rd32(ub, ubft::NEXT_INDEX);
+                idx = meta::rd32((*b).ubft, ubft::NEXT_INDEX);
             }
             if count != bufs_cnt {
                 return Err(Error::Invalid {
@@ -390,21 +414,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         }
         // SAFETY: tracked, hence allocated; the mirror is read volatile.
         unsafe {
-            let ub = (*b).ubft;
-            if meta::rd32(ub, ubft::BFT_INDEX) != bft_idx {
-                return Err(Error::Invalid {
-                    field: "buflet_index",
-                    reason: format!("user buflet {bft_idx} names another index"),
-                });
-            }
-            let (dlen, doff) = (meta::rd32(ub, ubft::DLEN), meta::rd32(ub, ubft::DOFF));
-            window(
-                "buflet_data_offset",
-                "buflet_data_len",
-                doff,
-                dlen,
-                (*b).cap,
-            )?;
+            let (dlen, doff) = read_ubft_window(b, bft_idx)?;
             upp.bfts.remove(&bft_idx);
             (*b).owner = NO_OWNER;
             (*b).dlen = dlen;

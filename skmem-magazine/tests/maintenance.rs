@@ -19,7 +19,9 @@ type Layer = HeapObjects<Arc<Stamp>>;
 static REGISTRY: Mutex<()> = Mutex::new(());
 
 fn registry_lock() -> MutexGuard<'static, ()> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn filled(name: &str) -> (Cache<Layer, Global, TinyLadder>, Arc<Stamp>) {

@@ -112,15 +112,16 @@ mod tests {
             // SAFETY: the segment is live and 8192 bytes long.
             let bytes = unsafe { std::slice::from_raw_parts(base.as_ptr(), 8192) };
             assert!(bytes.iter().all(|&b| b == 0));
-            bases.push(base.as_ptr() as usize);
+            bases.push((i, base));
         }
-        bases.sort_unstable();
+        bases.sort_unstable_by_key(|&(_, base)| base.as_ptr() as usize);
         for pair in bases.windows(2) {
-            assert!(pair[1] - pair[0] >= 8192, "segments overlap: {pair:x?}");
+            let gap = pair[1].1.as_ptr() as usize - pair[0].1.as_ptr() as usize;
+            assert!(gap >= 8192, "segments overlap: {pair:?}");
         }
-        for (i, base) in bases.into_iter().enumerate() {
-            // SAFETY: each base came from `create` and is discarded once.
-            unsafe { heap.discard(i as u32, NonNull::new(base as *mut u8).unwrap()) };
+        for (i, base) in bases {
+            // SAFETY: each base came from `create(i)` and is discarded once.
+            unsafe { heap.discard(i, base) };
         }
     }
 

@@ -411,8 +411,8 @@ def main():
                   f"{iai_derived.get('null', {}).get('pair_raw') or 0:.1f} instructions per pair and "
                   f"{iai_derived.get('null', {}).get('batch_raw') or 0:.1f} per object in a batch (the per-object "
                   "`Vec` push/drain; skmem's batch goes through its batch API, which bypasses that loop, so its "
-                  "raw count is shown as net). Under valgrind `sched_getcpu` cannot use rseq, so the PerCpu "
-                  "count includes a `getcpu` call that native runs answer from the rseq area. Instruction counts "
+                  "raw count is shown as net). Valgrind refuses rseq, so the PerCpu count is its fallback path (a per-thread "
+                  "cached CPU id refreshed by `sched_getcpu` every 64 look-ups); natively the id is one load from the rseq area. Instruction counts "
                   "weigh an atomic read-modify-write (a lock or unlock) like any other instruction, while on the "
                   "CPU each costs tens of cycles: a low count with a lock on the path (Global) does not mean a "
                   "low wall time.\n")

@@ -182,6 +182,40 @@ impl<N: ArrayLength> CpuCache<N> {
         }
     }
 
+    /// Fills all of `out` from the loaded magazine if it holds enough.
+    #[inline(always)]
+    fn pop_all(&mut self, out: &mut [MaybeUninit<NonNull<u8>>]) -> bool {
+        let n = out.len();
+        if self.rounds as usize >= n && self.rounds > 0 {
+            let top = self.rounds as usize;
+            // SAFETY: `rounds > 0` implies `loaded` is `Some`.
+            let mag = unsafe { self.loaded.as_deref().unwrap_unchecked() };
+            mag.copy_out(top - n, out);
+            self.rounds -= n as i32;
+            self.alloc += n as u64;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Stores all of `objs` in the loaded magazine if it has room.
+    #[inline(always)]
+    fn push_all(&mut self, objs: &[NonNull<u8>]) -> bool {
+        // `-1 as u32` is larger than any size, and a size of 0 refuses all.
+        let r = self.rounds as u32;
+        if r < self.magsize && (self.magsize - r) as usize >= objs.len() {
+            // SAFETY: `rounds >= 0` implies `loaded` is `Some`.
+            let mag = unsafe { self.loaded.as_deref_mut().unwrap_unchecked() };
+            mag.copy_in(r as usize, objs);
+            self.rounds += objs.len() as i32;
+            self.free += objs.len() as u64;
+            true
+        } else {
+            false
+        }
+    }
+
     fn swap(&mut self) {
         core::mem::swap(&mut self.loaded, &mut self.ploaded);
         core::mem::swap(&mut self.rounds, &mut self.prounds);
@@ -450,10 +484,20 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// `out` and returns how many: first from the CPU layer and the depot
     /// (two full magazines at once when more than a magazine is wanted),
     /// then from the layer beneath.
+    #[inline]
     pub fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
         if out.is_empty() {
             return 0;
         }
+        if L::with_slot(&self.inner.slots, |cp| cp.pop_all(out)) == Some(true) {
+            return out.len();
+        }
+        self.alloc_batch_slow(out, flags)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_batch_slow(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
         let n = self.inner.alloc_cpu_layer(out);
         if n == out.len() {
             return n;
@@ -484,8 +528,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// # Safety
     ///
     /// As [`free`](Self::free), for every element; no element repeats.
+    #[inline]
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
-        if !objs.is_empty() {
+        if !objs.is_empty() && L::with_slot(&self.inner.slots, |cp| cp.push_all(objs)) != Some(true)
+        {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.free_slow(objs) }
         }
@@ -596,10 +642,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
                     .loaded
                     .as_deref()
                     .expect("rounds > 0 without a loaded magazine");
-                for (i, slot) in out[got..got + k].iter_mut().enumerate() {
-                    // SAFETY: valid rounds hold object addresses (non-null).
-                    slot.write(unsafe { NonNull::new_unchecked(mag.round(top - 1 - i)) });
-                }
+                // The top `k` rounds, in one copy (the batch gets them in
+                // stored order; which object lands where does not matter).
+                mag.copy_out(top - k, &mut out[got..got + k]);
                 cp.rounds -= k as i32;
                 cp.alloc += k as u64;
                 got += k;
@@ -687,9 +732,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
                     .loaded
                     .as_deref_mut()
                     .expect("rounds >= 0 without a loaded magazine");
-                for (i, obj) in objs[..k].iter().enumerate() {
-                    mag.set_round(r + i, obj.as_ptr());
-                }
+                mag.copy_in(r, &objs[..k]);
                 cp.rounds += k as i32;
                 cp.free += k as u64;
                 *objs = &objs[k..];

@@ -12,6 +12,7 @@
 //!   short local chain; a loaded magazine has `next == None`.
 
 use core::alloc::Layout;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use generic_array::{ArrayLength, GenericArray};
@@ -74,6 +75,49 @@ impl<N: ArrayLength> Magazine<N> {
         debug_assert!(i < self.cap as usize);
         // SAFETY: as in `round`: `i < cap <= N`.
         unsafe { *self.rounds.get_unchecked_mut(i) = obj }
+    }
+
+    /// Copies rounds `from .. from + out.len()` into `out`.
+    ///
+    /// Those rounds must be valid (module invariants); checked against
+    /// `cap`.
+    #[inline(always)]
+    pub(crate) fn copy_out(&self, from: usize, out: &mut [MaybeUninit<NonNull<u8>>]) {
+        assert!(from + out.len() <= self.cap as usize);
+        // SAFETY:
+        // * the source range lies within the first `cap <= N` rounds
+        //   (checked above) and the destination is `out`, a distinct
+        //   exclusive borrow, so the two do not overlap;
+        // * `MaybeUninit<NonNull<u8>>` and `*mut u8` have the same layout,
+        //   and valid rounds are object addresses, hence non-null.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.rounds
+                    .as_ptr()
+                    .add(from)
+                    .cast::<MaybeUninit<NonNull<u8>>>(),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
+    }
+
+    /// Stores `objs` as rounds `at .. at + objs.len()`; checked against
+    /// `cap`.
+    #[inline(always)]
+    pub(crate) fn copy_in(&mut self, at: usize, objs: &[NonNull<u8>]) {
+        assert!(at + objs.len() <= self.cap as usize);
+        // SAFETY: the destination range lies within the first `cap <= N`
+        // rounds (checked above); the source is a shared borrow the
+        // exclusive `self` cannot alias; `NonNull<u8>` and `*mut u8` have
+        // the same layout.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                objs.as_ptr().cast::<*mut u8>(),
+                self.rounds.as_mut_ptr().add(at),
+                objs.len(),
+            );
+        }
     }
 
     /// The first `n` rounds as object pointers.

@@ -17,9 +17,14 @@ use crate::sync::Mutex;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PerCpu;
 
-/// The slots of a [`PerCpu`] cache.
+/// The slots of a [`PerCpu`] cache: [`ncpus`] rounded up to a power of
+/// two, so that a CPU id maps to its slot with a mask (ids below `ncpus`
+/// map to themselves; the extra slots only serve ids of CPUs that came
+/// online later, and never hold magazines otherwise).
 pub struct PerCpuSlots<T> {
     slots: Box<[CachePadded<Mutex<T>>]>,
+    /// `slots.len() - 1`.
+    mask: usize,
 }
 
 impl<T> core::fmt::Debug for PerCpuSlots<T> {
@@ -88,10 +93,16 @@ unsafe impl CpuLocal for PerCpu {
     }
 
     fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> PerCpuSlots<T> {
-        let slots = (0..ncpus())
+        #[cfg(all(target_os = "linux", not(miri), not(loom)))]
+        super::rseq::init();
+        let n = ncpus().next_power_of_two();
+        let slots: Box<[_]> = (0..n)
             .map(|_| CachePadded::new(Mutex::new((hooks.init)())))
             .collect();
-        PerCpuSlots { slots }
+        PerCpuSlots {
+            mask: slots.len() - 1,
+            slots,
+        }
     }
 
     #[inline]
@@ -99,12 +110,8 @@ unsafe impl CpuLocal for PerCpu {
         slots: &PerCpuSlots<T>,
         f: impl FnOnce(&mut T) -> R,
     ) -> Option<R> {
-        let n = slots.slots.len();
-        let mut i = cpu_id();
-        if i >= n {
-            i %= n;
-        }
-        // SAFETY: `i < n` after the reduction above.
+        let i = cpu_id() & slots.mask;
+        // SAFETY: `mask == len - 1` with `len` a power of two, so `i < len`.
         let slot = unsafe { slots.slots.get_unchecked(i) };
         Some(f(&mut slot.lock()))
     }

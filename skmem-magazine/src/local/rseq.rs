@@ -19,6 +19,10 @@
 //!    cached in thread-local storage.
 //! 3. Miri, loom and other platforms never get here (see `percpu.rs`).
 //!
+//! The look-up runs when a per-CPU cache makes its slots ([`init`]); until
+//! then [`cpu_id`] serves the fallback, so the fast path tests only one
+//! word: "is there an rseq offset?".
+//!
 //! # Why a stale id is fine
 //!
 //! The id only picks which slot a thread uses; every slot is behind its own
@@ -63,6 +67,16 @@ thread_local! {
     static CACHED: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
 }
 
+/// Looks up glibc's rseq area once per process (idempotent, cheap after
+/// the first call). Until it has run, [`cpu_id`] serves the fallback, which
+/// is correct, merely slower: the per-CPU policy calls this when it makes
+/// its slots, before any thread can look a slot up.
+pub(crate) fn init() {
+    if CPU_ID_OFFSET.load(Ordering::Relaxed) == UNKNOWN {
+        lookup();
+    }
+}
+
 /// The calling thread's CPU id (possibly stale, see the module docs).
 #[inline(always)]
 pub(crate) fn cpu_id() -> usize {
@@ -72,7 +86,7 @@ pub(crate) fn cpu_id() -> usize {
             return id;
         }
     }
-    slow(off)
+    cached()
 }
 
 /// The rseq `cpu_id` at `fs:[off]`, or `None` when this thread's area is
@@ -107,24 +121,9 @@ fn read_rseq(off: isize) -> Option<usize> {
     }
 }
 
-/// No usable rseq area: look the offset up the first time, then serve the
-/// cached fallback id.
-#[inline]
-fn slow(off: isize) -> usize {
-    if off == UNKNOWN {
-        let off = lookup();
-        if off > UNAVAILABLE {
-            if let Some(id) = read_rseq(off) {
-                return id;
-            }
-        }
-    }
-    cached()
-}
-
-/// The fallback: `sched_getcpu` every [`REFRESH`] calls, the cached id in
-/// between.
-#[inline]
+/// The fallback: the thread's cached id, refreshed with `sched_getcpu`
+/// every [`REFRESH`] calls.
+#[inline(always)]
 fn cached() -> usize {
     CACHED
         .try_with(|c| {
@@ -133,14 +132,21 @@ fn cached() -> usize {
                 c.set((id, left - 1));
                 id as usize
             } else {
-                let id = getcpu();
-                c.set((id as u32, REFRESH - 1));
-                id
+                refresh(c)
             }
         })
         // Thread-local storage already torn down (a destructor running at
         // thread exit): ask the system.
         .unwrap_or_else(|_| getcpu())
+}
+
+/// Asks the system for the id and restarts the countdown.
+#[cold]
+#[inline(never)]
+fn refresh(c: &Cell<(u32, u32)>) -> usize {
+    let id = getcpu();
+    c.set((id as u32, REFRESH - 1));
+    id
 }
 
 /// `sched_getcpu`, 0 on error.
@@ -198,6 +204,7 @@ mod tests {
     fn cpu_id_is_an_online_cpu() {
         // SAFETY: `sysconf` has no preconditions.
         let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) } as usize;
+        init();
         for _ in 0..(3 * REFRESH) {
             assert!(cpu_id() < n.max(1));
         }

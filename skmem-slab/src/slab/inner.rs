@@ -72,6 +72,7 @@ impl Slab {
         }
     }
 
+    #[inline]
     fn wanted_kind(&self) -> Kind {
         if self.in_use == 0 {
             Kind::Empty
@@ -148,12 +149,44 @@ enum Lookup {
     /// Contiguous span: segment index by arithmetic, slab slot by table.
     Arithmetic {
         span: usize,
-        seg_size: usize,
+        seg_size: Divisor,
         /// Segment index → slot of the slab over it, or [`NIL`].
         by_segment: Box<[u32]>,
     },
     /// Anything else: allocated address → (slot, object index).
     Hash(HashMap<usize, (u32, u32)>),
+}
+
+/// A divisor fixed for the cache's life, with a shift when it is a power
+/// of two (chunk sizes usually are; segment sizes sometimes), so that the
+/// free path's address arithmetic needs no division instruction then.
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: usize,
+    /// `log2(d)` when `d` is a power of two, else `u32::MAX`.
+    shift: u32,
+}
+
+impl Divisor {
+    fn new(d: usize) -> Self {
+        assert!(d > 0, "zero divisor");
+        let shift = if d.is_power_of_two() {
+            d.trailing_zeros()
+        } else {
+            u32::MAX
+        };
+        Divisor { d, shift }
+    }
+
+    /// `(x / d, x % d)`.
+    #[inline(always)]
+    fn div_rem(self, x: usize) -> (usize, usize) {
+        if self.shift != u32::MAX {
+            (x >> self.shift, x & (self.d - 1))
+        } else {
+            (x / self.d, x % self.d)
+        }
+    }
 }
 
 /// Monotonic counters (the `sl_*` fields of the stats).
@@ -182,6 +215,8 @@ pub(super) struct State {
     /// for an object to be freed to this cache.
     pub(super) waiters: u32,
     chunk: usize,
+    /// `chunk` as a [`Divisor`], for address → index arithmetic.
+    chunk_div: Divisor,
     objs: u32,
 }
 
@@ -205,7 +240,7 @@ impl State {
         let lookup = match geo.span {
             Some(span) => Lookup::Arithmetic {
                 span: span.as_ptr() as usize,
-                seg_size: geo.seg_size,
+                seg_size: Divisor::new(geo.seg_size),
                 by_segment: vec![NIL; geo.seg_count as usize].into_boxed_slice(),
             },
             None => Lookup::Hash(HashMap::new()),
@@ -219,18 +254,21 @@ impl State {
             counters: Counters::default(),
             waiters: 0,
             chunk: geo.chunk,
+            chunk_div: Divisor::new(geo.chunk),
             objs: geo.objs,
         }
     }
 
     // ---- slab table and lists ----
 
+    #[inline]
     fn slab(&self, slot: u32) -> &Slab {
         self.slots[slot as usize]
             .as_ref()
             .expect("slab slot referenced but vacant")
     }
 
+    #[inline]
     fn slab_mut(&mut self, slot: u32) -> &mut Slab {
         self.slots[slot as usize]
             .as_mut()
@@ -276,13 +314,27 @@ impl State {
         list.len += 1;
     }
 
-    /// Moves a slab to the list its counts call for.
-    fn relist(&mut self, slot: u32) {
-        let (have, want) = {
+    /// Moves slab `slot` from its list to the front of `want`'s; the
+    /// common case of a slab alone on its list moving to an empty list
+    /// (one slab flipping between empty and partial) touches no neighbour.
+    #[inline]
+    fn move_to(&mut self, slot: u32, want: Kind) {
+        let (have, prev, next) = {
             let s = self.slab(slot);
-            (s.kind, s.wanted_kind())
+            (s.kind, s.prev, s.next)
         };
-        if have != want {
+        if prev == NIL && next == NIL && self.lists[want as usize].head == NIL {
+            debug_assert_eq!(self.lists[have as usize].head, slot);
+            let from = &mut self.lists[have as usize];
+            from.head = NIL;
+            from.tail = NIL;
+            from.len -= 1;
+            let to = &mut self.lists[want as usize];
+            to.head = slot;
+            to.tail = slot;
+            to.len += 1;
+            self.slab_mut(slot).kind = want;
+        } else {
             self.unlink(slot);
             self.push_front(slot, want);
         }
@@ -334,6 +386,7 @@ impl State {
 
     // ---- objects ----
 
+    #[inline]
     fn obj(&self, slot: u32, idx: u32) -> Obj {
         let seg = self.slab(slot).seg;
         debug_assert!(idx < self.objs);
@@ -351,18 +404,33 @@ impl State {
     }
 
     /// Allocates one object from slab `slot`, which must have a free one.
+    #[inline]
     fn take_from(&mut self, slot: u32) -> Obj {
-        let idx = {
+        let chunk = self.chunk;
+        let (idx, seg, have, want) = {
             let slab = self.slab_mut(slot);
             let idx = slab.free_head;
             assert!(idx != NIL, "take from a full slab");
-            slab.free_head = slab.bufctl[idx as usize];
-            slab.bufctl[idx as usize] = ALLOCATED;
+            let b = &mut slab.bufctl[idx as usize];
+            slab.free_head = *b;
+            *b = ALLOCATED;
             slab.in_use += 1;
-            idx
+            (idx, slab.seg, slab.kind, slab.wanted_kind())
         };
-        self.relist(slot);
-        let obj = self.obj(slot, idx);
+        if have != want {
+            self.move_to(slot, want);
+        }
+        debug_assert!(idx < self.objs);
+        // SAFETY: `idx < objs` (a free-list entry) and `objs * chunk <=
+        // seg_size` (the region's layout), so the offset stays inside the
+        // segment, which is live: its slab is in the table.
+        let addr = unsafe { seg.base.add(idx as usize * chunk) };
+        let obj = Obj {
+            addr,
+            seg,
+            slot,
+            idx,
+        };
         if let Lookup::Hash(map) = &mut self.lookup {
             let old = map.insert(obj.addr.as_ptr() as usize, (slot, idx));
             debug_assert!(old.is_none(), "a free object was in the allocated hash");
@@ -409,6 +477,7 @@ impl State {
     }
 
     /// Finds the slab and index of an allocated object.
+    #[inline]
     fn locate(&self, addr: *const u8) -> Result<(u32, u32), Fault> {
         match &self.lookup {
             Lookup::Hash(map) => map
@@ -421,16 +490,16 @@ impl State {
                 by_segment,
             } => {
                 let offset = (addr as usize).checked_sub(*span).ok_or(Fault::Foreign)?;
-                let seg = offset / seg_size;
+                let (seg, in_seg) = seg_size.div_rem(offset);
                 let slot = *by_segment.get(seg).ok_or(Fault::Foreign)?;
                 if slot == NIL {
                     return Err(Fault::Foreign);
                 }
-                let in_seg = offset % seg_size;
-                if in_seg % self.chunk != 0 || in_seg / self.chunk >= self.objs as usize {
+                let (idx, rem) = self.chunk_div.div_rem(in_seg);
+                if rem != 0 || idx >= self.objs as usize {
                     return Err(Fault::Interior);
                 }
-                let idx = (in_seg / self.chunk) as u32;
+                let idx = idx as u32;
                 match self.slab(slot).bufctl[idx as usize] {
                     ALLOCATED => Ok((slot, idx)),
                     _ => Err(Fault::NotAllocated),
@@ -447,15 +516,76 @@ impl State {
 
     /// First half of a free: checks that `addr` is an allocated object and
     /// marks it as being freed, so a second free of it fails from now on.
+    #[inline]
     pub(super) fn begin_free(&mut self, addr: *const u8) -> Result<Obj, Fault> {
         let (slot, idx) = self.locate(addr)?;
-        let slab = self.slab_mut(slot);
-        debug_assert_eq!(slab.bufctl[idx as usize], ALLOCATED);
-        slab.bufctl[idx as usize] = FREEING;
+        let chunk = self.chunk;
+        let seg = {
+            let slab = self.slab_mut(slot);
+            let b = &mut slab.bufctl[idx as usize];
+            debug_assert_eq!(*b, ALLOCATED);
+            *b = FREEING;
+            slab.seg
+        };
         if let Lookup::Hash(map) = &mut self.lookup {
             map.remove(&(addr as usize));
         }
-        Ok(self.obj(slot, idx))
+        debug_assert!(idx < self.objs);
+        // SAFETY: as in `obj`: `idx < objs` (checked by `locate`), so the
+        // offset stays inside the live segment.
+        let addr = unsafe { seg.base.add(idx as usize * chunk) };
+        Ok(Obj {
+            addr,
+            seg,
+            slot,
+            idx,
+        })
+    }
+
+    /// Both halves of a free at once (nothing to run between them): checks
+    /// and frees `addr` as [`begin_free`](Self::begin_free) then
+    /// [`finish_free`](Self::finish_free) would, touching the slab once.
+    #[inline]
+    pub(super) fn free_now(
+        &mut self,
+        addr: *const u8,
+        keep_empty: u64,
+    ) -> Result<Option<Segment>, Fault> {
+        let (slot, idx) = self.locate(addr)?;
+        if let Lookup::Hash(map) = &mut self.lookup {
+            map.remove(&(addr as usize));
+        }
+        let (have, want) = {
+            let slab = self.slab_mut(slot);
+            debug_assert_eq!(slab.bufctl[idx as usize], ALLOCATED);
+            slab.bufctl[idx as usize] = slab.free_head;
+            slab.free_head = idx;
+            slab.in_use -= 1;
+            (slab.kind, slab.wanted_kind())
+        };
+        Ok(self.freed(slot, have, want, keep_empty))
+    }
+
+    /// Book-keeping after an object went back on slab `slot`'s free list.
+    #[inline]
+    fn freed(&mut self, slot: u32, have: Kind, want: Kind, keep_empty: u64) -> Option<Segment> {
+        if have != want {
+            self.move_to(slot, want);
+        }
+        self.in_use -= 1;
+        self.counters.free += 1;
+        if self.lists[Kind::Empty as usize].len > keep_empty {
+            self.free_oldest_empty()
+        } else {
+            None
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_oldest_empty(&mut self) -> Option<Segment> {
+        let oldest = self.lists[Kind::Empty as usize].tail;
+        Some(self.remove_slab(oldest))
     }
 
     /// Undoes [`begin_free`](Self::begin_free): the object is allocated
@@ -476,8 +606,9 @@ impl State {
     /// list. When that empties the slab and more than `keep_empty` empty
     /// slabs would be cached, the oldest empty slab is taken out and its
     /// segment returned for the caller to free to the region.
+    #[inline]
     pub(super) fn finish_free(&mut self, obj: &Obj, keep_empty: u64) -> Option<Segment> {
-        {
+        let (have, want) = {
             let slab = self.slab_mut(obj.slot);
             assert_eq!(
                 slab.bufctl[obj.idx as usize], FREEING,
@@ -486,16 +617,9 @@ impl State {
             slab.bufctl[obj.idx as usize] = slab.free_head;
             slab.free_head = obj.idx;
             slab.in_use -= 1;
-        }
-        self.relist(obj.slot);
-        self.in_use -= 1;
-        self.counters.free += 1;
-        if self.lists[Kind::Empty as usize].len > keep_empty {
-            let oldest = self.lists[Kind::Empty as usize].tail;
-            Some(self.remove_slab(oldest))
-        } else {
-            None
-        }
+            (slab.kind, slab.wanted_kind())
+        };
+        self.freed(obj.slot, have, want, keep_empty)
     }
 
     /// Takes every empty slab beyond `keep` out of the tables and returns

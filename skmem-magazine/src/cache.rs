@@ -466,8 +466,16 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     pub fn alloc(&self) -> Option<NonNull<u8>> {
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Some(obj),
-            _ => self.inner.alloc_slow(AllocFlags::NoSleep).ok(),
+            _ => self.alloc_slow_nosleep(),
         }
+    }
+
+    /// `alloc`'s slow path, error dropped out of line (keeps `alloc` small
+    /// enough to inline into callers).
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow_nosleep(&self) -> Option<NonNull<u8>> {
+        self.inner.alloc_slow(AllocFlags::NoSleep).ok()
     }
 
     /// Allocates one constructed object; `flags` say whether the layer

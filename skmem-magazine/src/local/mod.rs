@@ -3,7 +3,7 @@
 //! | policy | slot of a thread | guard | when to use |
 //! |---|---|---|---|
 //! | [`PerCpu`] | the CPU it runs on (glibc's rseq area, else `sched_getcpu` cached per thread) | one `parking_lot` mutex per cache-padded slot | many threads, few CPUs; the seed's arrangement |
-//! | [`PerThread`] | its own, in thread-local storage, created on first use | a one-byte lock only walkers (purge) ever contend for | fewest instructions on the fast path; slots flushed to the depot at thread exit |
+//! | [`PerThread`] | its own, in thread-local storage, created on first use; a one-entry memo of the last cache used makes finding it one compare | a one-byte lock only walkers (purge) ever contend for | fewest instructions on the fast path; slots flushed to the depot at thread exit |
 //! | [`Global`] | one slot for everybody | one mutex | baseline, tests |
 //!
 //! # Safety and correctness

@@ -2,7 +2,16 @@
 //!
 //! # How a thread finds its slot
 //!
-//! Every [`PerThreadSlots`] gets a small process-wide `id`. Every thread
+//! The fast path first asks a one-entry thread-local memo (`MEMO`): the
+//! generation of the cache the thread used last and its slot there. Every
+//! [`PerThreadSlots`] gets a process-wide generation number that is never
+//! reused (a 64-bit counter from 1; 0 means "no cache"), so a memo hit is one
+//! compare against the cache and one thread-local load, with no bounds check
+//! and no table walk. A miss goes to the out-of-line slow path below, which
+//! refills the memo.
+//!
+//! Behind the memo, every [`PerThreadSlots`] gets a small process-wide `id`
+//! (reused once free). Every thread
 //! that used a per-thread cache has a *table*: an array of slot pointers
 //! indexed by `id`, published to the thread's fast path through a
 //! `const`-initialised thread-local (`FAST`: pointer and length, no lazy
@@ -33,10 +42,18 @@
 //! * At exit the thread first points `FAST` at nothing, so destructors of
 //!   other thread-locals that still use a cache take the slow path, find the
 //!   table dead, and get `None` (the cache then bypasses its CPU layer).
+//! * The memo is written only by its own thread, and only with a slot its
+//!   table names for the cache of that generation. The slot then lives as
+//!   long as that cache does, or until the thread's exit, which clears the
+//!   memo first (and `register` refuses a dead table, so it is never filled
+//!   again). A memo hit compares the generation of the cache being used,
+//!   which the caller borrows and so keeps alive; generations are never
+//!   reused, so a memo left over from a dropped cache never matches a live
+//!   one and its dangling slot pointer is never followed.
 
 use core::cell::{Cell, UnsafeCell};
-use core::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
@@ -51,6 +68,8 @@ pub struct PerThread;
 
 /// The slots of a [`PerThread`] cache.
 pub struct PerThreadSlots<T: Send + 'static> {
+    /// Never reused, never 0: the key of the thread-local memo.
+    generation: u64,
     id: usize,
     shared: Box<Shared<T>>,
 }
@@ -58,6 +77,7 @@ pub struct PerThreadSlots<T: Send + 'static> {
 impl<T: Send + 'static> core::fmt::Debug for PerThreadSlots<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PerThreadSlots")
+            .field("generation", &self.generation)
             .field("id", &self.id)
             .field("slots", &self.shared.list.lock().len())
             .finish()
@@ -77,6 +97,9 @@ struct Shared<T> {
     hooks: SlotHooks<T>,
 }
 
+/// `repr(C)` with the lock first: the slot's address is the lock's, which
+/// saves the fast path an address computation for the contended call.
+#[repr(C)]
 struct ThreadSlot<T> {
     lock: SlotLock,
     value: UnsafeCell<T>,
@@ -165,6 +188,25 @@ struct IdAlloc {
     free: Vec<usize>,
 }
 
+/// The next cache generation (0 is the empty memo's).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The last cache this thread used (`generation`) and its slot there.
+struct Memo {
+    generation: Cell<u64>,
+    /// Dangling while `generation` is 0.
+    slot: Cell<NonNull<u8>>,
+}
+
+impl Memo {
+    const fn empty() -> Memo {
+        Memo {
+            generation: Cell::new(0),
+            slot: Cell::new(NonNull::dangling()),
+        }
+    }
+}
+
 static TABLES: Mutex<Vec<Arc<Table>>> = Mutex::new(Vec::new());
 static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc {
     next: 0,
@@ -173,6 +215,7 @@ static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc {
 
 thread_local! {
     static FAST: Cell<FastView> = const { Cell::new(FastView::EMPTY) };
+    static MEMO: Memo = const { Memo::empty() };
     static GUARD: ThreadGuard = ThreadGuard::new();
 }
 
@@ -197,6 +240,8 @@ impl ThreadGuard {
 
 impl Drop for ThreadGuard {
     fn drop(&mut self) {
+        // `MEMO` has no destructor, so it is still reachable here.
+        MEMO.with(|m| m.generation.set(0));
         FAST.with(|f| f.set(FastView::EMPTY));
         let mut jobs = Vec::new();
         {
@@ -252,6 +297,25 @@ unsafe fn exit_slot<T: Send + 'static>(owner: *const (), slot: *mut ()) -> Optio
         drop(unsafe { Box::from_raw(slot) });
     }
     job
+}
+
+/// `with_slot` after a memo miss: finds (or creates) the slot through the
+/// thread's table and refills the memo; `None` once the thread is exiting.
+#[cold]
+#[inline(never)]
+fn slot_slow<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<NonNull<ThreadSlot<T>>> {
+    let p = lookup(slots.id).cast::<ThreadSlot<T>>();
+    let p = match NonNull::new(p) {
+        Some(p) => p,
+        None => NonNull::new(register(slots)?)?,
+    };
+    // `FAST` (and so `lookup`) is reset before the exit clears the memo, and
+    // `register` refuses a dead table: no slot is memoised after the exit.
+    MEMO.with(|m| {
+        m.slot.set(p.cast());
+        m.generation.set(slots.generation);
+    });
+    Some(p)
 }
 
 /// The calling thread's slot pointer for `id`, or null.
@@ -350,6 +414,7 @@ unsafe impl CpuLocal for PerThread {
             })
         };
         PerThreadSlots {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             id,
             shared: Box::new(Shared {
                 list: Mutex::new(Vec::new()),
@@ -358,19 +423,21 @@ unsafe impl CpuLocal for PerThread {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn with_slot<T: Send + 'static, R>(
         slots: &PerThreadSlots<T>,
         f: impl FnOnce(&mut T) -> R,
     ) -> Option<R> {
-        let mut p = lookup(slots.id).cast::<ThreadSlot<T>>();
-        if p.is_null() {
-            p = register(slots)?;
-        }
-        // SAFETY: a non-null entry of this thread's table points at a live
-        // slot of the cache holding `slots.id` (module docs), i.e. `slots`,
-        // which cannot be dropped while borrowed.
-        let s = unsafe { &*p };
+        let generation = slots.generation;
+        let hit = MEMO.with(|m| (m.generation.get() == generation).then(|| m.slot.get()));
+        let p = match hit {
+            Some(p) => p.cast::<ThreadSlot<T>>(),
+            None => slot_slow(slots)?,
+        };
+        // SAFETY: `p` is a memo hit or a non-null entry of this thread's
+        // table; either names this thread's live slot of `slots`, which
+        // cannot be dropped while borrowed (module docs).
+        let s = unsafe { p.as_ref() };
         let _g = s.lock.lock();
         // SAFETY: the slot lock gives exclusive access to the value.
         Some(f(unsafe { &mut *s.value.get() }))
@@ -464,6 +531,78 @@ mod tests {
         let mut seen = Vec::new();
         PerThread::for_each_slot(&slots, |v| seen.push(*v));
         assert_eq!(seen, vec![2], "only the main thread's slot is left");
+    }
+
+    #[test]
+    fn memo_follows_the_cache_in_use() {
+        let a = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        let b = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        assert_ne!(a.generation, b.generation);
+        // Alternating refills the one-entry memo each time; values stay apart.
+        for i in 1..=5u64 {
+            PerThread::with_slot(&a, |v| *v += i).unwrap();
+            PerThread::with_slot(&b, |v| *v += 10 * i).unwrap();
+        }
+        assert_eq!(PerThread::with_slot(&a, |v| *v), Some(15));
+        assert_eq!(PerThread::with_slot(&b, |v| *v), Some(150));
+        // Drop the memoised cache; its successors (same id, quite possibly
+        // the same addresses) must not hit the stale memo.
+        let gen_b = b.generation;
+        drop(b);
+        for _ in 0..3 {
+            let c = PerThread::new_slots(hooks(Default::default(), Default::default()));
+            assert!(c.generation > gen_b);
+            assert_eq!(
+                PerThread::with_slot(&c, |v| core::mem::replace(v, 99)),
+                Some(0)
+            );
+            assert_eq!(PerThread::with_slot(&c, |v| *v), Some(99));
+        }
+        assert_eq!(PerThread::with_slot(&a, |v| *v), Some(15));
+    }
+
+    #[test]
+    fn tls_destructors_after_exit_bypass_the_slot() {
+        struct Late(Arc<PerThreadSlots<u64>>, Arc<AtomicUsize>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                // Runs among TLS destructors, possibly after the exit hook:
+                // then the memo is cleared and the slot must not be reached.
+                let r = PerThread::with_slot(&self.0, |v| *v += 1);
+                self.1
+                    .store(if r.is_some() { 1 } else { 2 }, Ordering::Relaxed);
+            }
+        }
+        thread_local! {
+            static LATE: core::cell::RefCell<Option<Late>> = const { core::cell::RefCell::new(None) };
+        }
+        let exits = Arc::new(AtomicUsize::new(0));
+        let slots = Arc::new(PerThread::new_slots(hooks(
+            Default::default(),
+            exits.clone(),
+        )));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (s2, seen2) = (slots.clone(), seen.clone());
+        std::thread::spawn(move || {
+            // Memoise the slot first, then register the late destructor.
+            PerThread::with_slot(&s2, |v| *v += 5).unwrap();
+            LATE.with(|l| *l.borrow_mut() = Some(Late(s2, seen2)));
+        })
+        .join()
+        .unwrap();
+        let how = seen.load(Ordering::Relaxed);
+        assert_ne!(how, 0, "the late destructor ran");
+        // Either the late use came before the exit hook (its +1 is flushed
+        // too) or after it (bypassed); the exit flushed 5 or 6, never freed
+        // twice and never touched a freed slot.
+        let flushed = exits.load(Ordering::Relaxed);
+        assert_eq!(flushed, if how == 1 { 6 } else { 5 });
+        let mut left = Vec::new();
+        PerThread::for_each_slot(&slots, |v| left.push(*v));
+        assert!(
+            left.is_empty(),
+            "the thread's slot went with its exit: {left:?}"
+        );
     }
 
     #[test]

@@ -1005,7 +1005,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         };
         CacheStats {
             name: self.below.name().to_owned(),
-            locality: L::NAME,
+            locality: L::NAME.into(),
             cpu_mag_size: if self.config.no_magazines {
                 0
             } else {

@@ -627,12 +627,18 @@ fn stats_and_registry() {
 
 #[cfg(feature = "serde")]
 #[test]
-fn stats_serialise() {
+fn stats_round_trip_through_json() {
     let arena = small("serde").build().unwrap();
+    let _view = arena.map_local().unwrap();
     let s = arena.stats();
     let json = serde_json::to_string(&s).unwrap();
     assert!(json.contains("\"name\":\"serde\""), "{json}");
     assert!(json.contains("\"mem_total\""));
+    // Read back from a buffer that does not outlive the call.
+    let back: skmem_packet::arena::ArenaStats = serde_json::from_str(&json.clone()).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.views.local, 1);
+    assert!(back.regions.iter().all(|r| r.region.source == "mmap"));
 }
 
 #[test]

@@ -432,7 +432,7 @@ fn stats_add_up_over_a_mixed_sequence() {
     assert_eq!(s.alloc_fail, fails);
     assert!(fails > 0, "the sequence must hit exhaustion");
     assert_eq!(s.w_meminuse, 0, "the heap does not wire");
-    assert_eq!((s.name.as_str(), s.source), ("stats", "heap"));
+    assert_eq!((s.name.as_str(), &*s.source), ("stats", "heap"));
     assert_eq!(
         (s.c_seg_size, s.seg_cnt, s.seg_objs, s.c_obj_size),
         (SEG as u64, 5, 1, SEG as u64)

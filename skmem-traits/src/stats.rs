@@ -3,7 +3,13 @@
 //! Each is a snapshot: the layer fills it on request from its counters. The
 //! field names follow the seed's `sk_stats_region` / `sk_stats_cache` where a
 //! field means the same thing here.
+//!
+//! With the `serde` feature every struct serialises and deserialises
+//! (owned: `DeserializeOwned`); names taken from a type's `NAME` constant
+//! are `Cow<'static, str>`, borrowed when the layer fills them and owned
+//! when read back.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 
 /// A snapshot of one region (the seed's `sk_stats_region`).
@@ -12,8 +18,10 @@ use alloc::string::String;
 pub struct RegionStats {
     /// Region name.
     pub name: String,
-    /// Backend name.
-    pub source: &'static str,
+    /// Backend name ([`SegmentSource::NAME`](crate::SegmentSource::NAME)).
+    /// A `Cow` so that a deserialised snapshot can own its copy: compare it
+    /// with `==` against a `&str`.
+    pub source: Cow<'static, str>,
     /// Mode flags, as bits of [`RegionMode`](crate::RegionMode).
     pub mode: u32,
     /// Requested segment size.
@@ -105,8 +113,9 @@ pub struct SlabStats {
 pub struct CacheStats {
     /// Cache name.
     pub name: String,
-    /// Locality policy ([`CpuLocal::NAME`](crate::CpuLocal::NAME)).
-    pub locality: &'static str,
+    /// Locality policy ([`CpuLocal::NAME`](crate::CpuLocal::NAME)); a
+    /// `Cow` for the same reason as [`RegionStats::source`].
+    pub locality: Cow<'static, str>,
     /// Current magazine capacity (rounds).
     pub cpu_mag_size: u32,
     /// Times the magazine size grew.
@@ -142,4 +151,41 @@ pub struct CacheStats {
     pub cached_objs: u64,
     /// The slab layer beneath.
     pub slab: SlabStats,
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// JSON read back from a buffer that is gone once parsed: the names
+    /// taken from `NAME` constants come back owned and equal.
+    #[test]
+    fn stats_round_trip_through_json_with_owned_names() {
+        let region = RegionStats {
+            name: "r".into(),
+            source: Cow::Borrowed("mmap"),
+            mode: 5,
+            seg_cnt: 3,
+            ..RegionStats::default()
+        };
+        let cache = CacheStats {
+            name: "c".into(),
+            locality: Cow::Borrowed("per-thread"),
+            cpu_mag_size: 15,
+            slab: SlabStats {
+                sl_bufinuse: 7,
+                ..SlabStats::default()
+            },
+            ..CacheStats::default()
+        };
+        let json = serde_json::to_string(&region).unwrap();
+        let back: RegionStats = serde_json::from_str(&json.to_string()).unwrap();
+        assert_eq!(back, region);
+        assert!(matches!(back.source, Cow::Owned(_)));
+        let json = serde_json::to_string(&cache).unwrap();
+        let back: CacheStats = serde_json::from_str(&json.to_string()).unwrap();
+        assert_eq!(back, cache);
+        assert_eq!(back.locality, "per-thread");
+    }
 }

@@ -456,10 +456,10 @@ pub struct ViewCounts {
     pub redirected: u32,
 }
 
-/// One region of an arena (serialisable with the `serde` feature; not
-/// deserialisable, as the region stats beneath carry `&'static str`).
+/// One region of an arena (serialisable and deserialisable with the
+/// `serde` feature).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ArenaRegionStats {
     /// Which region.
     pub id: RegionId,
@@ -474,9 +474,10 @@ pub struct ArenaRegionStats {
 }
 
 /// A snapshot of an arena (the seed's `sk_stats_arena` and
-/// `skmem_arena_get_stats`), serialisable with the `serde` feature.
+/// `skmem_arena_get_stats`), serialisable and deserialisable with the
+/// `serde` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ArenaStats {
     /// Arena name.
     pub name: String,

@@ -8,11 +8,10 @@ use skmem_traits::{CpuLocal, SegmentSource};
 use super::meta::{self, Kbuf, BUF_LARGE, NO_OWNER};
 use super::{dispatch, MetadataType, PacketPool};
 
-/// A snapshot of a pool and everything beneath it. Serialisable with the
-/// `serde` feature (not deserialisable: the layer stats beneath carry
-/// `&'static str` names).
+/// A snapshot of a pool and everything beneath it. Serialisable and
+/// deserialisable with the `serde` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PoolStats {
     /// Pool name.
     pub name: String,

@@ -728,7 +728,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             && self.source.capabilities().contains(Capabilities::WIRE);
         RegionStats {
             name: self.params.name.clone(),
-            source: S::NAME,
+            source: S::NAME.into(),
             mode: self.params.mode.bits(),
             r_seg_size: self.params.seg_size as u64,
             c_seg_size: seg,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds every benchmark and runs the iai-callgrind fast-path suite (instruction
-# counts; nothing is asserted about timings).
+# Builds every benchmark and runs the iai-callgrind fast-path suite as a gate: its
+# instruction counts must stay within 2 % of ci/iai-baseline.txt (see ci/iai.sh;
+# nothing is asserted about timings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f benches/Cargo.toml ]; then

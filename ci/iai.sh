@@ -1,14 +1,43 @@
 #!/usr/bin/env bash
-# Instruction counts (iai-callgrind) of the allocation fast paths: alloc+free
-# pairs and batches of 32 for skmem's magazine cache per CpuLocal policy and
-# the slab cache, and for mimalloc, jemalloc and system malloc.
+# The instruction-count gate. Runs the iai-callgrind fast-path suite
+# (benches/benches/iai.rs: alloc+free pairs and batches of 32 for skmem's
+# magazine cache per CpuLocal policy and the slab cache, and for mimalloc,
+# jemalloc and system malloc) and compares each benchmark's instruction count
+# (Ir) with the committed baseline ci/iai-baseline.txt: fails on a rise of more
+# than 2 % (IAI_TOLERANCE, percent), on a benchmark missing from either side,
+# and prints a table baseline / now / change. Falls are reported, not failed.
+#
+#   ci/iai.sh                      # run + gate
+#   ci/iai.sh --update-baseline    # run + rewrite ci/iai-baseline.txt (commit it deliberately)
+#   ci/iai.sh --no-gate            # run + print counts only
+#   ci/iai.sh pairs_mag            # a filtered run (gates only what ran)
 #
 # Installs the iai-callgrind-runner matching the iai-callgrind library in
-# Cargo.lock (only when the installed one differs), then runs the suite.
-# Reports counts; asserts nothing about them. Extra arguments go to the
-# benchmark binary (e.g. a filter: `ci/iai.sh pairs`).
+# Cargo.lock (only when the installed one differs). The suite's output is
+# saved to $CARGO_TARGET_DIR/iai-suite.log (default target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=gate
+case "${1:-}" in
+--update-baseline)
+    mode=update
+    shift
+    ;;
+--no-gate)
+    mode=report
+    shift
+    ;;
+esac
+if [ "$mode" = update ] && [ $# -gt 0 ]; then
+    echo "ci/iai.sh: --update-baseline takes no filter (the baseline covers the whole suite)" >&2
+    exit 2
+fi
+
+baseline=ci/iai-baseline.txt
+tolerance=${IAI_TOLERANCE:-2}
+target=${CARGO_TARGET_DIR:-target}
+log=$target/iai-suite.log
 
 want=$(awk '/^name = "iai-callgrind"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [ -z "$want" ]; then
@@ -30,4 +59,20 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 
-cargo bench -p skmem-benches --bench iai -- "$@"
+mkdir -p "$target"
+# No saved iai-callgrind baselines: each run is compared with the committed
+# file only, so a run's counts never depend on the previous run.
+cargo bench -p skmem-benches --bench iai -- "$@" 2>&1 | tee "$log"
+
+gate=(python3 scripts/iai_gate.py --log "$log" --baseline "$baseline" --tolerance "$tolerance")
+if [ $# -gt 0 ]; then
+    gate+=(--partial)
+fi
+case "$mode" in
+gate) "${gate[@]}" ;;
+update)
+    "${gate[@]}" --update --commit "$(git rev-parse --short HEAD 2>/dev/null || true)" \
+        --valgrind "$(valgrind --version 2>/dev/null || true)"
+    ;;
+report) ;;
+esac

@@ -13,7 +13,8 @@
 //! | [`peers`] | `System`, mimalloc, jemalloc (each called through `GlobalAlloc` directly, never as the global allocator), `sharded-slab`, `lockfree-object-pool`, a `Vec` free-stack pool as in ixy.rs |
 //! | [`skmem`] | the slab cache alone and the magazine cache per `CpuLocal` policy |
 //! | [`ctor`] | an object with an expensive constructor, for the constructed-object reuse workload |
-//! | [`workload`] | single pair, batch, burst, two-thread producer/consumer |
+//! | [`ring`] | a lock-free single-producer single-consumer ring (the producer/consumer hand-off) |
+//! | [`workload`] | single pair, random working-set replace, batch, burst, two threads doing pairs, producer/consumer through the ring |
 //!
 //! # Object size
 //!
@@ -25,6 +26,7 @@
 
 pub mod ctor;
 pub mod peers;
+pub mod ring;
 pub mod skmem;
 pub mod workload;
 

@@ -1,28 +1,31 @@
 //! skmem's layers as contenders: the slab cache alone ([`SlabPool`]) and
 //! the magazine cache over it, one per `CpuLocal` policy ([`MagPool`]).
 //!
-//! Both sit on a region backed by [`Mmap`] (one memfd span, so an address
-//! maps to its segment by arithmetic — the Linux configuration), sized for
-//! [`POOL_CAPACITY`] objects plus the worst-case
-//! magazine residency.
+//! Both sit by default on a region backed by [`Mmap`] (one memfd span, so an
+//! address maps to its segment by arithmetic — the Linux configuration);
+//! [`MagPool::on_heap`] builds the magazine cache on the [`Heap`] source
+//! instead (segments from the global allocator, found through a hash map:
+//! the portable default, and what the wall-clock comparison with the malloc
+//! peers uses). Regions are sized for [`POOL_CAPACITY`] objects plus the
+//! worst-case magazine residency.
 
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::borrow::Cow;
 
-use skmem_backends::{Mmap, MmapConfig};
+use skmem_backends::{Heap, HeapConfig, Mmap, MmapConfig};
 use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
-use skmem_traits::{AllocFlags, NoCtor, ObjectCtor, ObjectInfo, Result};
+use skmem_traits::{AllocFlags, NoCtor, ObjectCtor, ObjectInfo, Result, SegmentSource};
 
 use crate::ctor::{self, CTOR_OBJ_SIZE};
 use crate::{read_word, ObjPool, Ptr, POOL_CAPACITY};
 
-/// The slab cache every skmem contender is built on.
-pub type Slab<C> = SlabCache<Mmap, C>;
+/// The slab cache every skmem contender is built on (on source `S`).
+pub type Slab<C, S = Mmap> = SlabCache<S, C>;
 
 /// The magazine cache over a [`Slab`] with locality policy `L`.
-pub type Mag<L, C> = Cache<Slab<C>, L>;
+pub type Mag<L, C, S = Mmap> = Cache<Slab<C, S>, L>;
 
 /// Slots the region's magazine allowance is computed for (per-CPU slots,
 /// or threads of the per-thread policy); generous on purpose.
@@ -45,13 +48,25 @@ impl ObjectCtor for TableCtor {
     fn destruct(&self, _: ObjectInfo, _: Option<ObjectInfo>) {}
 }
 
-/// Builds a slab cache of `POOL_CAPACITY` objects of `size` bytes.
+/// Builds a slab cache of `POOL_CAPACITY` objects of `size` bytes on an
+/// mmap region.
 pub fn slab_cache<C: ObjectCtor>(name: &str, size: usize, ctor: C) -> Slab<C> {
-    let allowance = skmem_magazine::magazine_max_objs(size.next_multiple_of(64), MAGAZINE_SLOTS);
-    let params = RegionParams::new(name, size, POOL_CAPACITY).magazine_max_objs(allowance);
     let mut config = MmapConfig::default();
     config.name = Cow::Owned(name.to_owned());
-    let region = Region::<Mmap>::new(params, config).expect("bench region");
+    slab_cache_on::<Mmap, C>(name, size, ctor, config)
+}
+
+/// Builds a slab cache of `POOL_CAPACITY` objects of `size` bytes on a
+/// region of source `S` configured by `config`.
+pub fn slab_cache_on<S: SegmentSource, C: ObjectCtor>(
+    name: &str,
+    size: usize,
+    ctor: C,
+    config: S::Config,
+) -> Slab<C, S> {
+    let allowance = skmem_magazine::magazine_max_objs(size.next_multiple_of(64), MAGAZINE_SLOTS);
+    let params = RegionParams::new(name, size, POOL_CAPACITY).magazine_max_objs(allowance);
+    let region = Region::<S>::new(params, config).expect("bench region");
     SlabCache::new(region, SlabConfig::new(name, size), ctor).expect("bench slab cache")
 }
 
@@ -73,8 +88,28 @@ impl SlabPool<TableCtor> {
     }
 }
 
-/// The magazine layer over a slab cache, with locality policy `L`.
-pub struct MagPool<L: CpuLocal, C: ObjectCtor + 'static = NoCtor>(pub Mag<L, C>);
+/// The magazine layer over a slab cache on source `S`, with locality
+/// policy `L`.
+pub struct MagPool<L: CpuLocal, C: ObjectCtor + 'static = NoCtor, S: SegmentSource = Mmap>(
+    pub Mag<L, C, S>,
+);
+
+impl<L: CpuLocal, C: ObjectCtor + 'static, S: SegmentSource> MagPool<L, C, S> {
+    /// The locality the cache reports in its stats (e.g. `per-cpu`): which
+    /// fast path a benchmark of this contender measured.
+    pub fn locality(&self) -> String {
+        self.0.stats().locality.to_string()
+    }
+}
+
+impl<L: CpuLocal> MagPool<L, NoCtor, Heap> {
+    /// Objects of `size` bytes, no constructor, on the [`Heap`] source.
+    pub fn on_heap(size: usize) -> Self {
+        let name = format!("bench-heap-{}-{size}", L::NAME);
+        let slab = slab_cache_on::<Heap, _>(&name, size, NoCtor, HeapConfig::default());
+        MagPool(Cache::new(slab, CacheConfig::default().register(false)).expect("bench cache"))
+    }
+}
 
 impl<L: CpuLocal> MagPool<L, NoCtor> {
     /// Objects of `size` bytes, no constructor.
@@ -103,6 +138,12 @@ pub type MagPerCpu<C = NoCtor> = MagPool<PerCpu, C>;
 pub type MagPerThread<C = NoCtor> = MagPool<PerThread, C>;
 /// The magazine cache with one global slot.
 pub type MagGlobal<C = NoCtor> = MagPool<Global, C>;
+/// [`MagPerCpu`] on the [`Heap`] source.
+pub type HeapPerCpu = MagPool<PerCpu, NoCtor, Heap>;
+/// [`MagPerThread`] on the [`Heap`] source.
+pub type HeapPerThread = MagPool<PerThread, NoCtor, Heap>;
+/// [`MagGlobal`] on the [`Heap`] source.
+pub type HeapGlobal = MagPool<Global, NoCtor, Heap>;
 
 /// Views the spare capacity of `out` as `n` uninitialised object pointers.
 #[inline]
@@ -170,7 +211,7 @@ impl<C: ObjectCtor> ObjPool for SlabPool<C> {
     }
 }
 
-impl<L: CpuLocal, C: ObjectCtor + 'static> ObjPool for MagPool<L, C> {
+impl<L: CpuLocal, C: ObjectCtor + 'static, S: SegmentSource> ObjPool for MagPool<L, C, S> {
     type Handle<'a>
         = Ptr
     where

@@ -7,10 +7,11 @@
 //! the contenders.
 
 use std::hint::black_box;
-use std::sync::mpsc::sync_channel;
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use crate::ObjPool;
+use crate::ring::SpscRing;
+use crate::{ObjPool, Ptr};
 
 /// One `get` and one `put` of the same object (the fast path).
 #[inline]
@@ -65,57 +66,159 @@ pub fn use_constructed<P: ObjPool>(pool: &P, word: usize) -> u32 {
     v
 }
 
-/// Objects sent per message in [`producer_consumer`].
-pub const HANDOFF_BATCH: usize = 64;
-/// Messages in flight at most in [`producer_consumer`] (so at most
-/// `HANDOFF_BATCH * HANDOFF_DEPTH` objects are outstanding).
-pub const HANDOFF_DEPTH: usize = 8;
+/// Capacity of the ring of [`producer_consumer`]: at most this many
+/// objects are in flight between the two threads.
+pub const HANDOFF_RING: usize = 256;
 
-/// Two threads: the caller's thread allocates `total` objects and hands
-/// them, [`HANDOFF_BATCH`] per message, to a consumer thread that frees
-/// them (every free is a cross-thread free). Message vectors are recycled
-/// through a return channel, so the harness allocates nothing in the loop.
-/// Returns the time from the first allocation to the last free.
+/// Waits a little for the other thread: spins first (the other side is
+/// usually a few nanoseconds away), then yields, because on a loaded
+/// machine the other side may not be running at all.
+#[inline]
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        core::hint::spin_loop();
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Two threads: the caller's thread allocates `total` objects and pushes
+/// each through a lock-free SPSC ring ([`SpscRing`], [`HANDOFF_RING`]
+/// slots) to a consumer thread that pops and frees it (every free is a
+/// cross-thread free). Returns the time from the first allocation to the
+/// last free.
 pub fn producer_consumer<P>(pool: &P, total: u64) -> Duration
 where
     P: ObjPool + Sync,
     for<'a> P::Handle<'a>: Send,
 {
+    let mut ring = SpscRing::new(HANDOFF_RING);
+    let (mut tx, mut rx) = ring.split();
+    let ready = Barrier::new(2);
     std::thread::scope(|s| {
-        let (full_tx, full_rx) = sync_channel::<Vec<P::Handle<'_>>>(HANDOFF_DEPTH);
-        let (empty_tx, empty_rx) = sync_channel::<Vec<P::Handle<'_>>>(HANDOFF_DEPTH);
-        for _ in 0..HANDOFF_DEPTH {
-            empty_tx
-                .send(Vec::with_capacity(HANDOFF_BATCH))
-                .expect("prime the return channel");
-        }
-        let (ready_tx, ready_rx) = sync_channel::<()>(1);
-        let consumer = s.spawn(move || {
-            ready_tx.send(()).expect("consumer ready");
-            for mut msg in full_rx {
-                for h in msg.drain(..) {
-                    // SAFETY: every handle in a message was taken from `pool`
-                    // by the producer and is given back exactly once, here.
-                    unsafe { pool.put(h) };
+        let consumer = s.spawn(|| {
+            ready.wait();
+            let mut freed = 0;
+            let mut spins = 0;
+            while freed < total {
+                match rx.pop() {
+                    Some(h) => {
+                        // SAFETY: every handle in the ring was taken from
+                        // `pool` by the producer and is given back exactly
+                        // once, here.
+                        unsafe { pool.put(h) };
+                        freed += 1;
+                        spins = 0;
+                    }
+                    None => backoff(&mut spins),
                 }
-                // The producer may have stopped waiting for vectors.
-                let _ = empty_tx.send(msg);
             }
+            Instant::now()
         });
-        ready_rx.recv().expect("consumer started");
+        ready.wait();
         let start = Instant::now();
-        let mut left = total;
-        while left > 0 {
-            let mut msg = empty_rx.recv().expect("recycled message");
-            let k = left.min(HANDOFF_BATCH as u64);
-            for _ in 0..k {
-                msg.push(pool.get());
+        for _ in 0..total {
+            let mut h = pool.get();
+            let mut spins = 0;
+            while let Err(back) = tx.push(h) {
+                h = back;
+                backoff(&mut spins);
             }
-            full_tx.send(msg).expect("consumer alive");
-            left -= k;
         }
-        drop(full_tx);
-        consumer.join().expect("consumer thread");
+        let end = consumer.join().expect("consumer thread");
+        end - start
+    })
+}
+
+/// Two threads, each doing `iters` alloc+free pairs on the shared `pool`
+/// at the same time. The threads are started (and, for a per-thread cache,
+/// take their slots) before the clock starts; returns the time from the
+/// common start until both are done, i.e. the time per pair *per thread*
+/// is the result divided by `iters`.
+pub fn pairs_two_threads<P: ObjPool + Sync>(pool: &P, iters: u64) -> Duration {
+    let start_line = Barrier::new(3);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    pair(pool);
+                    start_line.wait();
+                    for _ in 0..iters {
+                        pair(pool);
+                    }
+                })
+            })
+            .collect();
+        start_line.wait();
+        let start = Instant::now();
+        for w in workers {
+            w.join().expect("pair thread");
+        }
         start.elapsed()
     })
+}
+
+/// The size of the working set of [`replace`] (a power of two: the index
+/// is a mask of a random number).
+pub const WORKING_SET: usize = 8192;
+
+/// One step of Marsaglia's xorshift64: a cheap, deterministic sequence of
+/// random indices (`state` must start non-zero).
+#[inline]
+pub fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+/// Fills a working set of `n` objects from `pool` (unmeasured setup of
+/// [`replace`]).
+pub fn fill<P>(pool: &P, n: usize) -> Vec<Ptr>
+where
+    for<'a> P: ObjPool<Handle<'a> = Ptr> + 'a,
+{
+    (0..n)
+        .map(|i| {
+            let h = pool.get();
+            // SAFETY: a fresh object of at least 8 bytes, 8-aligned, ours.
+            unsafe { h.0.cast::<u64>().write(i as u64) };
+            h
+        })
+        .collect()
+}
+
+/// Random replacement in a working set: frees the object at a random
+/// index of `set` (whose length is a power of two), allocates a new one in
+/// its place and writes its first word (as a new object gets initialised),
+/// so the allocator's reuse order meets a realistic, scattered access
+/// pattern.
+#[inline]
+pub fn replace<P>(pool: &P, set: &mut [Ptr], rng: &mut u64)
+where
+    for<'a> P: ObjPool<Handle<'a> = Ptr> + 'a,
+{
+    let r = xorshift(rng);
+    let i = (r as usize) & (set.len() - 1);
+    // SAFETY: every entry of `set` is a live object of `pool` (from `fill`
+    // or an earlier `replace`), freed once here and replaced at once.
+    unsafe { pool.put(set[i]) };
+    let h = pool.get();
+    // SAFETY: a fresh object of at least 8 bytes, 8-aligned, ours.
+    unsafe { h.0.cast::<u64>().write(r) };
+    set[i] = h;
+}
+
+/// Gives back every object of a working set (teardown of [`replace`]).
+pub fn drain<P>(pool: &P, set: Vec<Ptr>)
+where
+    for<'a> P: ObjPool<Handle<'a> = Ptr> + 'a,
+{
+    for h in set {
+        // SAFETY: every entry is a live object of `pool`, given back once.
+        unsafe { pool.put(h) };
+    }
 }

@@ -6,11 +6,15 @@
 # (Ir) with the committed baseline ci/iai-baseline.txt: fails on a rise of more
 # than 2 % (IAI_TOLERANCE, percent), on a benchmark missing from either side,
 # and prints a table baseline / now / change. Falls are reported, not failed.
+# jemalloc's counts vary from run to run (by up to 14 % in identical runs), so
+# they are printed but not gated (IAI_UNGATED, a regular expression over names).
 #
 #   ci/iai.sh                      # run + gate
 #   ci/iai.sh --update-baseline    # run + rewrite ci/iai-baseline.txt (commit it deliberately)
 #   ci/iai.sh --no-gate            # run + print counts only
-#   ci/iai.sh pairs_mag            # a filtered run (gates only what ran)
+#
+# The whole suite always runs (about 25 s): iai-callgrind 0.16's name filter
+# matched nothing here, and the gate needs every count anyway.
 #
 # Installs the iai-callgrind-runner matching the iai-callgrind library in
 # Cargo.lock (only when the installed one differs). The suite's output is
@@ -29,13 +33,14 @@ case "${1:-}" in
     shift
     ;;
 esac
-if [ "$mode" = update ] && [ $# -gt 0 ]; then
-    echo "ci/iai.sh: --update-baseline takes no filter (the baseline covers the whole suite)" >&2
+if [ $# -gt 0 ]; then
+    echo "ci/iai.sh: unexpected argument(s): $* (use --update-baseline or --no-gate)" >&2
     exit 2
 fi
 
 baseline=ci/iai-baseline.txt
 tolerance=${IAI_TOLERANCE:-2}
+ungated=${IAI_UNGATED-_jemalloc::}
 target=${CARGO_TARGET_DIR:-target}
 log=$target/iai-suite.log
 
@@ -60,14 +65,12 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 mkdir -p "$target"
-# No saved iai-callgrind baselines: each run is compared with the committed
-# file only, so a run's counts never depend on the previous run.
-cargo bench -p skmem-benches --bench iai -- "$@" 2>&1 | tee "$log"
+# (iai-callgrind's own "old" column compares with the previous local run;
+# the gate compares with the committed file only.)
+cargo bench -p skmem-benches --bench iai 2>&1 | tee "$log"
 
-gate=(python3 scripts/iai_gate.py --log "$log" --baseline "$baseline" --tolerance "$tolerance")
-if [ $# -gt 0 ]; then
-    gate+=(--partial)
-fi
+gate=(python3 scripts/iai_gate.py --log "$log" --baseline "$baseline" --tolerance "$tolerance"
+    --ungated "$ungated")
 case "$mode" in
 gate) "${gate[@]}" ;;
 update)

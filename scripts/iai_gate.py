@@ -13,7 +13,9 @@ prints a table old / new / change, and exits non-zero when
   * a benchmark that ran has no baseline entry.
 
 Falls are reported with a suggestion to update the baseline, and do not
-fail. `--update` rewrites the baseline from the run instead (a deliberate
+fail. Benchmarks matching `--ungated` (a regular expression) are printed
+but neither stored in the baseline nor compared: counts that vary from run
+to run (jemalloc's) cannot gate. `--update` rewrites the baseline from the run instead (a deliberate
 commit). Standard library only.
 """
 
@@ -34,6 +36,7 @@ HEADER = """\
 #     ci/iai.sh --update-baseline
 #
 # Format: one `<benchmark> <instructions>` line each; `#` starts a comment.
+# Not gated (counts vary run to run): benchmarks matching `{ungated}`.
 # Generated {date} from commit {commit}; valgrind {valgrind}.
 """
 
@@ -82,10 +85,10 @@ def parse_baseline(path):
     return counts
 
 
-def write_baseline(path, run, tol, commit, valgrind):
+def write_baseline(path, run, tol, commit, valgrind, ungated):
     width = max(len(k) for k in run)
     with open(path, "w") as f:
-        f.write(HEADER.format(tol=tol, commit=commit or "unknown",
+        f.write(HEADER.format(tol=tol, commit=commit or "unknown", ungated=ungated or "(none)",
                               date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                               valgrind=valgrind or "unknown"))
         for name, count in run.items():
@@ -101,16 +104,22 @@ def main():
     ap.add_argument("--update", action="store_true", help="rewrite the baseline from this run")
     ap.add_argument("--commit", default="")
     ap.add_argument("--valgrind", default="")
+    ap.add_argument("--ungated", default="", help="regular expression: benchmarks reported but not gated")
     args = ap.parse_args()
 
     run = parse_run(args.log)
     if not run:
         sys.exit(f"iai_gate: no instruction counts found in {args.log} (did the suite run?)")
+    ungated = {}
+    if args.ungated:
+        pat = re.compile(args.ungated)
+        ungated = {k: v for k, v in run.items() if pat.search(k)}
+        run = {k: v for k, v in run.items() if k not in ungated}
 
     if args.update:
         if args.partial:
             sys.exit("iai_gate: refusing to write a baseline from a filtered run")
-        write_baseline(args.baseline, run, args.tolerance, args.commit, args.valgrind)
+        write_baseline(args.baseline, run, args.tolerance, args.commit, args.valgrind, args.ungated)
         print(f"iai_gate: wrote {len(run)} counts to {args.baseline}; review and commit it")
         return 0
 
@@ -118,7 +127,7 @@ def main():
     if base is None:
         sys.exit(f"iai_gate: no baseline at {args.baseline}; create one with `ci/iai.sh --update-baseline`")
 
-    width = max(len(k) for k in list(run) + list(base))
+    width = max(len(k) for k in list(run) + list(base) + list(ungated))
     print(f"\n{'benchmark':<{width}} {'baseline':>10} {'now':>10} {'change':>8}  verdict")
     rises, falls, missing, unknown = [], [], [], []
     for name in list(base) + [n for n in run if n not in base]:
@@ -144,6 +153,8 @@ def main():
         else:
             verdict = "same"
         print(f"{name:<{width}} {old:>10} {new:>10} {pct:>+7.2f}%  {verdict}")
+    for name, new in ungated.items():
+        print(f"{name:<{width}} {'—':>10} {new:>10} {'':>8}  not gated (varies run to run)")
     print()
     if falls:
         print(f"iai_gate: {len(falls)} count(s) fell: if the change is meant, record it with "

@@ -606,7 +606,7 @@ def main():
     dlines = dpdk_table(dpdk)
     if dlines:
         md.append("### DPDK on this machine\n")
-        md.append(f"DPDK {dpdk.get('version', '')} from Debian, `scripts/dpdk_bench.sh` (EAL with `--no-huge`, one "
+        md.append(f"{dpdk.get('version', 'DPDK')} from Debian, `scripts/dpdk_bench.sh` (EAL with `--no-huge`, one "
                   "lcore, run separately from the criterion suite): the reference of the packet target.\n")
         md += dlines
         md.append("")

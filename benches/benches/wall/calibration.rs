@@ -25,7 +25,7 @@ pub(crate) fn register_benches(c: &mut Criterion) {
     let mut word = false;
     g.bench_function("plain-store-pair", |b| {
         b.iter(|| {
-            let p: *mut bool = black_box(&mut word);
+            let p = black_box(&raw mut word);
             // SAFETY: `p` points at `word`, a live local nobody else
             // accesses; volatile so that neither store is merged away.
             unsafe {

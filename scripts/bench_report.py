@@ -587,7 +587,7 @@ def main():
               "a workload run back to back in one criterion group.")
     md.append("* **Caveat**: wall-clock numbers on a shared machine move with its load; compare rows of one "
               "run (ratios), and treat differences with overlapping intervals as noise. Instruction counts "
-              "(below) are deterministic and gated by `ci/iai.sh`.\n")
+              "(below) repeat exactly run to run (jemalloc's excepted) and are gated by `ci/iai.sh`.\n")
     md.append("How to reproduce, and what each workload does exactly: [benches/README.md](benches/README.md).\n")
     md.append("## Fast path: skmem vs the mallocs\n")
     md.append("Median time per object (per pair for the pair workloads); fastest in bold.\n")
@@ -640,7 +640,7 @@ def main():
                   "Instruction counts weigh an atomic read-modify-write like any other instruction, while on "
                   "the CPU each costs tens of cycles (see the calibration row): a low count does not mean a low "
                   "wall time. `ci/iai.sh` gates these counts against `ci/iai-baseline.txt` (a rise over 2 % "
-                  "fails).\n")
+                  "fails), all but jemalloc's, which vary from run to run by up to ~14 %.\n")
         md.append("![instruction-count chart](benches/results/iai.svg)\n")
         md += iai_lines
     else:

@@ -48,6 +48,8 @@ if [ "${1:-}" != "--report-only" ]; then
         mv "$target/criterion" "$target/criterion-round$round"
         echo "after round $round: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$target/bench-load.txt"
     done
+    # A DPDK log from an earlier run would be reported as if it were this one's.
+    rm -f "$target/bench-dpdk.log"
     if [ -n "${BENCH_DPDK:-}" ]; then
         scripts/dpdk_bench.sh
     fi

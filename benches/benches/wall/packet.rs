@@ -56,7 +56,7 @@ fn bench_single<L: CpuLocal>(
             .alloc_packet(1, AllocFlags::NoSleep)
             .expect("packet pool exhausted");
         // SAFETY: just allocated from `pool`, freed once, not used after.
-        unsafe { pool.free_packet(black_box(p)) };
+        unsafe { pool.free_packet(black_box(p)) }.expect("free_packet");
     };
     for _ in 0..1000 {
         one();
@@ -84,7 +84,8 @@ fn bench_batch<L: CpuLocal>(
                 slots.as_ptr().cast::<Packet>(),
                 n,
             )))
-        };
+        }
+        .expect("free_batch");
     };
     for _ in 0..100 {
         round();

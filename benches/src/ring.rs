@@ -219,15 +219,19 @@ mod tests {
                     let mut v = i;
                     while let Err(back) = p.push(v) {
                         v = back;
-                        std::hint::spin_loop();
+                        // Yield, not spin: the test machine may be loaded.
+                        std::thread::yield_now();
                     }
                 }
             });
             let mut want = 0;
             while want < N {
-                if let Some(v) = c.pop() {
-                    assert_eq!(v, want);
-                    want += 1;
+                match c.pop() {
+                    Some(v) => {
+                        assert_eq!(v, want);
+                        want += 1;
+                    }
+                    None => std::thread::yield_now(),
                 }
             }
         });

@@ -7,6 +7,13 @@
 //! the new layout still fits and fail cleanly otherwise (a `Vec` that
 //! outgrows its object reports a capacity overflow / allocation error).
 //!
+//! Zero-sized requests never reach the cache: `allocate` of size 0 returns
+//! a dangling pointer aligned to the layout (allocator-api2's `Box` of a
+//! zero-sized type, or an empty boxed slice, asks for one), `deallocate` of
+//! size 0 does nothing, growing from size 0 allocates afresh and shrinking
+//! to size 0 frees the object. Pushing such a dangling pointer into a
+//! magazine would hand it out later as an object.
+//!
 //! Only caches over [`RawObjects`] layers implement `Allocator`: objects
 //! handed out as raw bytes may be overwritten at will, which would break a
 //! constructor's state. For constructed objects use
@@ -35,8 +42,22 @@ impl<B: RawObjects, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         NonNull::slice_from_raw_parts(ptr, self.obj_size())
     }
 
+    /// The block returned for zero-sized requests: dangling, aligned to
+    /// `layout`, no provenance (it must never be dereferenced).
+    #[inline]
+    fn zero_sized(layout: Layout) -> NonNull<[u8]> {
+        let dangling = core::ptr::null_mut::<u8>().wrapping_add(layout.align());
+        // SAFETY: `layout.align()` is a power of two, hence non-zero, so the
+        // address is not null.
+        let ptr = unsafe { NonNull::new_unchecked(dangling) };
+        NonNull::slice_from_raw_parts(ptr, 0)
+    }
+
     #[inline]
     fn allocate_impl(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(Self::zero_sized(layout));
+        }
         if !self.fits(layout) {
             return Err(AllocError);
         }
@@ -44,6 +65,9 @@ impl<B: RawObjects, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     }
 
     fn allocate_zeroed_impl(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Ok(Self::zero_sized(layout));
+        }
         let block = self.allocate_impl(layout)?;
         // SAFETY: the block is `obj_size` writable bytes owned by the caller.
         unsafe { block.cast::<u8>().as_ptr().write_bytes(0, self.obj_size()) };
@@ -61,6 +85,15 @@ impl<B: RawObjects, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         zero: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         debug_assert!(new.size() >= old.size());
+        if old.size() == 0 {
+            // `ptr` is a dangling zero-sized block: there is nothing to keep,
+            // so this is a fresh allocation.
+            return if zero {
+                self.allocate_zeroed_impl(new)
+            } else {
+                self.allocate_impl(new)
+            };
+        }
         if !self.fits(new) {
             return Err(AllocError);
         }
@@ -78,6 +111,9 @@ impl<B: RawObjects, L: CpuLocal, G: Ladder> Cache<B, L, G> {
 }
 
 // SAFETY:
+// * a zero-sized request gets a dangling block aligned to its layout, which
+//   `deallocate`/`grow`/`shrink` recognise by the layout's size 0 and never
+//   pass to the cache;
 // * a successful `allocate` returns a whole object of this cache, which no
 //   one else holds until it is deallocated, `obj_size >= layout.size()`
 //   bytes aligned to `obj_align >= layout.align()`;
@@ -101,8 +137,13 @@ unsafe impl<B: RawObjects, L: CpuLocal, G: Ladder> Allocator for Cache<B, L, G> 
     }
 
     #[inline]
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
-        // SAFETY: the caller allocated `ptr` from this cache and gives it up.
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            // A dangling zero-sized block: not an object of this cache.
+            return;
+        }
+        // SAFETY: the caller allocated `ptr` from this cache with a non-zero
+        // size, so it is an object of this cache, and gives it up.
         unsafe { self.free(ptr) }
     }
 
@@ -129,9 +170,17 @@ unsafe impl<B: RawObjects, L: CpuLocal, G: Ladder> Allocator for Cache<B, L, G> 
     unsafe fn shrink(
         &self,
         ptr: NonNull<u8>,
-        _old: Layout,
+        old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
+        if new.size() == 0 {
+            if old.size() != 0 {
+                // SAFETY: a non-zero-sized block of this cache is an object
+                // of it; the caller gives it up in exchange for the new block.
+                unsafe { self.free(ptr) };
+            }
+            return Ok(Self::zero_sized(new));
+        }
         if self.fits(new) {
             Ok(self.block(ptr))
         } else {

@@ -262,3 +262,52 @@ fn cache_over_slab_counts_add_up() {
     cache.reap_now(true);
     assert_eq!(cache.stats().slab.sl_bufinuse, 0);
 }
+
+#[test]
+fn zero_sized_box_never_reaches_a_magazine() {
+    let cache = raw_cache::<Global>("zst", 64, 64);
+    let region = cache.layer().region().clone();
+    let in_region = |p: *const u8| region.segment_of(p).is_some();
+    let before = cache.stats();
+    // allocator-api2 asks for and gives back zero-sized blocks here.
+    drop(ABox::new_in((), &cache));
+    let empty: AVec<u64, &RawCache<Global>> = AVec::new_in(&cache);
+    drop(empty.into_boxed_slice());
+    let zst = Layout::from_size_align(0, 32).unwrap();
+    let block = cache.allocate(zst).unwrap();
+    assert_eq!(block.len(), 0);
+    assert_eq!(block.cast::<u8>().as_ptr() as usize % 32, 0);
+    // SAFETY: allocated above with this layout.
+    unsafe { cache.deallocate(block.cast(), zst) };
+    let after = cache.stats();
+    assert_eq!(
+        (after.cpu_alloc, after.cpu_free, after.slab.sl_alloc),
+        (before.cpu_alloc, before.cpu_free, before.slab.sl_alloc),
+        "a zero-sized request touched the cache"
+    );
+    // Every object handed out afterwards is a real object of the region.
+    let count = region.layout().obj_count as usize;
+    let objs: Vec<_> = (0..count)
+        .map(|_| cache.alloc().expect("the region's objects"))
+        .collect();
+    for &o in &objs {
+        assert!(in_region(o.as_ptr()), "{o:p} is not an object of the cache");
+    }
+    assert!(cache.alloc().is_none(), "exactly the region's objects");
+    for &o in &objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(o) };
+    }
+    // Growing from and shrinking to zero allocate and free real objects.
+    let mut v: AVec<u8, &RawCache<Global>> = AVec::new_in(&cache);
+    v.push(1);
+    assert!(in_region(v.as_ptr()));
+    let out = cache.stats().slab.sl_bufinuse;
+    v.clear();
+    v.shrink_to_fit();
+    assert_eq!(v.capacity(), 0);
+    drop(v);
+    cache.purge();
+    assert!(out >= 1);
+    assert_eq!(cache.stats().slab.sl_bufinuse, 0, "everything came back");
+}

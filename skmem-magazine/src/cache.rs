@@ -873,6 +873,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     /// Re-enables magazines at the depot's current size.
+    ///
+    /// Slots that already hold magazines are left alone: they can only have
+    /// been created after the new size was published (purge empties every
+    /// slot it walks, and slots created while the size is 0 hold none), so
+    /// they already run at that size.
     fn enable(&self) {
         if self.config.no_magazines {
             return;
@@ -881,8 +886,18 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         self.enabled_rounds
             .store(rounds, std::sync::atomic::Ordering::Release);
         L::for_each_slot(&self.slots, |cp| {
-            debug_assert!(cp.loaded.is_none() && cp.ploaded.is_none());
-            if cp.loaded.is_none() && cp.ploaded.is_none() {
+            // A slot created after the store above was born with `rounds`
+            // and may already hold magazines of that size (its thread
+            // allocated and freed before this walk reached it); it is
+            // enabled already. Any other slot holding magazines would break
+            // the module invariants.
+            let holds = cp.loaded.is_some() || cp.ploaded.is_some();
+            debug_assert!(
+                !holds || cp.magsize == rounds,
+                "slot holds magazines of {} rounds while enabling {rounds}",
+                cp.magsize
+            );
+            if !holds {
                 cp.magsize = rounds;
             }
         });
@@ -1064,5 +1079,50 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
         }
         self.destroy_chain(full, true);
         self.destroy_chain(empty, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::HeapObjects;
+    use crate::local::Global;
+
+    #[test]
+    fn enable_accepts_a_slot_born_enabled_holding_magazines() {
+        // A slot created after `enable` published the size is born enabled
+        // and, before `enable`'s walk reaches it, may load magazines: the
+        // state a new thread allocating during a purge loop produces. The
+        // single `Global` slot is in exactly that state after a free.
+        let layer = HeapObjects::new("born-enabled", 64, 8).unwrap();
+        let cache: Cache<_, Global> =
+            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
+        let obj = cache.alloc().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+        let rounds = cache.magazine_size();
+        with_the_slot(&cache, |cp| {
+            assert!(cp.loaded.is_some() && cp.magsize == rounds)
+        });
+        cache.inner.enable();
+        with_the_slot(&cache, |cp| {
+            assert_eq!(
+                (cp.rounds, cp.magsize),
+                (1, rounds),
+                "the slot keeps its magazine"
+            )
+        });
+        assert_eq!(cache.alloc(), Some(obj), "and serves it from there");
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+        cache.purge();
+        assert_eq!(cache.layer().live(), 0);
+    }
+
+    fn with_the_slot(
+        cache: &Cache<HeapObjects, Global>,
+        f: impl FnMut(&mut CpuCache<<SeedLadder as Ladder>::MaxRounds>),
+    ) {
+        Global::for_each_slot(&cache.inner.slots, f);
     }
 }

@@ -11,6 +11,7 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::collections::HashSet;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
@@ -344,18 +345,34 @@ unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
             }
             st.free += 1;
         }
+        let mut dtor = Ok(());
         if C::ACTIVE {
-            self.ctor.destruct(self.info(obj, 0), None);
+            // Caught so that the memory still goes back (as the slab layer
+            // does); resumed below.
+            dtor = catch_unwind(AssertUnwindSafe(|| {
+                self.ctor.destruct(self.info(obj, 0), None)
+            }));
             self.dtors.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `obj` was in the live set, so it came from `alloc_one`
         // with `self.layout`, and the caller gave it up.
         unsafe { std::alloc::dealloc(obj.as_ptr(), self.layout) };
+        if let Err(payload) = dtor {
+            resume_unwind(payload);
+        }
     }
     unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        // Every object goes back even when a destructor panics; the first
+        // panic is resumed at the end.
+        let mut dtor_panic = None;
         for &obj in objs {
             // SAFETY: forwarded from the caller, element by element.
-            unsafe { self.free(obj) };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { self.free(obj) })) {
+                dtor_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = dtor_panic {
+            resume_unwind(payload);
         }
     }
     fn reap(&self) {}

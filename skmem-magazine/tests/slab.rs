@@ -311,3 +311,58 @@ fn zero_sized_box_never_reaches_a_magazine() {
     assert!(out >= 1);
     assert_eq!(cache.stats().slab.sl_bufinuse, 0, "everything came back");
 }
+
+#[test]
+fn nosleep_alloc_sees_objects_the_region_reap_returned() {
+    // This thread holds half the region's objects; the other half rests in
+    // another thread's magazines. An allocation here finds the slab empty
+    // and the region exhausted; the region's reap purges the other thread's
+    // magazines back into the (partial) slab, which frees no segment, and
+    // the allocation must take those objects rather than fail.
+    // One segment of 64 objects, no allowance for magazines.
+    let params = RegionParams::new("reap-refill", 64, 64).seg_size(4096);
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let count = region.layout().obj_count as usize;
+    assert_eq!((count, region.layout().seg_count), (64, 1));
+    let slab = SlabCache::new(region, SlabConfig::new("reap-refill", 64), NoCtor).unwrap();
+    let cache: RawCache<PerThread> =
+        Cache::new(slab, CacheConfig::default().register(false)).unwrap();
+    let mut held: Vec<_> = (0..count / 2)
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
+        .collect();
+    let (parked_tx, parked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let other = cache.clone();
+    let holder = std::thread::spawn(move || {
+        let objs: Vec<_> = (0..count / 2)
+            .map(|_| other.alloc_with(AllocFlags::NoSleep).unwrap())
+            .collect();
+        for o in objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { other.free(o) };
+        }
+        parked_tx.send(other.stats()).unwrap();
+        // Stay alive so the magazines stay in this thread's slot.
+        let _ = done_rx.recv();
+    });
+    let parked = parked_rx.recv().unwrap();
+    assert_eq!(parked.cached_objs, (count / 2) as u64, "{parked:?}");
+    for i in count / 2..count {
+        match cache.alloc_with(AllocFlags::NoSleep) {
+            Ok(o) => held.push(o),
+            Err(e) => panic!("allocation {} of {count} failed: {e}", i + 1),
+        }
+    }
+    assert!(
+        cache.alloc_with(AllocFlags::NoSleep).is_err(),
+        "all {count} are out"
+    );
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    for o in held {
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(o) };
+    }
+    cache.purge();
+    assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+}

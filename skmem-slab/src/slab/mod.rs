@@ -429,6 +429,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// (up to [`MAX_RETRY_PAUSE`]), for segments freed by other users of the
     /// region. Blocking inside the region instead would miss objects freed
     /// to this cache's partial slabs and could wait forever.
+    ///
+    /// With the other flags an exhausted region is not the last word
+    /// either: its reap may have returned objects to this cache's slabs, so
+    /// the free lists are checked once more before `Exhausted` is returned.
     #[cold]
     #[inline(never)]
     fn grow(&self, flags: AllocFlags, out: &mut [Option<Obj>]) -> Result<usize> {
@@ -456,6 +460,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                         return Ok(n);
                     }
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+                Err(err @ Error::Exhausted { .. }) => {
+                    // An exhausted region asked its reapers (possibly the
+                    // magazine cache above this very slab cache) to give
+                    // memory back before failing: objects may be on this
+                    // cache's free lists now, although no segment came free.
+                    let n = self.state.lock().take_into(out);
+                    return if n != 0 { Ok(n) } else { Err(err) };
                 }
                 Err(err) => return Err(err),
             }

@@ -12,13 +12,14 @@ use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
 use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    magazine_max_objs, AllocFlags, Cache, CacheConfig, CachedBox, Global, PerCpu, PerThread,
-    TypedCache,
+    magazine_max_objs, AllocFlags, Cache, CacheAllocator, CacheConfig, CachedBox, Global, PerCpu,
+    PerThread, TypedCache,
 };
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 
 type RawCache<L> = Cache<SlabCache<Heap>, L>;
+type RawAlloc<L> = CacheAllocator<SlabCache<Heap>, L>;
 
 fn raw_cache<L: skmem_traits::CpuLocal>(name: &str, size: usize, count: usize) -> RawCache<L> {
     let params = RegionParams::new(name, size, count)
@@ -163,6 +164,7 @@ fn typed_boxes_cross_threads() {
 #[test]
 fn allocator_serves_fitting_layouts_and_refuses_others() {
     let cache = raw_cache::<PerCpu>("alloc-api", 64, 256);
+    let cache = cache.allocator().unwrap();
     let block = cache.allocate(Layout::new::<[u8; 64]>()).unwrap();
     assert_eq!(block.len(), 64);
     // SAFETY: allocated above with this layout.
@@ -172,7 +174,7 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
         .allocate(Layout::from_size_align(8, 128).unwrap())
         .is_err());
     // Vec grows in place up to the object size, then fails cleanly.
-    let mut v: AVec<u32, &RawCache<PerCpu>> = AVec::with_capacity_in(4, &cache);
+    let mut v: AVec<u32, &RawAlloc<PerCpu>> = AVec::with_capacity_in(4, &cache);
     v.extend(0..16);
     assert_eq!(v.iter().sum::<u32>(), 120);
     assert!(v.try_reserve(1).is_err(), "17 u32 do not fit 64 bytes");
@@ -186,15 +188,16 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
     unsafe { cache.deallocate(zeroed.cast(), Layout::new::<[u8; 64]>()) };
     drop(v);
     drop(b);
-    cache.purge();
-    assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+    cache.cache().purge();
+    assert_eq!(cache.cache().stats().slab.sl_bufinuse, 0);
 }
 
 #[test]
 fn hashbrown_map_in_a_cache() {
     let cache = raw_cache::<Global>("map", 4096, 16);
-    let mut m: hashbrown::HashMap<u32, u64, _, &RawCache<Global>> =
-        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &cache);
+    let alloc = cache.allocator().unwrap();
+    let mut m: hashbrown::HashMap<u32, u64, _, &RawAlloc<Global>> =
+        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &alloc);
     for i in 0..100 {
         m.insert(i, u64::from(i) * 3);
     }
@@ -266,19 +269,20 @@ fn cache_over_slab_counts_add_up() {
 #[test]
 fn zero_sized_box_never_reaches_a_magazine() {
     let cache = raw_cache::<Global>("zst", 64, 64);
+    let alloc = cache.allocator().unwrap();
     let region = cache.layer().region().clone();
     let in_region = |p: *const u8| region.segment_of(p).is_some();
     let before = cache.stats();
     // allocator-api2 asks for and gives back zero-sized blocks here.
-    drop(ABox::new_in((), &cache));
-    let empty: AVec<u64, &RawCache<Global>> = AVec::new_in(&cache);
+    drop(ABox::new_in((), &alloc));
+    let empty: AVec<u64, &RawAlloc<Global>> = AVec::new_in(&alloc);
     drop(empty.into_boxed_slice());
     let zst = Layout::from_size_align(0, 32).unwrap();
-    let block = cache.allocate(zst).unwrap();
+    let block = alloc.allocate(zst).unwrap();
     assert_eq!(block.len(), 0);
     assert_eq!(block.cast::<u8>().as_ptr() as usize % 32, 0);
     // SAFETY: allocated above with this layout.
-    unsafe { cache.deallocate(block.cast(), zst) };
+    unsafe { alloc.deallocate(block.cast(), zst) };
     let after = cache.stats();
     assert_eq!(
         (after.cpu_alloc, after.cpu_free, after.slab.sl_alloc),
@@ -299,7 +303,7 @@ fn zero_sized_box_never_reaches_a_magazine() {
         unsafe { cache.free(o) };
     }
     // Growing from and shrinking to zero allocate and free real objects.
-    let mut v: AVec<u8, &RawCache<Global>> = AVec::new_in(&cache);
+    let mut v: AVec<u8, &RawAlloc<Global>> = AVec::new_in(&alloc);
     v.push(1);
     assert!(in_region(v.as_ptr()));
     let out = cache.stats().slab.sl_bufinuse;
@@ -365,4 +369,47 @@ fn nosleep_alloc_sees_objects_the_region_reap_returned() {
     }
     cache.purge();
     assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+}
+
+#[test]
+fn allocator_refuses_memory_that_is_not_plain_private() {
+    use skmem_traits::{Error, RegionMode};
+    let cache_in = |name: &str, mode: RegionMode| {
+        let params = RegionParams::new(name, 64, 64).mode(mode);
+        let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+        let slab = SlabCache::new(region, SlabConfig::new(name, 64), NoCtor).unwrap();
+        Cache::<_, Global>::new(slab, CacheConfig::default().register(false)).unwrap()
+    };
+    for (name, mode, says) in [
+        ("ro-owner", RegionMode::KREADONLY, "KREADONLY"),
+        ("peer-maps", RegionMode::MMAPOK, "MMAPOK"),
+        ("peer-shares", RegionMode::SHAREOK, "SHAREOK"),
+        (
+            "peer-reads",
+            RegionMode::MMAPOK | RegionMode::UREADONLY,
+            "MMAPOK",
+        ),
+    ] {
+        let cache = cache_in(name, mode);
+        match cache.allocator() {
+            Err(Error::Invalid { field, reason }) => {
+                assert_eq!(field, "mode");
+                assert!(
+                    reason.contains(name) && reason.contains(says),
+                    "{name}: the error names the region and its mode: {reason}"
+                );
+            }
+            other => panic!("{name} ({mode:?}): expected Invalid(mode), got {other:?}"),
+        }
+        // The cache itself stays usable through its own (unsafe) API.
+        let obj = cache.alloc().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+    }
+    let plain = cache_in("plain", RegionMode::empty());
+    let alloc = plain
+        .allocator()
+        .expect("a private heap region is plain memory");
+    let b = ABox::new_in(7u64, &alloc);
+    assert_eq!(*b, 7);
 }

@@ -1164,7 +1164,8 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
     }
 }
 
-#[cfg(test)]
+// Loom's primitives only work inside a loom model.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::layer::HeapObjects;

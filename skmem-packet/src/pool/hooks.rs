@@ -167,6 +167,10 @@ unsafe impl<S: SegmentSource> SegmentSource for Hooked<S> {
         unsafe { self.inner.discard(index, base) }
     }
 
+    fn is_wired(&self, index: u32) -> bool {
+        self.inner.is_wired(index)
+    }
+
     unsafe fn wire(&self, index: u32, base: NonNull<u8>) -> Result<()> {
         // SAFETY: forwarded from the caller.
         unsafe { self.inner.wire(index, base) }

@@ -873,6 +873,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     /// Re-enables magazines at the depot's current size.
+    ///
+    /// Slots that already hold magazines are left alone: they can only have
+    /// been created after the new size was published (purge empties every
+    /// slot it walks, and slots created while the size is 0 hold none), so
+    /// they already run at that size.
     fn enable(&self) {
         if self.config.no_magazines {
             return;
@@ -881,8 +886,18 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         self.enabled_rounds
             .store(rounds, std::sync::atomic::Ordering::Release);
         L::for_each_slot(&self.slots, |cp| {
-            debug_assert!(cp.loaded.is_none() && cp.ploaded.is_none());
-            if cp.loaded.is_none() && cp.ploaded.is_none() {
+            // A slot created after the store above was born with `rounds`
+            // and may already hold magazines of that size (its thread
+            // allocated and freed before this walk reached it); it is
+            // enabled already. Any other slot holding magazines would break
+            // the module invariants.
+            let holds = cp.loaded.is_some() || cp.ploaded.is_some();
+            debug_assert!(
+                !holds || cp.magsize == rounds,
+                "slot holds magazines of {} rounds while enabling {rounds}",
+                cp.magsize
+            );
+            if !holds {
                 cp.magsize = rounds;
             }
         });

@@ -21,7 +21,7 @@ mod rseq;
 mod thread;
 
 pub use global::{Global, GlobalSlots};
-pub use owner::{Mode as OwnerSlotMode, OwnerSlot};
+pub use owner::{owner_slot_backoffs, Mode as OwnerSlotMode, OwnerSlot};
 pub use percpu::{ncpus, PerCpu, PerCpuSlots};
 #[cfg(not(loom))]
 pub use thread::{per_thread_mode, PerThread, PerThreadSlots};

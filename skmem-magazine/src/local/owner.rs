@@ -89,6 +89,16 @@ use loom::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+/// Owner back-offs to the lock because a remote party had stopped the slot
+/// (locked-mode slots, which always take the lock, are not counted).
+static BACKOFFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times, process-wide, an owner found its slot stopped by a
+/// remote party and waited for the lock: shows the hand-off path running.
+pub fn owner_slot_backoffs() -> u64 {
+    BACKOFFS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `stop` value: no remote party is here.
 const GO: u8 = 0;
 /// `stop` value: a remote party holds the lock and wants the value.
@@ -266,7 +276,7 @@ impl<T> Cell<T> {
 pub struct OwnerSlot<T> {
     busy: AtomicBool,
     stop: AtomicU8,
-    lock: AtomicBool,
+    lock: SlotLock,
     value: Cell<T>,
 }
 
@@ -303,13 +313,79 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// The slot's one-byte lock: taken only by remote parties and by the
+/// owner's slow path. Under loom a loom mutex, which loom schedules as a
+/// blocking lock instead of exploring every spin.
+#[cfg(not(loom))]
+struct SlotLock(AtomicBool);
+
 /// Holds a slot's lock; gives it back on drop, also on unwind.
+#[cfg(not(loom))]
 struct Locked<'a>(&'a AtomicBool);
 
+#[cfg(not(loom))]
 impl Drop for Locked<'_> {
     #[inline]
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(not(loom))]
+impl SlotLock {
+    fn new() -> Self {
+        SlotLock(AtomicBool::new(false))
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        if self
+            .0
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        Locked(&self.0)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let spin = imp::Spin::new();
+        loop {
+            while self.0.load(Ordering::Relaxed) {
+                spin.spin();
+            }
+            if self
+                .0
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn is_locked(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(loom)]
+struct SlotLock(loom::sync::Mutex<()>);
+
+#[cfg(loom)]
+struct Locked<'a>(#[allow(dead_code)] loom::sync::MutexGuard<'a, ()>);
+
+#[cfg(loom)]
+impl SlotLock {
+    fn new() -> Self {
+        SlotLock(loom::sync::Mutex::new(()))
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked(self.0.lock().expect("loom mutex poisoned"))
     }
 }
 
@@ -352,7 +428,7 @@ impl<T> OwnerSlot<T> {
         OwnerSlot {
             busy: AtomicBool::new(false),
             stop: AtomicU8::new(stop),
-            lock: AtomicBool::new(false),
+            lock: SlotLock::new(),
             value: Cell::new(value),
         }
     }
@@ -406,6 +482,9 @@ impl<T> OwnerSlot<T> {
     unsafe fn with_owned_slow<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         // Release: a remote waiting for 0 also sees our earlier writes.
         self.busy.store(false, Ordering::Release);
+        if !self.is_locked_mode() {
+            BACKOFFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         // SAFETY: forwarded from the caller.
         unsafe { self.with_owned_locked(f) }
     }
@@ -493,32 +572,7 @@ impl<T> OwnerSlot<T> {
     }
 
     fn lock(&self) -> Locked<'_> {
-        if self
-            .lock
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended();
-        }
-        Locked(&self.lock)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        let spin = imp::Spin::new();
-        loop {
-            while self.lock.load(Ordering::Relaxed) {
-                spin.spin();
-            }
-            if self
-                .lock
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
+        self.lock.lock()
     }
 
     /// The value, from its sole owner.
@@ -540,7 +594,7 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { slot.with_owned(|v| *v) }, 11);
         assert_eq!(slot.stop.load(Ordering::Relaxed), GO, "visit unstopped");
-        assert!(!slot.lock.load(Ordering::Relaxed), "visit unlocked");
+        assert!(!slot.lock.is_locked(), "visit unlocked");
         assert_eq!(slot.into_inner(), 11);
     }
 
@@ -568,7 +622,7 @@ mod tests {
         }));
         assert!(r.is_err());
         for (i, s) in slots.iter().enumerate() {
-            assert!(!s.lock.load(Ordering::Relaxed), "slot {i} unlocked");
+            assert!(!s.lock.is_locked(), "slot {i} unlocked");
             assert_ne!(s.stop.load(Ordering::Relaxed), STOPPED, "slot {i}");
         }
         // SAFETY: sole owner of each.

@@ -52,8 +52,7 @@ fn word(obj: NonNull<u8>) -> &'static AtomicU64 {
 fn alloc(cache: &Arc<Obj>, tag: u64) -> Option<Live> {
     let obj = cache.alloc()?;
     // Constructed and not out: it must carry MAGIC, nobody else's tag.
-    if let Err(seen) = word(obj).compare_exchange(MAGIC, tag, Ordering::AcqRel, Ordering::Relaxed)
-    {
+    if let Err(seen) = word(obj).compare_exchange(MAGIC, tag, Ordering::AcqRel, Ordering::Relaxed) {
         panic!("{obj:p} handed out twice (word {seen:#x}, new tag {tag:#x})");
     }
     // The rest of the object carries the tag too (a plain write, as a
@@ -172,67 +171,67 @@ fn run_stress() {
                 let mut generation = 0u64;
                 while !done.load(Ordering::Relaxed) {
                     std::thread::scope(|inner| {
-                        inner.spawn(|| {
-                            let mut mine: Vec<Live> = Vec::new();
-                            let mut rng = 0x9e37_79b9_7f4a_7c15u64
-                                ^ ((seat as u64) << 32)
-                                ^ generation;
-                            let mut cache = current.lock().unwrap().clone();
-                            for i in 0..LIFETIME {
-                                if done.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                                if i % MIGRATE_EVERY == 0 {
-                                    migrate((seat + (i / MIGRATE_EVERY) as usize) % ncpus);
-                                    migrations.fetch_add(1, Ordering::Relaxed);
-                                }
-                                if i % 512 == 0 {
-                                    cache = current.lock().unwrap().clone();
-                                }
-                                rng ^= rng << 13;
-                                rng ^= rng >> 7;
-                                rng ^= rng << 17;
-                                match rng % 8 {
-                                    // Allocate (more often than free, so
-                                    // magazines fill and trade).
-                                    0..=3 if mine.len() < 64 => {
-                                        let tag = next_tag.fetch_add(1, Ordering::Relaxed);
-                                        if let Some(l) = alloc(&cache, tag) {
-                                            mine.push(l);
+                        inner
+                            .spawn(|| {
+                                let mut mine: Vec<Live> = Vec::new();
+                                let mut rng =
+                                    0x9e37_79b9_7f4a_7c15u64 ^ ((seat as u64) << 32) ^ generation;
+                                let mut cache = current.lock().unwrap().clone();
+                                for i in 0..LIFETIME {
+                                    if done.load(Ordering::Relaxed) {
+                                        break;
+                                    }
+                                    if i % MIGRATE_EVERY == 0 {
+                                        migrate((seat + (i / MIGRATE_EVERY) as usize) % ncpus);
+                                        migrations.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    if i % 512 == 0 {
+                                        cache = current.lock().unwrap().clone();
+                                    }
+                                    rng ^= rng << 13;
+                                    rng ^= rng >> 7;
+                                    rng ^= rng << 17;
+                                    match rng % 8 {
+                                        // Allocate (more often than free, so
+                                        // magazines fill and trade).
+                                        0..=3 if mine.len() < 64 => {
+                                            let tag = next_tag.fetch_add(1, Ordering::Relaxed);
+                                            if let Some(l) = alloc(&cache, tag) {
+                                                mine.push(l);
+                                            }
+                                        }
+                                        // Hand one to another thread.
+                                        4 => {
+                                            if let Some(l) = mine.pop() {
+                                                pool.lock().unwrap().push(l);
+                                            }
+                                        }
+                                        // Free one another thread allocated.
+                                        5 => {
+                                            let l = pool.lock().unwrap().pop();
+                                            if let Some(l) = l {
+                                                free(l);
+                                            }
+                                        }
+                                        _ => {
+                                            if let Some(l) = mine.pop() {
+                                                free(l);
+                                            }
                                         }
                                     }
-                                    // Hand one to another thread.
-                                    4 => {
-                                        if let Some(l) = mine.pop() {
-                                            pool.lock().unwrap().push(l);
-                                        }
-                                    }
-                                    // Free one another thread allocated.
-                                    5 => {
-                                        let l = pool.lock().unwrap().pop();
-                                        if let Some(l) = l {
-                                            free(l);
-                                        }
-                                    }
-                                    _ => {
-                                        if let Some(l) = mine.pop() {
-                                            free(l);
-                                        }
+                                    ops.fetch_add(1, Ordering::Relaxed);
+                                }
+                                // Exit mid-run: half freed here, half handed on.
+                                for (k, l) in mine.into_iter().enumerate() {
+                                    if k % 2 == 0 {
+                                        free(l);
+                                    } else {
+                                        pool.lock().unwrap().push(l);
                                     }
                                 }
-                                ops.fetch_add(1, Ordering::Relaxed);
-                            }
-                            // Exit mid-run: half freed here, half handed on.
-                            for (k, l) in mine.into_iter().enumerate() {
-                                if k % 2 == 0 {
-                                    free(l);
-                                } else {
-                                    pool.lock().unwrap().push(l);
-                                }
-                            }
-                        })
-                        .join()
-                        .unwrap();
+                            })
+                            .join()
+                            .unwrap();
                     });
                     exits.fetch_add(1, Ordering::Relaxed);
                     generation += 1;
@@ -285,7 +284,10 @@ fn run_stress() {
     assert!(ctors > 0);
     assert!(ops > 10_000, "the workers made progress: {ops}");
     assert!(exits >= workers as u64, "threads exited mid-run: {exits}");
-    assert!(migrations > workers as u64, "threads migrated: {migrations}");
+    assert!(
+        migrations > workers as u64,
+        "threads migrated: {migrations}"
+    );
     assert!(recreated.load(Ordering::Relaxed) >= 2);
     if mode == "per-thread(membarrier)" {
         assert!(
@@ -322,6 +324,9 @@ fn locked_fallback_under_stress() {
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("handshake mode: per-thread(locked)"), "{stdout}");
+    assert!(
+        stdout.contains("handshake mode: per-thread(locked)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1 passed"), "{stdout}");
 }

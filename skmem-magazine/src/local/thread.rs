@@ -596,6 +596,31 @@ mod tests {
         );
     }
 
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[test]
+    fn mode_is_membarrier_where_the_kernel_offers_it() {
+        use rustix::thread::{membarrier_query, MembarrierCommand as Cmd};
+        let off = std::env::var_os("SKMEM_MEMBARRIER").is_some_and(|v| v == "off");
+        let q = membarrier_query();
+        let offered = q.contains_command(Cmd::PrivateExpedited)
+            && q.contains_command(Cmd::RegisterPrivateExpedited);
+        let slots = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        assert_eq!(
+            per_thread_mode(),
+            if offered && !off {
+                "per-thread(membarrier)"
+            } else {
+                "per-thread(locked)"
+            }
+        );
+        // Slots follow the process mode.
+        PerThread::with_slot(&slots, |v| *v = 1).unwrap();
+        let p = MEMO.with(|m| m.slot.get()).cast::<ThreadSlot<u64>>();
+        // SAFETY: the memo names this thread's live slot of `slots`.
+        let locked = unsafe { p.as_ref() }.is_locked_mode();
+        assert_eq!(locked, per_thread_mode() == "per-thread(locked)");
+    }
+
     #[test]
     fn ids_are_reused_only_after_entries_are_cleared() {
         let a = PerThread::new_slots(hooks(Default::default(), Default::default()));

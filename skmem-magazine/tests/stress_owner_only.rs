@@ -58,7 +58,7 @@ fn alloc(cache: &Arc<Obj>, tag: u64) -> Option<Live> {
     // The rest of the object carries the tag too (a plain write, as a
     // user's would be).
     // SAFETY: the object is ours; bytes 8..64 are inside it.
-    unsafe { obj.as_ptr().add(8).cast::<u64>().write(!tag) };
+    unsafe { obj.cast::<u64>().as_ptr().add(1).write(!tag) };
     Some(Live {
         cache: cache.clone(),
         obj,
@@ -68,7 +68,7 @@ fn alloc(cache: &Arc<Obj>, tag: u64) -> Option<Live> {
 
 fn free(l: Live) {
     // SAFETY: as in `alloc`.
-    let tail = unsafe { l.obj.as_ptr().add(8).cast::<u64>().read() };
+    let tail = unsafe { l.obj.cast::<u64>().as_ptr().add(1).read() };
     assert_eq!(tail, !l.tag, "{:p}: object body overwritten", l.obj);
     let seen = word(l.obj).swap(MAGIC, Ordering::AcqRel);
     assert_eq!(seen, l.tag, "{:p}: tag changed while out", l.obj);

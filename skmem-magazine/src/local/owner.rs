@@ -655,18 +655,33 @@ mod tests {
             } else {
                 OwnerSlot::new(0u8)
             };
-            // SAFETY (all three): this thread is the only owner; the nested
-            // calls are exactly what the check must catch.
+            let try_nested = |outer_locked: bool, inner_locked: bool| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let inner = |_: &mut u8| {
+                        // SAFETY: this thread is the only owner; the nested
+                        // call is exactly what the check must catch.
+                        unsafe {
+                            if inner_locked {
+                                slot.with_owned_locked(|v| *v += 1)
+                            } else {
+                                slot.with_owned(|v| *v += 1)
+                            }
+                        }
+                    };
+                    // SAFETY: as above.
+                    unsafe {
+                        if outer_locked {
+                            slot.with_owned_locked(inner)
+                        } else {
+                            slot.with_owned(inner)
+                        }
+                    }
+                }))
+            };
             let nested = [
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-                    slot.with_owned(|_| slot.with_owned(|v| *v += 1))
-                })),
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-                    slot.with_owned(|_| slot.with_owned_locked(|v| *v += 1))
-                })),
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-                    slot.with_owned_locked(|_| slot.with_owned(|v| *v += 1))
-                })),
+                try_nested(false, false),
+                try_nested(false, true),
+                try_nested(true, false),
             ];
             for (i, r) in nested.iter().enumerate() {
                 assert!(r.is_err(), "nested call {i} (locked: {locked}) must panic");

@@ -83,7 +83,7 @@ pub use ladder::{
 };
 pub use layer::{HeapObjects, ObjectLayer, RawObjects};
 #[cfg(not(loom))]
-pub use local::PerThread;
+pub use local::{per_thread_mode, PerThread};
 pub use local::{Global, PerCpu};
 pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};
 #[cfg(not(loom))]

@@ -3,7 +3,7 @@
 //! | policy | slot of a thread | guard | when to use |
 //! |---|---|---|---|
 //! | [`PerCpu`] | the CPU it runs on (glibc's rseq area, else `sched_getcpu` cached per thread) | one `parking_lot` mutex per cache-padded slot | many threads, few CPUs; the seed's arrangement |
-//! | [`PerThread`] | its own, in thread-local storage, created on first use; a one-entry memo of the last cache used makes finding it one compare | a one-byte lock only walkers (purge) ever contend for | fewest instructions on the fast path; slots flushed to the depot at thread exit |
+//! | [`PerThread`] | its own, in thread-local storage, created on first use; a one-entry memo of the last cache used makes finding it one compare | owner-only: plain stores and a compiler fence for the owner; walkers stop the slot and issue `membarrier` ([`OwnerSlot`]); a lock where membarrier is unavailable | no locked instruction on the fast path; slots flushed to the depot at thread exit |
 //! | [`Global`] | one slot for everybody | one mutex | baseline, tests |
 //!
 //! # Safety and correctness
@@ -13,6 +13,7 @@
 //! ordered with walks by a lock that both take.
 
 mod global;
+mod owner;
 mod percpu;
 #[cfg(all(target_os = "linux", not(miri), not(loom)))]
 mod rseq;
@@ -20,6 +21,7 @@ mod rseq;
 mod thread;
 
 pub use global::{Global, GlobalSlots};
+pub use owner::{owner_slot_backoffs, Mode as OwnerSlotMode, OwnerSlot};
 pub use percpu::{ncpus, PerCpu, PerCpuSlots};
 #[cfg(not(loom))]
-pub use thread::{PerThread, PerThreadSlots};
+pub use thread::{per_thread_mode, PerThread, PerThreadSlots};

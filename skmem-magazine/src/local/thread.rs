@@ -20,12 +20,31 @@
 //! (calling the `init` hook under the slot list's lock), files it in the
 //! cache's list (for walkers) and in the thread's table.
 //!
+//! # Owner-only slots
+//!
+//! A slot is an [`OwnerSlot`](super::owner::OwnerSlot): the owning thread's
+//! alloc and free store a `busy` flag, pass a compiler fence and check a
+//! `stop` flag, all plain loads and stores; walkers (purge, reap, resize,
+//! stats) lock every slot, raise `stop`, issue one
+//! `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` for the whole walk and
+//! wait for each owner's `busy` to drop before touching its magazines. This
+//! is an asymmetric Dekker handshake (folly's asymmetric barriers); the
+//! [`owner`](super::owner) module gives the correctness argument and the
+//! locked fallback used where membarrier is unavailable
+//! ([`per_thread_mode`] says which one runs). The slots of idle or blocked
+//! threads are reached like any other: a thread that is not running has
+//! passed a context switch, which is a full barrier, and its `busy` is 0.
+//!
 //! # Safety and correctness
 //!
 //! * A slot is a `Box` owned by its cache's list; only three parties reach
 //!   it: the owning thread (through its table), walkers (under the list
-//!   lock), and the owning thread's exit (under its table's lock). Each
-//!   takes the slot's one-byte lock before touching the value.
+//!   lock), and the owning thread's exit (under its table's lock). The
+//!   owner uses the value through the owner side of the handshake
+//!   (`with_owned`; the exit through `with_owned_locked`, which only takes
+//!   the slot lock: it is the owner, so it is not inside `with_owned`);
+//!   walkers through `visit_all`. A closure that calls back into the same
+//!   slot from the owner panics instead of aliasing it.
 //! * A table entry is written only under the table's lock: by the owner
 //!   (register, exit) and by a dying cache (which nulls its entry in every
 //!   live table before freeing its slots and giving its `id` back). So a
@@ -51,14 +70,15 @@
 //!   reused, so a memo left over from a dropped cache never matches a live
 //!   one and its dangling slot pointer is never followed.
 
-use core::cell::{Cell, UnsafeCell};
+use core::cell::Cell;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_utils::Backoff;
 use parking_lot::Mutex;
 use skmem_traits::{CpuLocal, ExitJob, SlotHooks};
+
+use super::owner::{Mode, OwnerSlot};
 
 /// One slot per thread, in thread-local storage (fewest instructions on the
 /// fast path). When a thread exits its slots are handed to the cache's exit
@@ -85,10 +105,11 @@ impl<T: Send + 'static> core::fmt::Debug for PerThreadSlots<T> {
 }
 
 // SAFETY: the raw slot pointers are owned boxes; every access to a slot's
-// value takes the slot's lock, so moving or sharing the container between
+// value goes through its owner/remote handshake, so moving or sharing the container between
 // threads only moves `T`s between threads, which `T: Send` allows.
 unsafe impl<T: Send + 'static> Send for PerThreadSlots<T> {}
-// SAFETY: as above; `&PerThreadSlots` only reaches values under their locks.
+// SAFETY: as above; `&PerThreadSlots` only reaches values through the
+// handshake, one party at a time.
 unsafe impl<T: Send + 'static> Sync for PerThreadSlots<T> {}
 
 struct Shared<T> {
@@ -97,51 +118,19 @@ struct Shared<T> {
     hooks: SlotHooks<T>,
 }
 
-/// `repr(C)` with the lock first: the slot's address is the lock's, which
-/// saves the fast path an address computation for the contended call.
-#[repr(C)]
-struct ThreadSlot<T> {
-    lock: SlotLock,
-    value: UnsafeCell<T>,
-}
+/// A thread's slot: owner-only fast path, stop/barrier handshake for
+/// everyone else (see [`owner`](super::owner)).
+type ThreadSlot<T> = OwnerSlot<T>;
 
-/// A one-byte lock: `xchg` to take, a plain release store to give back.
-struct SlotLock(AtomicBool);
-
-struct SlotGuard<'a>(&'a SlotLock);
-
-impl SlotLock {
-    const fn new() -> Self {
-        SlotLock(AtomicBool::new(false))
-    }
-
-    #[inline(always)]
-    fn lock(&self) -> SlotGuard<'_> {
-        if self.0.swap(true, Ordering::Acquire) {
-            self.lock_contended();
-        }
-        SlotGuard(self)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_contended(&self) {
-        let backoff = Backoff::new();
-        loop {
-            while self.0.load(Ordering::Relaxed) {
-                backoff.snooze();
-            }
-            if !self.0.swap(true, Ordering::Acquire) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        self.0 .0.store(false, Ordering::Release);
+/// How the slots of [`PerThread`] caches synchronise in this process:
+/// `per-thread(membarrier)` (owner fast path without locked instructions)
+/// or `per-thread(locked)` (the fallback, where membarrier is unavailable
+/// or `SKMEM_MEMBARRIER=off`). Decided once per process, on first use.
+pub fn per_thread_mode() -> &'static str {
+    match Mode::current() {
+        Mode::Membarrier => "per-thread(membarrier)",
+        Mode::Locked => "per-thread(locked)",
+        Mode::Fenced => "per-thread(fenced)",
     }
 }
 
@@ -278,13 +267,11 @@ unsafe fn exit_slot<T: Send + 'static>(owner: *const (), slot: *mut ()) -> Optio
     let shared = unsafe { &*owner.cast::<Shared<T>>() };
     let slot = slot.cast::<ThreadSlot<T>>();
     let hook = shared.hooks.on_exit.as_ref()?;
-    let job = {
-        // SAFETY: caller's contract: the slot is alive.
-        let s = unsafe { &*slot };
-        let _g = s.lock.lock();
-        // SAFETY: the slot lock gives exclusive access to the value.
-        hook(unsafe { &mut *s.value.get() })
-    };
+    // SAFETY: caller's contract: the slot is alive.
+    let s = unsafe { &*slot };
+    // SAFETY: the exit runs on the thread whose table named the slot, its
+    // owner; walkers are excluded by the slot lock this takes.
+    let job = unsafe { s.with_owned_locked(|v| hook(v)) };
     if job.is_some() {
         let mut list = shared.list.lock();
         if let Some(pos) = list.iter().position(|&p| p == slot) {
@@ -370,10 +357,7 @@ fn register<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<*mut ThreadS
     let slot = {
         let mut list = slots.shared.list.lock();
         let value = (slots.shared.hooks.init)();
-        let slot = Box::into_raw(Box::new(ThreadSlot {
-            lock: SlotLock::new(),
-            value: UnsafeCell::new(value),
-        }));
+        let slot = Box::into_raw(Box::new(OwnerSlot::new(value)));
         list.push(slot);
         slot
     };
@@ -387,15 +371,17 @@ fn register<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<*mut ThreadS
 }
 
 // SAFETY:
-// * `with_slot` and `for_each_slot` both take the slot's lock before
-//   forming `&mut T`; `with_slot` returns `None` before calling `f` only
+// * `with_slot` reaches the value through `OwnerSlot::with_owned` (the
+//   calling thread is the slot's owner), `for_each_slot` and the exit
+//   through `visit_all` / `with_owned_locked`: one party at a time (see the
+//   `owner` module); `with_slot` returns `None` before calling `f` only
 //   when the thread can have no slot (its table is dead or its guard gone);
 // * slots are created in `register`, with `init` called under the list lock
 //   that `for_each_slot` holds for its whole walk;
 // * `for_each_slot` walks the list, which holds every slot except those
 //   whose exit hook returned `Some` (removed and freed in `exit_slot`);
-// * the exit hook runs once, from the exiting thread's table walk, under the
-//   slot lock; its job runs after the table lock is released;
+// * the exit hook runs once, from the exiting thread's table walk (the
+//   slot's owner), under the slot lock; its job runs after the table lock is released;
 // * `Drop` nulls the cache's entry in every table before freeing the slots.
 unsafe impl CpuLocal for PerThread {
     const NAME: &'static str = "per-thread";
@@ -406,6 +392,9 @@ unsafe impl CpuLocal for PerThread {
     }
 
     fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> PerThreadSlots<T> {
+        // Decide the handshake mode (registering membarrier) before any
+        // slot of this cache can exist.
+        let _ = Mode::current();
         let id = {
             let mut ids = IDS.lock();
             ids.free.pop().unwrap_or_else(|| {
@@ -438,21 +427,23 @@ unsafe impl CpuLocal for PerThread {
         // table; either names this thread's live slot of `slots`, which
         // cannot be dropped while borrowed (module docs).
         let s = unsafe { p.as_ref() };
-        let _g = s.lock.lock();
-        // SAFETY: the slot lock gives exclusive access to the value.
-        Some(f(unsafe { &mut *s.value.get() }))
+        // SAFETY: the slot is this thread's (its memo and table are
+        // thread-local), so this thread is its only owner-side user.
+        Some(unsafe { s.with_owned(f) })
     }
 
-    fn for_each_slot<T: Send + 'static>(slots: &PerThreadSlots<T>, mut f: impl FnMut(&mut T)) {
+    fn for_each_slot<T: Send + 'static>(slots: &PerThreadSlots<T>, f: impl FnMut(&mut T)) {
         let list = slots.shared.list.lock();
-        for &p in list.iter() {
-            // SAFETY: slots in the list are alive (freed only after removal
-            // under this lock, or when the cache drops).
-            let s = unsafe { &*p };
-            let _g = s.lock.lock();
-            // SAFETY: the slot lock gives exclusive access to the value.
-            f(unsafe { &mut *s.value.get() });
-        }
+        // One heavy barrier for the whole walk; the list lock keeps walkers
+        // apart, so slot locks are always taken by one walker at a time.
+        OwnerSlot::visit_all(
+            list.iter().map(|&p| {
+                // SAFETY: slots in the list are alive (freed only after
+                // removal under this lock, or when the cache drops).
+                unsafe { &*p }
+            }),
+            f,
+        );
     }
 }
 
@@ -603,6 +594,31 @@ mod tests {
             left.is_empty(),
             "the thread's slot went with its exit: {left:?}"
         );
+    }
+
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[test]
+    fn mode_is_membarrier_where_the_kernel_offers_it() {
+        use rustix::thread::{membarrier_query, MembarrierCommand as Cmd};
+        let off = std::env::var_os("SKMEM_MEMBARRIER").is_some_and(|v| v == "off");
+        let q = membarrier_query();
+        let offered = q.contains_command(Cmd::PrivateExpedited)
+            && q.contains_command(Cmd::RegisterPrivateExpedited);
+        let slots = PerThread::new_slots(hooks(Default::default(), Default::default()));
+        assert_eq!(
+            per_thread_mode(),
+            if offered && !off {
+                "per-thread(membarrier)"
+            } else {
+                "per-thread(locked)"
+            }
+        );
+        // Slots follow the process mode.
+        PerThread::with_slot(&slots, |v| *v = 1).unwrap();
+        let p = MEMO.with(|m| m.slot.get()).cast::<ThreadSlot<u64>>();
+        // SAFETY: the memo names this thread's live slot of `slots`.
+        let locked = unsafe { p.as_ref() }.is_locked_mode();
+        assert_eq!(locked, per_thread_mode() == "per-thread(locked)");
     }
 
     #[test]

@@ -107,7 +107,9 @@ pub unsafe trait CpuLocal: Send + Sync + Sized + 'static {
     fn for_each_slot<T: Send + 'static>(slots: &Self::Slots<T>, f: impl FnMut(&mut T));
 
     /// Most objects a front holds per slot (0: the policy has no front).
-    /// Residency sizing adds `slot_hint() * FRONT_OBJS_PER_SLOT`.
+    /// The magazine layer's residency sizing reserves a fixed number per
+    /// slot (`skmem_magazine::local::FRONT_CAP`) and refuses, at compile
+    /// time, a policy that declares more.
     const FRONT_OBJS_PER_SLOT: usize = 0;
 
     /// The locality name a cache reports in its stats; a policy whose mode

@@ -673,7 +673,15 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut held: Vec<NonNull<u8>> = (0..PER).map(|i| obj(t * PER + i)).collect();
                     let mut out = Vec::new();
-                    for round in 0..200 {
+                    // At least 200 rounds, then on until the kernel has
+                    // aborted a section (bounded: the test fails after 20 s).
+                    let start = std::time::Instant::now();
+                    for round in 0.. {
+                        if round >= 200
+                            && (rseq_aborts() > before || start.elapsed().as_secs() >= 20)
+                        {
+                            break;
+                        }
                         if round % 20 == 0 {
                             pin((t + round / 20) % cpus);
                         }

@@ -28,14 +28,14 @@ use skmem_magazine::{Cache, CacheConfig, PerCpu, TinyLadder};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
 /// Operations per worker thread.
-const OPS: usize = 20_000;
+const OPS: usize = 200_000;
 /// Operations between two migrations of a worker.
 const MIGRATE_EVERY: usize = 2_000;
 /// Worker generations (each one's threads exit before the next starts).
 const GENERATIONS: usize = 3;
 
 type Region64 = Region<Heap>;
-type TheCache = Cache<SlabCache<Heap, skmem_traits::NoMirror, Arc<Stamp>>, PerCpu, TinyLadder>;
+type TheCache = Cache<SlabCache<Heap, Arc<Stamp>>, PerCpu, TinyLadder>;
 
 /// Takes `o` from `MAGIC` (free, constructed) to `tag`.
 fn claim(o: NonNull<u8>, tag: u64) {
@@ -52,6 +52,15 @@ fn release(o: NonNull<u8>, tag: u64) {
     // SAFETY: as in `claim`.
     let w = unsafe { &*o.cast::<AtomicU64>().as_ptr() };
     assert_eq!(w.swap(MAGIC, Ordering::AcqRel), tag, "{o:p} changed while out");
+}
+
+/// Raises the flag when dropped (normally or by unwinding).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -106,7 +115,8 @@ fn worker(cache: &TheCache, pool: &Mutex<Vec<Held>>, tags: &AtomicU64, t: usize,
             let give = mine.len() / 2;
             let mut p = pool.lock().unwrap();
             p.extend(mine.drain(..give));
-            let k = p.len().min(16);
+            // Keep the pool near 512 objects, so the region never runs dry.
+            let k = p.len().min(16.max(p.len().saturating_sub(512)));
             let at = p.len() - k;
             mine.extend(p.drain(at..));
         }
@@ -136,7 +146,7 @@ fn per_cpu_rseq_stress() {
     let pool: Mutex<Vec<Held>> = Mutex::new(Vec::new());
     let tags = AtomicU64::new(1);
     let stop = AtomicBool::new(false);
-    let (mut maint_rounds, mut churns) = (0u64, 0u64);
+    let (mut maint_rounds, mut churns) = (0u64, (0u64, 0usize));
     std::thread::scope(|s| {
         // Purge, reap and resize while the workers run.
         let maint = s.spawn(|| {
@@ -161,31 +171,36 @@ fn per_cpu_rseq_stress() {
         // threads (so that fronts of both CPUs fill) and dropped, again
         // and again.
         let churn = s.spawn(|| {
-            let mut n = 0u64;
+            let (mut n, mut used) = (0u64, 0usize);
             while !stop.load(Ordering::Relaxed) {
                 let st2 = Arc::new(Stamp::default());
                 let c2 = cache_on(&region, "stress-rseq-churn", &st2);
-                std::thread::scope(|s2| {
-                    for t in 0..2 {
-                        let c2 = &c2;
-                        s2.spawn(move || {
-                            pin(t % ncpus());
-                            let objs: Vec<_> = (0..40).filter_map(|_| c2.alloc()).collect();
-                            for o in objs {
-                                // SAFETY: from `c2`, untouched, not used again.
-                                unsafe { c2.free(o) };
-                            }
-                        });
-                    }
+                used += std::thread::scope(|s2| {
+                    let users: Vec<_> = (0..2)
+                        .map(|t| {
+                            let c2 = &c2;
+                            s2.spawn(move || {
+                                pin(t % ncpus());
+                                let objs: Vec<_> = (0..40).filter_map(|_| c2.alloc()).collect();
+                                for &o in &objs {
+                                    // SAFETY: from `c2`, untouched, not used again.
+                                    unsafe { c2.free(o) };
+                                }
+                                objs.len()
+                            })
+                        })
+                        .collect();
+                    users.into_iter().map(|u| u.join().unwrap()).sum::<usize>()
                 });
-                let cached = c2.stats().cached_objs;
-                assert!(cached > 0, "the churn cache kept objects");
                 drop(c2);
                 assert_eq!(st2.ctors(), st2.dtors(), "a dropped cache destructs everything");
                 n += 1;
             }
-            n
+            (n, used)
         });
+        // A failing worker must not leave the helpers spinning (the scope
+        // would wait for them forever): stop them on unwind too.
+        let stop_helpers = StopOnDrop(&stop);
         let cpus = ncpus();
         let threads = 3 * cpus + 1;
         for generation in 0..GENERATIONS {
@@ -205,7 +220,7 @@ fn per_cpu_rseq_stress() {
                 }
             });
         }
-        stop.store(true, Ordering::Relaxed);
+        drop(stop_helpers);
         maint_rounds = maint.join().unwrap();
         churns = churn.join().unwrap();
     });
@@ -226,10 +241,14 @@ fn per_cpu_rseq_stress() {
     assert_eq!(region.stats().seginuse, 0, "every segment back: {:?}", region.stats());
     let aborts = rseq_aborts() - aborts_before;
     eprintln!(
-        "mode {want}: {aborts} rseq aborts, {maint_rounds} maintenance rounds, {churns} caches churned, {:?}",
+        "mode {want}: {} hand-outs, {aborts} rseq aborts, {maint_rounds} maintenance rounds, {churns:?} caches churned (objects used), {:?}",
+        tags.load(Ordering::Relaxed) - 1,
         start.elapsed()
     );
-    assert!(maint_rounds > 5 && churns > 0);
+    assert!(maint_rounds > 5, "maintenance ran");
+    let handouts = tags.load(Ordering::Relaxed) - 1;
+    assert!(handouts as usize > GENERATIONS * OPS, "the workers allocated");
+    assert!(churns.0 > 0 && churns.1 > 0, "caches were churned and used");
     if rseq_mode() {
         assert!(aborts > 0, "no rseq critical section was aborted");
     } else {

@@ -62,8 +62,8 @@
 //! turn it off), the calling thread's `cpu_id` is valid, the membarrier
 //! registration succeeded, and `SKMEM_RSEQ` is not `0`. Otherwise caches
 //! have no fronts and run today's locked slot (`per-cpu(locked)`). A thread
-//! whose own registration failed (`cpu_id < 0`) is refused by every section
-//! and takes the locked path.
+//! whose own registration failed (`cpu_id < 0`) leaves every section before
+//! touching a block and takes the locked path.
 //!
 //! # Safety and correctness
 //!
@@ -190,17 +190,23 @@ impl core::fmt::Debug for Fronts {
     }
 }
 
-/// Outcome codes of a critical section.
+/// Outcome codes of a critical section: committed.
 const DONE: u32 = 0;
+/// Refused: the front is stopped, empty (pop) or full (push).
 const REFUSED: u32 = 1;
+/// Aborted by the kernel; retry.
 const ABORTED: u32 = 2;
+/// This thread has no registered rseq area (`cpu_id < 0`): use the locked
+/// slot.
+const UNREGISTERED: u32 = 3;
 
 /// The descriptor and the prologue shared by every section: publishes the
 /// descriptor (`66`), then (label `2`, the section's start) finds this
-/// CPU's block in `{t}`, refusing (label `7`) when the thread's rseq
-/// registration failed or the block is stopped. Each section then defines
-/// `3` (post-commit: right after the commit store), `7` and `4` (abort,
-/// after the signature) with [`cs_epilogue!`].
+/// CPU's block in `{t}`, leaving through label `9` when the thread's rseq
+/// registration failed (`cpu_id < 0`) and through `7` (refused) when the
+/// block is stopped. Each section then defines `3` (post-commit: right
+/// after the commit store), `7`, `9` and `4` (abort, after the signature)
+/// with [`cs_epilogue!`].
 macro_rules! cs_prologue {
     () => {
         concat!(
@@ -216,7 +222,7 @@ macro_rules! cs_prologue {
             "2:\n",
             "mov {t:e}, dword ptr fs:[{area} + 4]\n",
             "test {t:e}, {t:e}\n",
-            "js 7f\n",
+            "js 9f\n",
             "and {t}, {mask}\n",
             "shl {t}, 8\n",
             "add {t}, {blocks}\n",
@@ -226,8 +232,8 @@ macro_rules! cs_prologue {
     };
 }
 
-/// Status codes after label `3` (done), `7` (refused) and the abort
-/// handler `4`, preceded by the signature.
+/// Status codes after label `3` (done), `7` (refused), `9` (unregistered)
+/// and the abort handler `4`, preceded by the signature.
 macro_rules! cs_epilogue {
     () => {
         concat!(
@@ -236,6 +242,9 @@ macro_rules! cs_epilogue {
             "jmp 8f\n",
             "7:\n",
             "mov {st:e}, 1\n",
+            "jmp 8f\n",
+            "9:\n",
+            "mov {st:e}, 3\n",
             "jmp 8f\n",
             ".long 0x53053053\n",
             "4:\n",
@@ -280,7 +289,8 @@ impl Fronts {
     }
 
     /// Pops one object from this CPU's front: `Some(Some(obj))`, `Some(None)`
-    /// when refused (empty, stopped, unregistered thread), `None` when off.
+    /// when refused (empty, stopped), `None` when off or this thread has no
+    /// rseq registration.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<Option<NonNull<u8>>> {
         if !self.is_on() {
@@ -322,13 +332,15 @@ impl Fronts {
                 // null (module docs, Safety).
                 DONE => return Some(Some(unsafe { NonNull::new_unchecked(obj) })),
                 REFUSED => return Some(None),
+                UNREGISTERED => return None,
                 _ => aborted(status),
             }
         }
     }
 
     /// Pushes one object onto this CPU's front: `Some(true)` done,
-    /// `Some(false)` refused (full, stopped), `None` when off.
+    /// `Some(false)` refused (full, stopped), `None` when off or this
+    /// thread has no rseq registration.
     #[inline(always)]
     pub(crate) fn push(&self, obj: NonNull<u8>) -> Option<bool> {
         if !self.is_on() {
@@ -362,6 +374,7 @@ impl Fronts {
             match status {
                 DONE => return Some(true),
                 REFUSED => return Some(false),
+                UNREGISTERED => return None,
                 _ => aborted(status),
             }
         }
@@ -415,7 +428,7 @@ impl Fronts {
             }
             match status {
                 DONE => return placed,
-                REFUSED => return 0,
+                REFUSED | UNREGISTERED => return 0,
                 _ => aborted(status),
             }
         }
@@ -472,7 +485,7 @@ impl Fronts {
             }
             match status {
                 DONE => return taken,
-                REFUSED => return 0,
+                REFUSED | UNREGISTERED => return 0,
                 _ => aborted(status),
             }
         }
@@ -642,6 +655,56 @@ mod tests {
         assert_eq!(f.cached(), 0);
         assert!(f.blocks.iter().all(|b| b.stopped.load(Ordering::Relaxed) == 0));
         assert_eq!(f.push(obj(1)), Some(true), "unstopped again");
+    }
+
+    /// A thread whose rseq area is not registered (here: unregistered on
+    /// purpose) leaves every section before touching a block, and a
+    /// `PerCpu` cache serves it through the locked slot.
+    #[test]
+    fn a_thread_without_rseq_takes_the_locked_path() {
+        use crate::{Cache, CacheConfig, HeapObjects, PerCpu};
+        let Some(f) = fronts() else { return };
+        let area = super::super::rseq::area_offset().expect("rseq mode has an area");
+        let cache: Cache<HeapObjects, PerCpu> = Cache::new(
+            HeapObjects::new("unregistered", 64, 8).unwrap(),
+            CacheConfig::default().register(false),
+        )
+        .unwrap();
+        assert_eq!(cache.stats().locality, "per-cpu(rseq)");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let tp: usize;
+                // SAFETY: on x86-64 glibc, `fs:[0]` holds the thread
+                // pointer (the TCB's self pointer); a plain load.
+                unsafe {
+                    core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                        options(nostack, readonly, preserves_flags));
+                }
+                let rseq = (tp as isize + area) as *mut libc::c_void;
+                // SAFETY: unregisters this thread's rseq area with the
+                // arguments glibc registered it with (its address, 32
+                // bytes, RSEQ_SIG); the kernel then stops updating it and
+                // sets `cpu_id` to -1. Nothing else of this thread uses rseq.
+                let r = unsafe { libc::syscall(libc::SYS_rseq, rseq, 32u32, 1i32, 0x5305_3053u32) };
+                assert_eq!(r, 0, "rseq unregister: {}", std::io::Error::last_os_error());
+                assert_eq!(f.push(obj(1)), None);
+                assert_eq!(f.pop(), None);
+                assert_eq!(f.push_batch(&[obj(1)]), 0);
+                assert_eq!(f.pop_batch(&mut [MaybeUninit::uninit(); 4]), 0);
+                assert_eq!(f.cached(), 0);
+                let before = cache.stats();
+                let a = cache.alloc().unwrap();
+                // SAFETY: from `cache`, not used again.
+                unsafe { cache.free(a) };
+                let b = cache.alloc().unwrap();
+                assert_eq!(a, b, "the locked slot's magazine gave it back");
+                // SAFETY: as above.
+                unsafe { cache.free(b) };
+                let after = cache.stats();
+                assert_eq!(after.cpu_free - before.cpu_free, 2, "frees went through the slot");
+                assert_eq!(after.cpu_alloc - before.cpu_alloc, 1, "one alloc came from the slot");
+            });
+        });
     }
 
     /// More threads than CPUs pass objects through the fronts while a

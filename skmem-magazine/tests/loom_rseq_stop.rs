@@ -161,7 +161,9 @@ impl World {
         }
         fence(Ordering::SeqCst);
         let n = f.count.load(Ordering::Relaxed) as usize;
-        let out = (0..n).map(|i| f.rounds[i].load(Ordering::Relaxed)).collect();
+        let out = (0..n)
+            .map(|i| f.rounds[i].load(Ordering::Relaxed))
+            .collect();
         f.count.store(0, Ordering::Relaxed);
         f.stopped.fetch_sub(1, Ordering::Release);
         out
@@ -237,5 +239,8 @@ fn loom_rseq_drain_races_two_owners_on_one_cpu() {
 #[test]
 fn loom_rseq_drain_without_membarrier_is_caught() {
     let caught = std::panic::catch_unwind(|| one_owner(false));
-    assert!(caught.is_err(), "the model must catch a drain without the fence");
+    assert!(
+        caught.is_err(),
+        "the model must catch a drain without the fence"
+    );
 }

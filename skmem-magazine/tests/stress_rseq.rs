@@ -51,7 +51,11 @@ fn claim(o: NonNull<u8>, tag: u64) {
 fn release(o: NonNull<u8>, tag: u64) {
     // SAFETY: as in `claim`.
     let w = unsafe { &*o.cast::<AtomicU64>().as_ptr() };
-    assert_eq!(w.swap(MAGIC, Ordering::AcqRel), tag, "{o:p} changed while out");
+    assert_eq!(
+        w.swap(MAGIC, Ordering::AcqRel),
+        tag,
+        "{o:p} changed while out"
+    );
 }
 
 /// Raises the flag when dropped (normally or by unwinding).
@@ -86,7 +90,13 @@ fn cache_on(region: &Arc<Region64>, name: &str, stamp: &Arc<Stamp>) -> TheCache 
 
 /// One worker: single allocs and frees, tags, cross-thread frees through
 /// `pool`, a migration every `MIGRATE_EVERY` operations.
-fn worker(cache: &TheCache, pool: &Mutex<Vec<Held>>, tags: &AtomicU64, t: usize, until: impl Fn() -> bool) {
+fn worker(
+    cache: &TheCache,
+    pool: &Mutex<Vec<Held>>,
+    tags: &AtomicU64,
+    t: usize,
+    until: impl Fn() -> bool,
+) {
     let cpus = ncpus();
     let mut mine: Vec<Held> = Vec::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 * 0x1234_5679);
@@ -193,7 +203,11 @@ fn per_cpu_rseq_stress() {
                     users.into_iter().map(|u| u.join().unwrap()).sum::<usize>()
                 });
                 drop(c2);
-                assert_eq!(st2.ctors(), st2.dtors(), "a dropped cache destructs everything");
+                assert_eq!(
+                    st2.ctors(),
+                    st2.dtors(),
+                    "a dropped cache destructs everything"
+                );
                 n += 1;
             }
             (n, used)
@@ -237,8 +251,17 @@ fn per_cpu_rseq_stress() {
     let s = cache.stats();
     assert_eq!(s.cached_objs, 0, "{s:?}");
     assert_eq!(s.slab.sl_bufinuse, 0, "{s:?}");
-    assert_eq!(stamp.ctors(), stamp.dtors(), "constructors and destructors balance");
-    assert_eq!(region.stats().seginuse, 0, "every segment back: {:?}", region.stats());
+    assert_eq!(
+        stamp.ctors(),
+        stamp.dtors(),
+        "constructors and destructors balance"
+    );
+    assert_eq!(
+        region.stats().seginuse,
+        0,
+        "every segment back: {:?}",
+        region.stats()
+    );
     let aborts = rseq_aborts() - aborts_before;
     eprintln!(
         "mode {want}: {} hand-outs, {aborts} rseq aborts, {maint_rounds} maintenance rounds, {churns:?} caches churned (objects used), {:?}",
@@ -247,7 +270,10 @@ fn per_cpu_rseq_stress() {
     );
     assert!(maint_rounds > 5, "maintenance ran");
     let handouts = tags.load(Ordering::Relaxed) - 1;
-    assert!(handouts as usize > GENERATIONS * OPS, "the workers allocated");
+    assert!(
+        handouts as usize > GENERATIONS * OPS,
+        "the workers allocated"
+    );
     assert!(churns.0 > 0 && churns.1 > 0, "caches were churned and used");
     if rseq_mode() {
         assert!(aborts > 0, "no rseq critical section was aborted");

@@ -153,8 +153,7 @@ fn decide() -> bool {
 }
 
 fn rseq_usable() -> bool {
-    if !cfg!(target_arch = "x86_64") || std::env::var_os("SKMEM_RSEQ").is_some_and(|v| v == "0")
-    {
+    if !cfg!(target_arch = "x86_64") || std::env::var_os("SKMEM_RSEQ").is_some_and(|v| v == "0") {
         return false;
     }
     let Some(area) = super::rseq::area_offset() else {
@@ -603,7 +602,10 @@ mod tests {
         }
         assert_eq!(f.push(obj(99)), Some(false), "a full front refuses");
         assert_eq!(f.cached(), FRONT_CAP);
-        assert_eq!(f.blocks[0].count.load(Ordering::Relaxed) as usize, FRONT_CAP);
+        assert_eq!(
+            f.blocks[0].count.load(Ordering::Relaxed) as usize,
+            FRONT_CAP
+        );
         for i in (0..FRONT_CAP).rev() {
             assert_eq!(f.pop(), Some(Some(obj(i))), "LIFO");
         }
@@ -620,7 +622,10 @@ mod tests {
         let mut rest = [MaybeUninit::uninit(); 64];
         assert_eq!(f.pop_batch(&mut rest), 21);
         // SAFETY: the prefix of 21 was written.
-        let got: Vec<_> = rest[..21].iter().map(|o| unsafe { o.assume_init() }).collect();
+        let got: Vec<_> = rest[..21]
+            .iter()
+            .map(|o| unsafe { o.assume_init() })
+            .collect();
         assert_eq!(got, objs[..21]);
         assert_eq!(f.pop_batch(&mut rest), 0, "empty");
         assert_eq!(f.cached(), 0);
@@ -653,7 +658,10 @@ mod tests {
         pushed.sort();
         assert_eq!(drained, pushed);
         assert_eq!(f.cached(), 0);
-        assert!(f.blocks.iter().all(|b| b.stopped.load(Ordering::Relaxed) == 0));
+        assert!(f
+            .blocks
+            .iter()
+            .all(|b| b.stopped.load(Ordering::Relaxed) == 0));
         assert_eq!(f.push(obj(1)), Some(true), "unstopped again");
     }
 
@@ -701,8 +709,16 @@ mod tests {
                 // SAFETY: as above.
                 unsafe { cache.free(b) };
                 let after = cache.stats();
-                assert_eq!(after.cpu_free - before.cpu_free, 2, "frees went through the slot");
-                assert_eq!(after.cpu_alloc - before.cpu_alloc, 1, "one alloc came from the slot");
+                assert_eq!(
+                    after.cpu_free - before.cpu_free,
+                    2,
+                    "frees went through the slot"
+                );
+                assert_eq!(
+                    after.cpu_alloc - before.cpu_alloc,
+                    1,
+                    "one alloc came from the slot"
+                );
             });
         });
     }
@@ -769,7 +785,10 @@ mod tests {
                 })
             })
             .collect();
-        let mut all: Vec<usize> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        let mut all: Vec<usize> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
         stop.store(true, Ordering::Relaxed);
         all.extend(drainer.join().unwrap());
         let mut rest = Vec::new();

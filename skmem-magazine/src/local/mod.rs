@@ -21,9 +21,9 @@ mod rseq;
 #[cfg(not(loom))]
 mod thread;
 
-pub use global::{Global, GlobalSlots};
 #[cfg(rseq_front)]
 pub use front::{rseq_aborts, rseq_mode};
+pub use global::{Global, GlobalSlots};
 pub use percpu::{ncpus, PerCpu, PerCpuSlots};
 
 /// Objects one CPU's rseq front holds at most (see [`PerCpu`]).

@@ -14,6 +14,8 @@
 //! constructors and destructors balance, and, in rseq mode, the kernel
 //! aborted critical sections during the run ([`rseq_aborts`]).
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::ptr::NonNull;

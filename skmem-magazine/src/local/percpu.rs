@@ -30,6 +30,11 @@ use crate::sync::Mutex;
 /// operations. The price is up to `FRONT_CAP` more cached objects per CPU,
 /// which the residency sizing (`magazine_max_objs_for`) includes.
 ///
+/// The mode is decided once per process (see [`rseq_mode`](super::rseq_mode));
+/// setting `SKMEM_RSEQ=0` in the environment forces the locked mode.
+/// [`rseq_aborts`](super::rseq_aborts) counts the critical sections the
+/// kernel restarted.
+///
 /// The calling thread's CPU comes, on Linux, from the rseq area glibc
 /// registers (one inline `fs`-relative load on x86-64), or else from
 /// `sched_getcpu` refreshed every few calls and cached per thread (see the

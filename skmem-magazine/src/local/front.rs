@@ -166,14 +166,27 @@ fn rseq_usable() -> bool {
         .is_ok()
 }
 
-/// The fronts of one cache: one [`Front`] per slot.
-pub(crate) struct Fronts {
-    /// Power-of-two many blocks (empty when the process runs locked).
-    blocks: Box<[Front]>,
-    /// `blocks.len() - 1`.
-    mask: usize,
+/// What the single-object sections read, at fixed offsets, so that they
+/// need one register for all of it (fewer registers in the inlined fast
+/// path means no callee-saved register spills around it).
+#[repr(C)]
+struct Hot {
     /// `__rseq_offset`: the thread's `struct rseq` is at `fs:[area]`.
     area: isize,
+    /// `blocks.len() - 1`.
+    mask: usize,
+    /// Address of the first block.
+    base: usize,
+}
+
+const _: () = assert!(core::mem::offset_of!(Hot, mask) == 8);
+const _: () = assert!(core::mem::offset_of!(Hot, base) == 16);
+
+/// The fronts of one cache: one [`Front`] per slot.
+pub(crate) struct Fronts {
+    hot: Hot,
+    /// Power-of-two many blocks (empty when the process runs locked).
+    blocks: Box<[Front]>,
     /// Fronts in use (false when locked, or switched off for good).
     on: AtomicBool,
     /// Serialises remote operations (stop, drain, unstop).
@@ -231,6 +244,33 @@ macro_rules! cs_prologue {
     };
 }
 
+/// [`cs_prologue!`] for the single-object sections, with everything read
+/// through `{f}` (a pointer to [`Hot`]) and `{a}` as scratch.
+macro_rules! hot_prologue {
+    () => {
+        concat!(
+            ".pushsection __rseq_cs, \"aw\"\n",
+            ".balign 32\n",
+            "66:\n",
+            ".long 0, 0\n",
+            ".quad 2f, 3f - 2f, 4f\n",
+            ".popsection\n",
+            "lea {t}, [rip + 66b]\n",
+            "mov {a}, qword ptr [{f}]\n",
+            "mov qword ptr fs:[{a} + 8], {t}\n",
+            "2:\n",
+            "mov {t:e}, dword ptr fs:[{a} + 4]\n",
+            "test {t:e}, {t:e}\n",
+            "js 9f\n",
+            "and {t}, qword ptr [{f} + 8]\n",
+            "shl {t}, 8\n",
+            "add {t}, qword ptr [{f} + 16]\n",
+            "cmp dword ptr [{t} + 4], 0\n",
+            "jne 7f\n",
+        )
+    };
+}
+
 /// Status codes after label `3` (done), `7` (refused), `9` (unregistered)
 /// and the abort handler `4`, preceded by the signature.
 macro_rules! cs_epilogue {
@@ -268,8 +308,11 @@ impl Fronts {
             None => Box::new([]),
         };
         Fronts {
-            mask: n - 1,
-            area: area.unwrap_or(0),
+            hot: Hot {
+                area: area.unwrap_or(0),
+                mask: n - 1,
+                base: blocks.as_ptr() as usize,
+            },
             on: AtomicBool::new(!blocks.is_empty()),
             blocks,
             stop: parking_lot::Mutex::new(()),
@@ -296,43 +339,52 @@ impl Fronts {
             return None;
         }
         loop {
-            let status: u32;
-            let obj: *mut u8;
-            // SAFETY: `is_on` means `blocks` holds `mask + 1` blocks and
-            // `area` is glibc's `__rseq_offset`, with an area registered
-            // (module docs, Fallback). The section reads `fs:[area + 4]`
-            // (cpu_id), writes `fs:[area + 8]` (rseq_cs) with the address
-            // of its static descriptor, and touches only the block at
-            // `cpu_id & mask`: `count` and `rounds[count - 1]`, after
-            // checking `stopped == 0` and `count > 0`; it commits with one
-            // store of `count` (module docs, Safety). No stack, no calls.
+            let res: usize;
+            // SAFETY: `is_on` means `blocks` holds `mask + 1` blocks at
+            // `base` and `area` is glibc's `__rseq_offset`, with an area
+            // registered (module docs, Fallback); `f` points to `self.hot`.
+            // The section reads `fs:[area + 4]` (cpu_id), writes
+            // `fs:[area + 8]` (rseq_cs) with the address of its static
+            // descriptor, and touches only the block at `cpu_id & mask`:
+            // `count` and `rounds[count - 1]`, after checking
+            // `stopped == 0` and `count > 0`; it commits with one store of
+            // `count` (module docs, Safety). No stack, no calls. The result
+            // is the object, or a code below 4 (no object lives there).
             unsafe {
                 core::arch::asm!(
-                    cs_prologue!(),
-                    "mov {n:e}, dword ptr [{t}]",
-                    "test {n:e}, {n:e}",
+                    hot_prologue!(),
+                    "mov {a:e}, dword ptr [{t}]",
+                    "test {a:e}, {a:e}",
                     "jz 7f",
-                    "sub {n:e}, 1",
-                    "mov {obj}, qword ptr [{t} + {n} * 8 + 8]",
-                    "mov dword ptr [{t}], {n:e}",
-                    cs_epilogue!(),
-                    area = in(reg) self.area,
-                    mask = in(reg) self.mask,
-                    blocks = in(reg) self.blocks.as_ptr(),
+                    "sub {a:e}, 1",
+                    "mov {f}, qword ptr [{t} + {a} * 8 + 8]",
+                    "mov dword ptr [{t}], {a:e}",
+                    "3:",
+                    "jmp 8f",
+                    "7:",
+                    "xor {f:e}, {f:e}",
+                    "jmp 8f",
+                    "9:",
+                    "mov {f:e}, 1",
+                    "jmp 8f",
+                    ".long 0x53053053",
+                    "4:",
+                    "mov {f:e}, 2",
+                    "8:",
+                    f = inout(reg) core::ptr::addr_of!(self.hot) => res,
+                    a = out(reg) _,
                     t = out(reg) _,
-                    n = out(reg) _,
-                    obj = out(reg) obj,
-                    st = out(reg) status,
                     options(nostack),
                 );
             }
-            match status {
-                // SAFETY: rounds below `count` are object pointers, never
-                // null (module docs, Safety).
-                DONE => return Some(Some(unsafe { NonNull::new_unchecked(obj) })),
-                REFUSED => return Some(None),
-                UNREGISTERED => return None,
-                _ => aborted(status),
+            match res {
+                0 => return Some(None),
+                1 => return None,
+                // An aborted section; retry.
+                2 => aborted(ABORTED),
+                // SAFETY: any other value is a round below `count`: an
+                // object pointer, never null (module docs, Safety).
+                obj => return Some(Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })),
             }
         }
     }
@@ -346,30 +398,40 @@ impl Fronts {
             return None;
         }
         loop {
-            let status: u32;
+            let status: usize;
             // SAFETY: as in `pop`; the section stores `obj` into
             // `rounds[count]` after checking `count < 31 == FRONT_CAP`
             // and commits `count + 1`.
             unsafe {
                 core::arch::asm!(
-                    cs_prologue!(),
-                    "mov {n:e}, dword ptr [{t}]",
-                    "cmp {n:e}, 31",
+                    hot_prologue!(),
+                    "mov {a:e}, dword ptr [{t}]",
+                    "cmp {a:e}, 31",
                     "jae 7f",
-                    "mov qword ptr [{t} + {n} * 8 + 8], {obj}",
-                    "add {n:e}, 1",
-                    "mov dword ptr [{t}], {n:e}",
-                    cs_epilogue!(),
-                    area = in(reg) self.area,
-                    mask = in(reg) self.mask,
-                    blocks = in(reg) self.blocks.as_ptr(),
+                    "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
+                    "add {a:e}, 1",
+                    "mov dword ptr [{t}], {a:e}",
+                    "3:",
+                    "xor {f:e}, {f:e}",
+                    "jmp 8f",
+                    "7:",
+                    "mov {f:e}, 1",
+                    "jmp 8f",
+                    "9:",
+                    "mov {f:e}, 3",
+                    "jmp 8f",
+                    ".long 0x53053053",
+                    "4:",
+                    "mov {f:e}, 2",
+                    "8:",
+                    f = inout(reg) core::ptr::addr_of!(self.hot) => status,
                     obj = in(reg) obj.as_ptr(),
+                    a = out(reg) _,
                     t = out(reg) _,
-                    n = out(reg) _,
-                    st = out(reg) status,
                     options(nostack),
                 );
             }
+            let status = status as u32;
             match status {
                 DONE => return Some(true),
                 REFUSED => return Some(false),
@@ -412,9 +474,9 @@ impl Fronts {
                     "jb 5b",
                     "mov dword ptr [{t}], {n:e}",
                     cs_epilogue!(),
-                    area = in(reg) self.area,
-                    mask = in(reg) self.mask,
-                    blocks = in(reg) self.blocks.as_ptr(),
+                    area = in(reg) self.hot.area,
+                    mask = in(reg) self.hot.mask,
+                    blocks = in(reg) self.hot.base,
                     src = inout(reg) objs.as_ptr() => _,
                     k = inout(reg) objs.len() => placed,
                     t = out(reg) _,
@@ -468,9 +530,9 @@ impl Fronts {
                     "jb 5b",
                     "mov dword ptr [{t}], {n:e}",
                     cs_epilogue!(),
-                    area = in(reg) self.area,
-                    mask = in(reg) self.mask,
-                    blocks = in(reg) self.blocks.as_ptr(),
+                    area = in(reg) self.hot.area,
+                    mask = in(reg) self.hot.mask,
+                    blocks = in(reg) self.hot.base,
                     dst = inout(reg) out.as_mut_ptr() => _,
                     k = inout(reg) out.len() => taken,
                     t = out(reg) _,

@@ -381,7 +381,7 @@ impl Fronts {
                 0 => return Some(None),
                 1 => return None,
                 // An aborted section; retry.
-                2 => aborted(ABORTED),
+                2 => count_abort(),
                 // SAFETY: any other value is a round below `count`: an
                 // object pointer, never null (module docs, Safety).
                 obj => return Some(Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })),
@@ -436,7 +436,10 @@ impl Fronts {
                 DONE => return Some(true),
                 REFUSED => return Some(false),
                 UNREGISTERED => return None,
-                _ => aborted(status),
+                _ => {
+                    debug_assert_eq!(status, ABORTED);
+                    count_abort();
+                }
             }
         }
     }
@@ -490,7 +493,10 @@ impl Fronts {
             match status {
                 DONE => return placed,
                 REFUSED | UNREGISTERED => return 0,
-                _ => aborted(status),
+                _ => {
+                    debug_assert_eq!(status, ABORTED);
+                    count_abort();
+                }
             }
         }
     }
@@ -547,7 +553,10 @@ impl Fronts {
             match status {
                 DONE => return taken,
                 REFUSED | UNREGISTERED => return 0,
-                _ => aborted(status),
+                _ => {
+                    debug_assert_eq!(status, ABORTED);
+                    count_abort();
+                }
             }
         }
     }
@@ -629,11 +638,11 @@ impl Drop for Stopped<'_> {
     }
 }
 
-/// Counts an aborted section (the caller retries).
-#[cold]
-#[inline(never)]
-fn aborted(status: u32) {
-    debug_assert_eq!(status, ABORTED);
+/// Counts an aborted section (the caller retries). Inline, so that the
+/// fast path makes no call: a call would make the function save and
+/// restore callee-saved registers on every path, the locked one included.
+#[inline(always)]
+fn count_abort() {
     ABORTS.fetch_add(1, Ordering::Relaxed);
 }
 

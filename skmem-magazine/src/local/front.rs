@@ -167,8 +167,8 @@ fn rseq_usable() -> bool {
 }
 
 /// What the single-object sections read, at fixed offsets, so that they
-/// need one register for all of it (fewer registers in the inlined fast
-/// path means no callee-saved register spills around it).
+/// need one input register for all of it (the sections use 3 or 4
+/// registers in all, which keeps the inlined fast path small).
 #[repr(C)]
 struct Hot {
     /// `__rseq_offset`: the thread's `struct rseq` is at `fs:[area]`.

@@ -14,6 +14,18 @@
 //! when that fails the object goes to the layer beneath. This is the seed's
 //! `skmem_cache_batch_alloc` / `skmem_cache_batch_free_common`.
 //!
+//! # The front
+//!
+//! A policy may keep a lock-free *front* before its slots (`PerCpu` on
+//! rseq: see `local/front.rs`). Single-object [`Cache::alloc`] and
+//! [`Cache::free`] try it first; a miss *refills* it (half a front popped
+//! from the slot's magazines under the slot's lock, pushed with one front
+//! commit; what does not fit goes back through the slot) or *spills* it
+//! (half a front taken out with one commit and freed through the slot
+//! with the object). Purge (and so resize and drop) drains every front
+//! before it empties the slots; stats count front objects in `cpu_rounds`.
+//! Batches use the slots directly.
+//!
 //! # Safety and correctness
 //!
 //! * A slot's `rounds >= 0` exactly when `loaded` is `Some`, and then
@@ -52,12 +64,12 @@ use std::sync::{Arc, Weak};
 use generic_array::ArrayLength;
 use skmem_slab::Reap;
 use skmem_traits::stats::CacheStats;
-use skmem_traits::{AllocFlags, CpuLocal, Error, ExitJob, Result, SlotHooks};
+use skmem_traits::{AllocFlags, CpuLocal, Error, ExitJob, FastPath, Result, SlotHooks};
 
 use crate::depot::Depot;
 use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
-use crate::local::PerCpu;
+use crate::local::{PerCpu, FRONT_CAP};
 use crate::magazine::{Chain, MagBox, Magazine};
 use crate::registry;
 use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
@@ -424,7 +436,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> fmt::Debug for Cache<B, L, G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("name", &self.name())
-            .field("locality", &L::NAME)
+            .field("locality", &L::locality(&self.inner.slots))
             .field("magazine_size", &self.magazine_size())
             .finish_non_exhaustive()
     }
@@ -439,6 +451,12 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// `config.register` is off, in the global registry.
     pub fn new(below: B, config: CacheConfig) -> Result<Self> {
         let () = <G as LadderExt>::VALID;
+        const {
+            assert!(
+                L::FRONT_OBJS_PER_SLOT <= FRONT_CAP,
+                "residency sizing reserves FRONT_CAP front objects per slot"
+            )
+        };
         let chunk = below.chunk_size();
         if chunk == 0 || chunk < below.obj_size() {
             return Err(Error::invalid_param(
@@ -488,6 +506,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
                 registry_id,
             }
         });
+        if inner.config.no_magazines {
+            L::fast_disable(&inner.slots);
+        }
         inner.enable();
         let reaper: Weak<dyn Reap> = Arc::downgrade(&inner) as Weak<dyn Reap>;
         inner.below.add_reaper(reaper);
@@ -545,14 +566,27 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// Allocates one constructed object without waiting for memory; `None`
     /// when the cache and the layer beneath have nothing.
     ///
-    /// The fast path (an object in the calling slot's loaded magazine) takes
-    /// the slot, pops a pointer, and returns.
+    /// The fast path pops from the policy's lock-free front when it has one
+    /// (`PerCpu` on rseq), else takes the slot and pops a pointer from its
+    /// loaded magazine.
     #[inline]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
+        match L::fast_pop(&self.inner.slots) {
+            FastPath::Hit(obj) => return Some(obj),
+            FastPath::Miss => return self.alloc_refill_nosleep(),
+            FastPath::Off => {}
+        }
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Some(obj),
             _ => self.alloc_slow_nosleep(),
         }
+    }
+
+    /// `alloc`'s front refill, error dropped, out of line.
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill_nosleep(&self) -> Option<NonNull<u8>> {
+        self.inner.alloc_refill(AllocFlags::NoSleep).ok()
     }
 
     /// `alloc`'s slow path, error dropped out of line (keeps `alloc` small
@@ -567,6 +601,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// beneath may wait for memory. The error says why nothing was had.
     #[inline]
     pub fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        match L::fast_pop(&self.inner.slots) {
+            FastPath::Hit(obj) => return Ok(obj),
+            FastPath::Miss => return self.inner.alloc_refill(flags),
+            FastPath::Off => {}
+        }
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Ok(obj),
             _ => self.inner.alloc_slow(flags),
@@ -609,6 +648,12 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// state, as the constructor left it or as the user restored it.
     #[inline]
     pub unsafe fn free(&self, obj: NonNull<u8>) {
+        match L::fast_push(&self.inner.slots, obj) {
+            FastPath::Hit(()) => return,
+            // SAFETY: forwarded from the caller.
+            FastPath::Miss => return unsafe { self.inner.free_spill(obj) },
+            FastPath::Off => {}
+        }
         if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.free_slow(&[obj]) }
@@ -711,6 +756,53 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             return Ok(unsafe { one[0].assume_init() });
         }
         self.below.alloc(flags)
+    }
+
+    /// The front missed: pops up to half a front (plus the object to hand
+    /// out) from the slot's magazines and the depot under the slot's lock,
+    /// pushes the extra into the front with one commit, and gives back
+    /// through the slot whatever the front did not take (another thread on
+    /// this CPU filled it meanwhile, or a remote operation stopped it).
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        let mut buf = [MaybeUninit::uninit(); FRONT_CAP / 2 + 1];
+        let n = self.alloc_cpu_layer(&mut buf);
+        if n == 0 {
+            return self.below.alloc(flags);
+        }
+        // SAFETY: `alloc_cpu_layer` initialised the prefix `n` it counted;
+        // `MaybeUninit<T>` has `T`'s layout.
+        let got = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<NonNull<u8>>(), n) };
+        let (&obj, extra) = got.split_last().expect("n > 0");
+        let placed = L::fast_refill(&self.slots, extra);
+        if placed < extra.len() {
+            // SAFETY: the objects came from this cache's CPU layer and are
+            // held by no one else (nor by the front, which refused them).
+            unsafe { self.free_slow(&extra[placed..]) };
+        }
+        Ok(obj)
+    }
+
+    /// The front is full (or stopped): takes half of it out with one
+    /// commit and frees that and `obj` through the slot.
+    ///
+    /// # Safety
+    ///
+    /// As [`Cache::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_spill(&self, obj: NonNull<u8>) {
+        let mut buf = [MaybeUninit::uninit(); FRONT_CAP / 2 + 1];
+        let n = L::fast_take(&self.slots, &mut buf[..FRONT_CAP / 2]);
+        buf[n].write(obj);
+        // SAFETY: `fast_take` initialised the prefix `n`, and `buf[n]` was
+        // just written.
+        let objs =
+            unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<NonNull<u8>>(), n + 1) };
+        // SAFETY: the front's objects belong to this cache and left the
+        // front (the trait's contract); `obj` is forwarded from the caller.
+        unsafe { self.free_slow(objs) }
     }
 
     fn alloc_cpu_layer(&self, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
@@ -929,13 +1021,24 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         }
     }
 
-    /// Takes every magazine of every slot into `owed`; slots disabled.
+    /// Takes every magazine of every slot into `owed` and gives every
+    /// object in the per-CPU fronts back to the layer beneath; slots
+    /// disabled.
     fn purge_cpu_layer(&self, owed: &mut Owed<'_, B, L, G>) -> bool {
         self.enabled_rounds
             .store(0, std::sync::atomic::Ordering::Release);
+        let mut front = Vec::new();
+        L::fast_drain_all(&self.slots, &mut front);
         let before = owed.mags.len();
         L::for_each_slot(&self.slots, |cp| cp.take_all(&mut owed.mags));
-        owed.mags.len() != before
+        if !front.is_empty() {
+            // SAFETY: the drained objects belong to this cache and left the
+            // front (the trait's contract); nobody else holds them. A
+            // destructor panic here still frees the whole batch (the layer's
+            // contract) and `owed` returns the magazines on the way out.
+            unsafe { self.below.free_batch(&front) };
+        }
+        owed.mags.len() != before || !front.is_empty()
     }
 
     /// Purges the CPU layer and the whole depot (the seed's
@@ -1088,6 +1191,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             free += cp.free;
             slots += 1;
         });
+        rounds += L::fast_cached(&self.slots) as u64;
         let (depot_full, depot_empty, full_alloc, empty_alloc, ws_zero, mag_size) = {
             let d = self.depot.lock();
             (
@@ -1101,7 +1205,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         };
         CacheStats {
             name: self.below.name().to_owned(),
-            locality: L::NAME.into(),
+            locality: L::locality(&self.slots).into(),
             cpu_mag_size: if self.config.no_magazines {
                 0
             } else {

@@ -184,15 +184,19 @@ pub fn max_rounds<G: Ladder>(chunk_size: usize) -> u32 {
 
 /// Worst-case number of objects the CPU layer of a cache on ladder `G` can
 /// hold: two magazines of the largest size it may reach, per slot (the
-/// seed's `skmem_cache_magazine_max`). A region under such a cache adds this
-/// to its object count (`RegionParams::magazine_max_objs`).
+/// seed's `skmem_cache_magazine_max`), plus a full per-CPU front
+/// ([`FRONT_CAP`](crate::local::FRONT_CAP) objects) per slot, which a
+/// `PerCpu` cache on rseq keeps in front of its magazines. A region under
+/// such a cache adds this to its object count
+/// (`RegionParams::magazine_max_objs`).
 ///
 /// Objects resting in the depot are not bounded by this; an exhausted
 /// region asks the caches above it to reap them.
 pub fn magazine_max_objs_for<G: Ladder>(chunk_size: usize, slots: usize) -> usize {
-    slots
-        .saturating_mul(max_rounds::<G>(chunk_size) as usize)
+    let per_slot = (max_rounds::<G>(chunk_size) as usize)
         .saturating_mul(2)
+        .saturating_add(crate::local::FRONT_CAP);
+    slots.saturating_mul(per_slot)
 }
 
 /// [`magazine_max_objs_for`] on the [`SeedLadder`].
@@ -228,8 +232,8 @@ mod tests {
         assert_eq!(max_rounds::<SeedLadder>(64), 62);
         assert_eq!(max_rounds::<SeedLadder>(4096), 14);
         assert_eq!(max_rounds::<SeedLadder>(256), 30);
-        assert_eq!(magazine_max_objs(64, 4), 4 * 62 * 2);
-        assert_eq!(magazine_max_objs_for::<TinyLadder>(64, 3), 3 * 4 * 2);
+        assert_eq!(magazine_max_objs(64, 4), 4 * (62 * 2 + 31));
+        assert_eq!(magazine_max_objs_for::<TinyLadder>(64, 3), 3 * (4 * 2 + 31));
     }
 
     #[test]

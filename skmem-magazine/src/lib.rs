@@ -29,7 +29,11 @@
 //! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU
 //!   locality policy ([`CpuLocal`]: [`PerCpu`],
 //!   [`PerThread`], [`Global`]) and the magazine [`Ladder`]. No boxing, no
-//!   dynamic dispatch on the fast path.
+//!   dynamic dispatch on the fast path. On x86-64 Linux, [`PerCpu`]'s
+//!   single-object alloc and free run as restartable sequences on a small
+//!   per-CPU front (no atomic read-modify-write); elsewhere, and where the
+//!   process has no rseq, it falls back to locked slots at run time (stats
+//!   say `per-cpu(rseq)` or `per-cpu(locked)`).
 //! * Front doors: the raw `alloc` / `unsafe free` pair, batches,
 //!   [`allocator_api2::alloc::Allocator`] through [`Cache::allocator`] (for
 //!   `Vec`, `Box`, `hashbrown`; plain private memory only),
@@ -60,7 +64,8 @@
 //! The invariants of each part are stated in its module: [`local`] for the
 //! slot protocols, `cache` for the CPU layer and depot, `magazine` for the
 //! magazine itself. Loom models in `tests/loom_*.rs` check the CPU-layer /
-//! depot exchange and resize racing alloc and free.
+//! depot exchange, resize racing alloc and free, and the per-CPU front's
+//! stop / membarrier handshake (`loom_rseq_stop.rs`).
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

@@ -39,7 +39,7 @@ pub use ctor::{NoCtor, ObjectCtor};
 pub use error::{Error, Result};
 pub use flags::{AllocFlags, RegionMode};
 pub use info::ObjectInfo;
-pub use local::{CpuLocal, ExitHook, ExitJob, SlotHooks, SlotInit};
+pub use local::{CpuLocal, ExitHook, ExitJob, FastPath, SlotHooks, SlotInit};
 pub use mirror::{Mirror, NoMirror};
 pub use source::{Capabilities, Protection, SegmentGeometry, SegmentSource, SharedBacking};
 

@@ -1,6 +1,9 @@
 //! Where the magazine layer keeps its per-CPU state.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
 /// Builds the value of a slot the first time a thread (or CPU) needs one.
 pub type SlotInit<T> = Box<dyn Fn() -> T + Send + Sync>;
@@ -67,7 +70,16 @@ impl<T> core::fmt::Debug for SlotHooks<T> {
 ///   and the job it returns runs exactly once, after the policy released
 ///   its locks;
 /// * dropping the slots drops every value still held, and nothing reaches
-///   a slot afterwards.
+///   a slot afterwards;
+/// * the optional *front* (the `fast_*` methods, for policies with a
+///   lock-free per-CPU array in front of the slots): every pointer handed to
+///   [`fast_push`](Self::fast_push) or [`fast_refill`](Self::fast_refill)
+///   comes back exactly once, from [`fast_pop`](Self::fast_pop),
+///   [`fast_take`](Self::fast_take) or
+///   [`fast_drain_all`](Self::fast_drain_all), and never to two callers;
+///   `fast_drain_all` returns every pointer resting in the front when it
+///   began, and the front holds at most
+///   [`FRONT_OBJS_PER_SLOT`](Self::FRONT_OBJS_PER_SLOT) pointers per slot.
 pub unsafe trait CpuLocal: Send + Sync + Sized + 'static {
     /// Human-readable name for stats and benchmark labels.
     const NAME: &'static str;
@@ -93,4 +105,83 @@ pub unsafe trait CpuLocal: Send + Sync + Sized + 'static {
 
     /// Runs `f` on every slot in turn, each exclusively.
     fn for_each_slot<T: Send + 'static>(slots: &Self::Slots<T>, f: impl FnMut(&mut T));
+
+    /// Most objects a front holds per slot (0: the policy has no front).
+    /// The magazine layer's residency sizing reserves a fixed number per
+    /// slot (`skmem_magazine::local::FRONT_CAP`) and refuses, at compile
+    /// time, a policy that declares more.
+    const FRONT_OBJS_PER_SLOT: usize = 0;
+
+    /// The locality name a cache reports in its stats; a policy whose mode
+    /// is chosen at run time says which (e.g. `per-cpu(rseq)`).
+    fn locality<T: Send + 'static>(slots: &Self::Slots<T>) -> &'static str {
+        let _ = slots;
+        Self::NAME
+    }
+
+    /// Pops one object from the calling CPU's front without a lock.
+    /// [`FastPath::Off`] when the policy has no front (or it is switched
+    /// off): the caller uses [`with_slot`](Self::with_slot) instead.
+    #[inline(always)]
+    fn fast_pop<T: Send + 'static>(slots: &Self::Slots<T>) -> FastPath<NonNull<u8>> {
+        let _ = slots;
+        FastPath::Off
+    }
+
+    /// Pushes one object onto the calling CPU's front without a lock;
+    /// [`FastPath::Miss`] (front full or stopped) leaves `obj` with the
+    /// caller.
+    #[inline(always)]
+    fn fast_push<T: Send + 'static>(slots: &Self::Slots<T>, obj: NonNull<u8>) -> FastPath<()> {
+        let _ = (slots, obj);
+        FastPath::Off
+    }
+
+    /// Pushes a prefix of `objs` onto the calling CPU's front in one
+    /// commit; returns its length (the rest stays with the caller).
+    fn fast_refill<T: Send + 'static>(slots: &Self::Slots<T>, objs: &[NonNull<u8>]) -> usize {
+        let _ = (slots, objs);
+        0
+    }
+
+    /// Pops up to `out.len()` objects from the calling CPU's front in one
+    /// commit into a prefix of `out`; returns how many.
+    fn fast_take<T: Send + 'static>(
+        slots: &Self::Slots<T>,
+        out: &mut [MaybeUninit<NonNull<u8>>],
+    ) -> usize {
+        let _ = (slots, out);
+        0
+    }
+
+    /// Empties every front (of every CPU, from any thread) into `out`.
+    /// Purge, resize and drop call it next to [`for_each_slot`](Self::for_each_slot).
+    fn fast_drain_all<T: Send + 'static>(slots: &Self::Slots<T>, out: &mut Vec<NonNull<u8>>) {
+        let _ = (slots, out);
+    }
+
+    /// Objects resting in the fronts now (a racy sum, exact when quiet).
+    fn fast_cached<T: Send + 'static>(slots: &Self::Slots<T>) -> usize {
+        let _ = slots;
+        0
+    }
+
+    /// Switches the fronts off for good (a cache without magazines); call
+    /// before the slots are shared.
+    fn fast_disable<T: Send + 'static>(slots: &Self::Slots<T>) {
+        let _ = slots;
+    }
+}
+
+/// The outcome of a lock-free front operation ([`CpuLocal::fast_pop`],
+/// [`CpuLocal::fast_push`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPath<T> {
+    /// Done on the calling CPU's front.
+    Hit(T),
+    /// The front exists but could not serve (empty, full, or stopped by a
+    /// remote operation): refill or spill through the locked slot.
+    Miss,
+    /// No front: use the locked slot.
+    Off,
 }

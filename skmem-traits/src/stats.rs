@@ -113,8 +113,10 @@ pub struct SlabStats {
 pub struct CacheStats {
     /// Cache name.
     pub name: String,
-    /// Locality policy ([`CpuLocal::NAME`](crate::CpuLocal::NAME)); a
-    /// `Cow` for the same reason as [`RegionStats::source`].
+    /// Locality policy ([`CpuLocal::locality`](crate::CpuLocal::locality):
+    /// its [`NAME`](crate::CpuLocal::NAME), or the mode it runs in, e.g.
+    /// `per-cpu(rseq)` / `per-cpu(locked)`); a `Cow` for the same reason as
+    /// [`RegionStats::source`].
     pub locality: Cow<'static, str>,
     /// Current magazine capacity (rounds).
     pub cpu_mag_size: u32,
@@ -132,7 +134,8 @@ pub struct CacheStats {
     pub depot_ws_zero: u64,
     /// Failed try-locks on the depot (contention) in all.
     pub depot_contention: u64,
-    /// Objects in loaded magazines of all CPU slots.
+    /// Objects in loaded magazines of all CPU slots, plus those in the
+    /// policy's lock-free per-CPU fronts ([`CpuLocal::fast_cached`](crate::CpuLocal::fast_cached)).
     pub cpu_rounds: u64,
     /// Objects in previous magazines of all CPU slots.
     pub cpu_prounds: u64,

@@ -1,11 +1,39 @@
-//! One cache-padded, locked slot per CPU, found through the CPU id.
+//! One cache-padded, locked slot per CPU, found through the CPU id, with
+//! a lock-free rseq front per CPU in front of it where the platform allows
+//! (see the `front` module for the protocol).
 
 use crossbeam_utils::CachePadded;
+#[cfg(rseq_front)]
+use skmem_traits::FastPath;
 use skmem_traits::{CpuLocal, SlotHooks};
+#[cfg(rseq_front)]
+use std::mem::MaybeUninit;
+#[cfg(rseq_front)]
+use std::ptr::NonNull;
 
 use crate::sync::Mutex;
 
-/// One slot per CPU, each behind its own mutex (the seed's per-CPU cache).
+/// One slot per CPU, each behind its own mutex (the seed's per-CPU cache),
+/// and, on x86-64 Linux with glibc's rseq area, a lock-free *front* of up
+/// to [`FRONT_CAP`](super::FRONT_CAP) objects per CPU that single-object
+/// alloc and free use with restartable sequences: no atomic
+/// read-modify-write on that path. The locality name in stats says which
+/// mode a cache runs in: `per-cpu(rseq)` or `per-cpu(locked)`.
+///
+/// # Why a front, not an rseq-visible magazine
+///
+/// The front is a fixed, `#[repr(C)]` block the assembly can index with a
+/// shift; the magazines, their swap and the depot exchange keep their locked
+/// code unchanged (and shared with the other policies). A miss costs one
+/// trip through the locked slot for half a front of objects, so the lock's
+/// cost is spread over about half of `FRONT_CAP`
+/// operations. The price is up to `FRONT_CAP` more cached objects per CPU,
+/// which the residency sizing (`magazine_max_objs_for`) includes.
+///
+/// The mode is decided once per process (see [`rseq_mode`](super::rseq_mode));
+/// setting `SKMEM_RSEQ=0` in the environment forces the locked mode.
+/// [`rseq_aborts`](super::rseq_aborts) counts the critical sections the
+/// kernel restarted.
 ///
 /// The calling thread's CPU comes, on Linux, from the rseq area glibc
 /// registers (one inline `fs`-relative load on x86-64), or else from
@@ -25,13 +53,18 @@ pub struct PerCpuSlots<T> {
     slots: Box<[CachePadded<Mutex<T>>]>,
     /// `slots.len() - 1`.
     mask: usize,
+    /// The rseq fronts, one per slot (none in locked mode).
+    #[cfg(rseq_front)]
+    fronts: super::front::Fronts,
 }
 
 impl<T> core::fmt::Debug for PerCpuSlots<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PerCpuSlots")
-            .field("slots", &self.slots.len())
-            .finish()
+        let mut d = f.debug_struct("PerCpuSlots");
+        d.field("slots", &self.slots.len());
+        #[cfg(rseq_front)]
+        d.field("fronts", &self.fronts);
+        d.finish()
     }
 }
 
@@ -101,6 +134,8 @@ unsafe impl CpuLocal for PerCpu {
             .collect();
         PerCpuSlots {
             mask: slots.len() - 1,
+            #[cfg(rseq_front)]
+            fronts: super::front::Fronts::new(slots.len()),
             slots,
         }
     }
@@ -120,5 +155,65 @@ unsafe impl CpuLocal for PerCpu {
         for s in slots.slots.iter() {
             f(&mut s.lock());
         }
+    }
+
+    #[cfg(rseq_front)]
+    const FRONT_OBJS_PER_SLOT: usize = super::FRONT_CAP;
+
+    fn locality<T: Send + 'static>(slots: &PerCpuSlots<T>) -> &'static str {
+        let _ = slots;
+        #[cfg(rseq_front)]
+        if slots.fronts.is_on() {
+            return "per-cpu(rseq)";
+        }
+        "per-cpu(locked)"
+    }
+
+    #[cfg(rseq_front)]
+    #[inline(always)]
+    fn fast_pop<T: Send + 'static>(slots: &PerCpuSlots<T>) -> FastPath<NonNull<u8>> {
+        match slots.fronts.pop() {
+            Some(Some(obj)) => FastPath::Hit(obj),
+            Some(None) => FastPath::Miss,
+            None => FastPath::Off,
+        }
+    }
+
+    #[cfg(rseq_front)]
+    #[inline(always)]
+    fn fast_push<T: Send + 'static>(slots: &PerCpuSlots<T>, obj: NonNull<u8>) -> FastPath<()> {
+        match slots.fronts.push(obj) {
+            Some(true) => FastPath::Hit(()),
+            Some(false) => FastPath::Miss,
+            None => FastPath::Off,
+        }
+    }
+
+    #[cfg(rseq_front)]
+    fn fast_refill<T: Send + 'static>(slots: &PerCpuSlots<T>, objs: &[NonNull<u8>]) -> usize {
+        slots.fronts.push_batch(objs)
+    }
+
+    #[cfg(rseq_front)]
+    fn fast_take<T: Send + 'static>(
+        slots: &PerCpuSlots<T>,
+        out: &mut [MaybeUninit<NonNull<u8>>],
+    ) -> usize {
+        slots.fronts.pop_batch(out)
+    }
+
+    #[cfg(rseq_front)]
+    fn fast_drain_all<T: Send + 'static>(slots: &PerCpuSlots<T>, out: &mut Vec<NonNull<u8>>) {
+        slots.fronts.drain_all(out);
+    }
+
+    #[cfg(rseq_front)]
+    fn fast_cached<T: Send + 'static>(slots: &PerCpuSlots<T>) -> usize {
+        slots.fronts.cached()
+    }
+
+    #[cfg(rseq_front)]
+    fn fast_disable<T: Send + 'static>(slots: &PerCpuSlots<T>) {
+        slots.fronts.disable();
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn init() {
 pub(crate) fn cpu_id() -> usize {
     let off = CPU_ID_OFFSET.load(Ordering::Relaxed);
     if off > UNAVAILABLE {
-        if let Some(id) = read_rseq(off) {
+        if let Some(id) = read_cpu_id(off) {
             return id;
         }
     }
@@ -92,9 +92,10 @@ pub(crate) fn cpu_id() -> usize {
 /// The rseq `cpu_id` at `fs:[off]`, or `None` when this thread's area is
 /// not registered.
 ///
-/// `off` must be a value [`lookup`] stored (greater than `UNAVAILABLE`).
+/// `off` must be a value [`lookup`] stored (greater than `UNAVAILABLE`),
+/// or [`area_offset`]` + 4`.
 #[inline(always)]
-fn read_rseq(off: isize) -> Option<usize> {
+pub(crate) fn read_cpu_id(off: isize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         let id: i32;
@@ -172,6 +173,26 @@ fn lookup() -> isize {
 /// `__rseq_offset + 4` when glibc registered an rseq area large enough to
 /// hold `cpu_id`.
 fn rseq_cpu_id_offset() -> Option<isize> {
+    let (offset, size) = glibc_rseq()?;
+    if size < 8 {
+        return None;
+    }
+    let off = offset.checked_add(4)?;
+    (off > UNAVAILABLE).then_some(off)
+}
+
+/// `__rseq_offset` when glibc registered an rseq area that holds the
+/// original ABI fields up to `flags` (`cpu_id_start`, `cpu_id`, `rseq_cs`,
+/// `flags`: 20 bytes), which is what the per-CPU fronts' critical sections
+/// use (`cpu_id` at +4, `rseq_cs` at +8).
+pub(crate) fn area_offset() -> Option<isize> {
+    let (offset, size) = glibc_rseq()?;
+    (size >= 20 && offset.checked_add(8).is_some_and(|o| o > UNAVAILABLE)).then_some(offset)
+}
+
+/// glibc's `(__rseq_offset, __rseq_size)` when both exist and the size is
+/// non-zero (x86-64 only: the only architecture the inline loads serve).
+fn glibc_rseq() -> Option<(isize, u32)> {
     if !cfg!(target_arch = "x86_64") {
         return None;
     }
@@ -189,11 +210,7 @@ fn rseq_cpu_id_offset() -> Option<isize> {
     let size = unsafe { size.cast::<u32>().read() };
     // SAFETY: likewise, `__rseq_offset` is a `const ptrdiff_t`.
     let offset = unsafe { offset.cast::<isize>().read() };
-    if size < 8 {
-        return None;
-    }
-    let off = offset.checked_add(4)?;
-    (off > UNAVAILABLE).then_some(off)
+    (size != 0).then_some((offset, size))
 }
 
 #[cfg(test)]
@@ -233,7 +250,7 @@ mod tests {
                 let mut one: libc::cpu_set_t = core::mem::zeroed();
                 libc::CPU_SET(cpu, &mut one);
                 assert_eq!(libc::sched_setaffinity(0, size_of_val(&one), &one), 0);
-                assert_eq!(read_rseq(off), Some(cpu));
+                assert_eq!(read_cpu_id(off), Some(cpu));
                 assert_eq!(cpu_id(), cpu);
                 assert_eq!(libc::sched_getcpu(), cpu as i32);
             }

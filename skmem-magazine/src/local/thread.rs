@@ -391,6 +391,10 @@ unsafe impl CpuLocal for PerThread {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
+    fn locality<T: Send + 'static>(_slots: &PerThreadSlots<T>) -> &'static str {
+        per_thread_mode()
+    }
+
     fn new_slots<T: Send + 'static>(hooks: SlotHooks<T>) -> PerThreadSlots<T> {
         // Decide the handshake mode (registering membarrier) before any
         // slot of this cache can exist.

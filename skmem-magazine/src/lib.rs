@@ -78,7 +78,7 @@ mod sync;
 mod typed;
 
 #[cfg(not(loom))]
-pub use builder::{CacheBuilder, Capacity};
+pub use builder::{CacheBuilder, Capacity, MirrorWith};
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
     magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder,

@@ -82,7 +82,9 @@ impl Capacity {
         };
         let allowance = if magazines {
             // The chunk size does not depend on the count: ask the region.
-            let chunk = RegionParams::new(name, obj_size, count).configure()?.obj_size;
+            let chunk = RegionParams::new(name, obj_size, count)
+                .configure()?
+                .obj_size;
             magazine_max_objs_for::<SeedLadder>(chunk, self.slots::<L>())
         } else {
             0
@@ -116,8 +118,12 @@ impl Capacity {
 /// Builds a [`Cache`] over a [`SlabCache`] over a [`Region`]; see the
 /// [module docs](self) and [`Cache::builder`].
 #[must_use = "a builder does nothing until `build`"]
-pub struct CacheBuilder<S: SegmentSource = Heap, L: CpuLocal = DefaultLocal, C = NoCtor, M = NoMirror>
-{
+pub struct CacheBuilder<
+    S: SegmentSource = Heap,
+    L: CpuLocal = DefaultLocal,
+    C = NoCtor,
+    M = NoMirror,
+> {
     name: String,
     obj_size: usize,
     align: Option<usize>,

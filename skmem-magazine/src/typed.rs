@@ -38,8 +38,8 @@ use skmem_traits::{
     AllocFlags, CpuLocal, Error, ObjectCtor, ObjectInfo, Result, SegmentSource, CACHE_LINE_SIZE,
 };
 
-use crate::cache::{Cache, CacheConfig};
 use crate::builder::Capacity;
+use crate::cache::{Cache, CacheConfig};
 use crate::DefaultLocal;
 
 thread_local! {

@@ -65,11 +65,11 @@ pub use skmem_traits::{
     Result, SegmentSource,
 };
 
-pub use skmem_backends::{Heap, HeapConfig};
 #[cfg(target_os = "linux")]
 pub use skmem_backends::{
     FakeIommu, Iommu, Mmap, MmapConfig, Pagemap, PagemapConfig, Vfio, VfioConfig, VfioContainer,
 };
+pub use skmem_backends::{Heap, HeapConfig};
 
 pub use skmem_slab::{Region, RegionLayout, RegionParams, Shadow, SlabCache, SlabConfig};
 

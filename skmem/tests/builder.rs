@@ -102,7 +102,10 @@ fn capacity_is_usable_with_every_magazine_full() {
         .map(|i| cache.alloc().unwrap_or_else(|| panic!("object {i} of {N}")))
         .collect();
     let after = cache.stats();
-    assert_eq!(after.cpu_mag_purge, held.cpu_mag_purge, "no magazine was purged");
+    assert_eq!(
+        after.cpu_mag_purge, held.cpu_mag_purge,
+        "no magazine was purged"
+    );
     assert_eq!(
         (after.cpu_rounds + after.cpu_prounds) as usize,
         allowance,
@@ -130,7 +133,10 @@ fn capacity_is_usable_with_every_magazine_full() {
 fn max_capacity_is_a_ceiling() {
     // 100 objects of 128 bytes are 12 800 bytes: a single segment of whole
     // pages holds 96 of them.
-    let cache = Cache::builder("ceil", 128).max_capacity(100).build().unwrap();
+    let cache = Cache::builder("ceil", 128)
+        .max_capacity(100)
+        .build()
+        .unwrap();
     assert_eq!(cache.layer().region().layout().obj_count, 96);
     assert_eq!(count_until_exhausted(&cache), 96);
 
@@ -151,7 +157,10 @@ fn max_capacity_is_a_ceiling() {
 #[test]
 fn max_capacity_below_what_can_be_honoured_is_named() {
     // Not even one page's worth of 128-byte objects.
-    let e = Cache::builder("tiny", 128).max_capacity(1).build().unwrap_err();
+    let e = Cache::builder("tiny", 128)
+        .max_capacity(1)
+        .build()
+        .unwrap_err();
     assert_eq!(param_of(e), "max_capacity");
     // A ceiling that leaves no room for the floor plus the magazines.
     let e = Cache::builder("clash", 128)
@@ -227,7 +236,11 @@ fn locality_source_ctor_align_and_mirror_are_honoured() {
         .build()
         .unwrap();
     let p = cache.alloc().unwrap();
-    assert_eq!(cache.layer().region().mirror().0.stats().seginuse, 1, "the shadow follows");
+    assert_eq!(
+        cache.layer().region().mirror().0.stats().seginuse,
+        1,
+        "the shadow follows"
+    );
     // SAFETY: from `cache`, freed once.
     unsafe { cache.free(p) };
 }

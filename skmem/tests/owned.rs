@@ -27,13 +27,24 @@ fn the_reset_hook_runs_before_an_object_reenters_a_magazine() {
     let addr = OwnedBox::as_ptr(&b);
     drop(b);
     assert_eq!(resets.load(Ordering::SeqCst), 1);
-    assert_eq!(cache.stats().cached_objs, 1, "resting in this thread's magazine");
+    assert_eq!(
+        cache.stats().cached_objs,
+        1,
+        "resting in this thread's magazine"
+    );
     let again = cache.alloc().unwrap();
     assert_eq!(skmem::CachedBox::as_ptr(&again), addr, "the same object");
     assert!(again.is_empty(), "reset on free");
-    assert!(again.capacity() >= 100, "still constructed: its buffer kept");
+    assert!(
+        again.capacity() >= 100,
+        "still constructed: its buffer kept"
+    );
     drop(again);
-    assert_eq!(resets.load(Ordering::SeqCst), 2, "borrowing boxes reset too");
+    assert_eq!(
+        resets.load(Ordering::SeqCst),
+        2,
+        "borrowing boxes reset too"
+    );
 }
 
 #[test]
@@ -95,7 +106,10 @@ fn owned_boxes_move_into_threads_and_are_freed_there() {
 
 #[test]
 fn an_owned_box_keeps_its_cache_alive() {
-    let cache = TypedCache::<u64>::builder("alive").capacity(8).build().unwrap();
+    let cache = TypedCache::<u64>::builder("alive")
+        .capacity(8)
+        .build()
+        .unwrap();
     let mut b = cache.alloc_owned().unwrap();
     *b = 7;
     drop(cache);
@@ -130,7 +144,11 @@ fn a_panicking_reset_destructs_the_object_and_loses_nothing() {
     assert_eq!(before, 1);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(b)));
     assert!(r.is_err(), "the reset panic goes on");
-    assert_eq!(drops.load(Ordering::SeqCst), 1, "the object was destructed, not cached");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the object was destructed, not cached"
+    );
     assert_eq!(cache.stats().cached_objs, 0);
     let c = cache.alloc().expect("the memory came back");
     // Dropping would run the panicking hook again.
@@ -182,7 +200,11 @@ fn owned_packets_go_back_to_their_pool() {
     std::thread::spawn(move || drop(back)).join().unwrap();
     assert_eq!(pool.stats().packets_out, 4);
     drop(pkts);
-    assert_eq!(pool.stats().packets_out, 0, "every owned packet freed on drop");
+    assert_eq!(
+        pool.stats().packets_out,
+        0,
+        "every owned packet freed on drop"
+    );
     // A raw handle can be taken out and owned again.
     let p = pool.alloc_owned(1, NS).unwrap();
     let raw = p.into_raw();

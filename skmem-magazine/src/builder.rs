@@ -5,26 +5,8 @@
 //! would compute: the object count of the region, including the worst case
 //! the magazines may hold.
 //!
-//! # What capacity means
-//!
-//! * [`capacity(n)`](CacheBuilder::capacity) is a **floor**: at least `n`
-//!   objects can be allocated even while every magazine of the cache is
-//!   full. The builder adds the magazine allowance, two magazines of the
-//!   largest size the ladder can reach for this chunk size, per slot
-//!   (`magazine_max_objs_for`), with the slot count of the locality: the CPU
-//!   count for [`PerCpu`](crate::PerCpu), one for [`Global`](crate::Global),
-//!   and for [`PerThread`] the hardware parallelism or the
-//!   [`threads`](CacheBuilder::threads) hint. The region then rounds up to
-//!   whole segments, so the real count is usually higher.
-//! * [`max_capacity(n)`](CacheBuilder::max_capacity) is a **ceiling**: the
-//!   region never holds more than `n` objects (whole segments rounded down,
-//!   see [`RegionParams::max_capacity`]). With both, the ceiling must leave
-//!   room for the floor plus the allowance, or the build fails naming
-//!   `max_capacity`.
-//!
-//! Objects resting in the depot are not bounded by the allowance; a region
-//! that runs out asks the caches above it to give them back (reap) before
-//! failing.
+//! What `capacity` means is documented on [`CacheBuilder`], where
+//! `cargo doc` shows it.
 //!
 //! # Safety and correctness
 //!
@@ -47,7 +29,7 @@ use crate::local::PerThread;
 use crate::DefaultLocal;
 
 /// The sizing of a region under a magazine cache: the two meanings of
-/// "capacity" (see the [module docs](self)).
+/// "capacity" (see [`CacheBuilder`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capacity {
     /// At least this many objects usable with every magazine full.
@@ -115,8 +97,30 @@ impl Capacity {
     }
 }
 
-/// Builds a [`Cache`] over a [`SlabCache`] over a [`Region`]; see the
-/// [module docs](self) and [`Cache::builder`].
+/// Builds a [`Cache`] over a [`SlabCache`] over a [`Region`]; made by
+/// [`Cache::builder`].
+///
+/// # What capacity means
+///
+/// * [`capacity(n)`](CacheBuilder::capacity) is a **floor**: at least `n`
+///   objects can be allocated even while every magazine of the cache is
+///   full. The builder adds the magazine allowance, two magazines of the
+///   largest size the ladder can reach for this chunk size, per slot
+///   (`magazine_max_objs_for`), with the slot count of the locality: the CPU
+///   count for [`PerCpu`](crate::PerCpu), one for [`Global`](crate::Global),
+///   and for [`PerThread`] the hardware parallelism or the
+///   [`threads`](CacheBuilder::threads) hint. The region then rounds up to
+///   whole segments, so the real count is usually higher.
+/// * [`max_capacity(n)`](CacheBuilder::max_capacity) is a **ceiling**: the
+///   region never holds more than `n` objects (whole segments rounded down,
+///   see [`RegionParams::max_capacity`]). With both, the ceiling must leave
+///   room for the floor plus the allowance, or the build fails naming
+///   `max_capacity`.
+///
+/// Objects resting in the depot are not bounded by the allowance; a region
+/// that runs out asks the caches above it to give them back (reap) before
+/// failing.
+///
 #[must_use = "a builder does nothing until `build`"]
 pub struct CacheBuilder<
     S: SegmentSource = Heap,

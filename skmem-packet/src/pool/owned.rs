@@ -38,8 +38,17 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, Result, SegmentSource};
 
 use super::{Buflet, MetadataType, Packet, PacketPool};
 
-/// A packet owned by this value: freed back to its pool on drop; see the
-/// [module docs](self).
+/// A packet owned by this value: freed back to its pool on drop (ixy.rs
+/// style), with safe accessors, next to the raw `Copy` [`Packet`] handle.
+///
+/// It owns the packet exclusively and holds a handle to its pool, so the
+/// pool outlives it. Buffer bytes are copied ([`write_payload`](Self::write_payload),
+/// [`read_payload`](Self::read_payload)); slices ([`data`](Self::data),
+/// [`data_mut`](Self::data_mut)) are given only when no other process or
+/// packet can write the buffer (a kernel-only pool, a buffer not shared).
+/// A drop refused by the pool (the raw handle was handed to a user process
+/// or attached to another packet) is logged and the packet stays where it
+/// is, to be reclaimed at the pool's teardown or with its parent.
 pub struct OwnedPacket<S: SegmentSource, L: CpuLocal = skmem_magazine::DefaultLocal> {
     packet: Packet,
     pool: PacketPool<S, L>,

@@ -244,3 +244,45 @@ fn locality_source_ctor_align_and_mirror_are_honoured() {
     // SAFETY: from `cache`, freed once.
     unsafe { cache.free(p) };
 }
+
+/// `RegionParams::max_capacity` over many shapes: never above the ceiling,
+/// never below the request, and the layout invariants hold.
+#[test]
+fn region_ceilings_keep_the_layout_invariants() {
+    use skmem::{RegionMode, RegionParams};
+    for obj in [
+        1, 8, 64, 100, 128, 192, 1000, 2048, 4096, 6000, 10_000, 70_000,
+    ] {
+        for count in [1, 7, 100, 1000] {
+            for extra in [0, 1, 33, 5000] {
+                for mode in [RegionMode::empty(), RegionMode::MONOLITHIC] {
+                    let max = count + extra;
+                    let p = RegionParams::new("sweep", obj, count)
+                        .magazine_max_objs(64)
+                        .mode(mode)
+                        .max_capacity(max);
+                    match p.configure() {
+                        Ok(l) => {
+                            assert!(l.obj_count <= max, "{obj} {count} {max}: {l:?}");
+                            assert!(l.obj_count >= 1);
+                            assert_eq!(l.objs_per_seg as usize * l.seg_count as usize, l.obj_count);
+                            assert_eq!(l.seg_size % 4096, 0, "{l:?}");
+                            assert!(l.seg_size / l.obj_size == l.objs_per_seg as usize);
+                            let floor = RegionParams::new("sweep", obj, count)
+                                .magazine_max_objs(64)
+                                .mode(mode)
+                                .configure()
+                                .unwrap();
+                            assert_eq!(l.obj_size, floor.obj_size, "same chunk size");
+                        }
+                        Err(skmem::Error::InvalidParam { param, .. }) => {
+                            assert_eq!(param, "max_capacity");
+                            assert!(max * obj < 4096, "refused only below one page: {obj} {max}");
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }
+        }
+    }
+}

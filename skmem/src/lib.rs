@@ -21,15 +21,15 @@
 //! * The layers, for stacking by hand: [`Region`] / [`RegionParams`],
 //!   [`SlabCache`] / [`SlabConfig`], [`Cache`] / [`CacheConfig`], and the
 //!   whole crates as modules ([`traits`], [`backends`], [`slab`],
-//!   [`magazine`], [`packet`]).
+//!   [`magazine`], and `packet` with its feature).
 //! * The policies: segment sources ([`Heap`], and on Linux [`Mmap`],
 //!   [`Vfio`], [`Pagemap`]), localities ([`PerThread`], [`PerCpu`],
 //!   [`Global`]), constructors ([`ObjectCtor`], [`NoCtor`]), mirrors
 //!   ([`Mirror`], [`NoMirror`], [`Shadow`]).
-//! * Packets (feature `packet`, on by default): [`PacketPool`],
-//!   [`OwnedPacket`] (freed on drop, safe accessors) next to the raw
-//!   [`Packet`] / [`Buflet`] handles. Arenas (feature `arena`, on by
-//!   default, Linux): [`Arena`].
+//! * Packets (feature `packet`, on by default): `PacketPool`,
+//!   `OwnedPacket` (freed on drop, safe accessors) next to the raw
+//!   `Packet` / `Buflet` handles. Arenas (feature `arena`, on by
+//!   default, Linux): `Arena`.
 //!
 //! The DMA backends (`Vfio`, `Pagemap`) are always compiled on Linux:
 //! their only extra dependency is `vfio-bindings` (plain structs and

@@ -3,9 +3,3 @@
 
 pub mod table;
 pub mod workload;
-
-/// The repository README, compiled and run as a doctest so that its example
-/// cannot rot.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

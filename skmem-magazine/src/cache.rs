@@ -69,7 +69,7 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, ExitJob, FastPath, Result, SlotH
 use crate::depot::Depot;
 use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
-use crate::local::{PerCpu, FRONT_CAP};
+use crate::local::FRONT_CAP;
 use crate::magazine::{Chain, MagBox, Magazine};
 use crate::registry;
 use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
@@ -420,7 +420,7 @@ pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
 /// the layer beneath constructs them when they leave it and destructs them
 /// when they go back (on purge, reap, `free_nocache`, a full CPU layer
 /// without spare magazines, or when the cache is dropped).
-pub struct Cache<B: ObjectLayer, L: CpuLocal = PerCpu, G: Ladder = SeedLadder> {
+pub struct Cache<B: ObjectLayer, L: CpuLocal = crate::DefaultLocal, G: Ladder = SeedLadder> {
     inner: Arc<Inner<B, L, G>>,
 }
 

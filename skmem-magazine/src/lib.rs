@@ -70,6 +70,8 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod alloc_api;
+#[cfg(not(loom))]
+mod builder;
 mod cache;
 mod depot;
 pub mod ladder;
@@ -82,6 +84,8 @@ mod sync;
 mod typed;
 
 pub use alloc_api::CacheAllocator;
+#[cfg(not(loom))]
+pub use builder::{CacheBuilder, Capacity, MirrorWith};
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
     magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder,
@@ -92,7 +96,24 @@ pub use local::{per_thread_mode, PerThread};
 pub use local::{Global, PerCpu};
 pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};
 #[cfg(not(loom))]
-pub use typed::{CachedBox, TypedCache, TypedCtor, TypedInner};
+pub use typed::{CachedBox, OwnedBox, TypedCache, TypedCacheBuilder, TypedCtor, TypedInner};
+
+/// The locality every layer defaults to ([`Cache`], [`TypedCache`], the
+/// packet pool, the `skmem` builders): [`PerThread`].
+///
+/// Why per thread: its fast path touches only the calling thread's own slot
+/// (no lock, no atomic read-modify-write, no restartable sequence), so it
+/// needs no `rseq` support from the kernel and stays correct when threads
+/// migrate between CPUs; a thread's magazines go back to the depot when it
+/// exits. [`PerCpu`] bounds the cached objects by the CPU count instead of
+/// the thread count: pick it with `locality::<PerCpu>()` for many
+/// short-lived or mostly idle threads.
+#[cfg(not(loom))]
+pub type DefaultLocal = PerThread;
+/// Under loom, where [`PerThread`] is not modelled, the default is
+/// [`PerCpu`].
+#[cfg(loom)]
+pub type DefaultLocal = PerCpu;
 
 pub use skmem_traits::stats::CacheStats;
 pub use skmem_traits::{AllocFlags, CpuLocal, Error, Result};

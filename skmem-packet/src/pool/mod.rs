@@ -43,6 +43,7 @@ mod ctor;
 mod hooks;
 mod meta;
 mod ops;
+mod owned;
 mod report;
 mod upp;
 
@@ -52,7 +53,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
-use skmem_magazine::{Cache, CacheConfig, PerThread};
+use skmem_magazine::{Cache, CacheConfig, DefaultLocal};
 use skmem_slab::{Reap, Region, RegionParams, Shadow, SlabCache, SlabConfig};
 use skmem_traits::{AllocFlags, CpuLocal, Error, Mirror, NoMirror, Result, SegmentSource};
 
@@ -63,6 +64,7 @@ pub use meta::{
     ubft, umd, Buflet, BufletIter, MetadataType, Packet, PacketQueue, IDX_NONE, NO_OWNER,
 };
 pub use ops::RawBuffer;
+pub use owned::{BufletRef, OwnedPacket};
 pub use report::{Outstanding, OutstandingBuflet, OutstandingPacket, PoolStats};
 
 use ctor::{BftCtor, BufClass, Buffers, MdCtor};
@@ -193,8 +195,8 @@ impl<S: SegmentSource, L: CpuLocal> Drop for PacketPool<S, L> {
 /// `PacketPool` is a handle: [`retain`](Self::retain) (or `clone`) takes
 /// another reference, the last one dropped tears the pool down (after
 /// purging what users still hold). The default locality is
-/// [`PerThread`], whose fast path is the shortest.
-pub struct PacketPool<S: SegmentSource, L: CpuLocal = PerThread> {
+/// [`DefaultLocal`] (per thread), whose fast path is the shortest.
+pub struct PacketPool<S: SegmentSource, L: CpuLocal = DefaultLocal> {
     pub(crate) inner: ManuallyDrop<Arc<Inner<S, L>>>,
 }
 
@@ -223,7 +225,7 @@ impl PacketPoolConfig {
     /// Builds a pool on source `S` (every region opened with
     /// `source_config`), with the default locality.
     pub fn build<S: SegmentSource>(&self, source_config: S::Config) -> Result<PacketPool<S>> {
-        self.build_with::<S, PerThread>(source_config)
+        self.build_with::<S, DefaultLocal>(source_config)
     }
 
     /// Builds a pool on source `S` with locality `L`.

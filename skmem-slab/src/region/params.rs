@@ -107,6 +107,9 @@ pub struct RegionParams {
     /// Worst-case number of objects the magazine layer above may hold
     /// (ignored with [`RegionMode::NOMAGAZINES`] and for pseudo regions).
     pub magazine_max_objs: usize,
+    /// A hard upper bound on the objects the region may ever hold, magazine
+    /// allowance included; `None`: no bound (see [`max_capacity`](Self::max_capacity)).
+    pub max_capacity: Option<usize>,
 }
 
 impl RegionParams {
@@ -121,6 +124,7 @@ impl RegionParams {
             align: CACHE_LINE_SIZE,
             mode: RegionMode::empty(),
             magazine_max_objs: 0,
+            max_capacity: None,
         }
     }
 
@@ -145,6 +149,20 @@ impl RegionParams {
     /// Sets the worst-case magazine residency.
     pub fn magazine_max_objs(mut self, objs: usize) -> Self {
         self.magazine_max_objs = objs;
+        self
+    }
+
+    /// Sets a hard upper bound on the objects the region may ever hold.
+    ///
+    /// Without it the object count is a floor (`obj_count` plus the
+    /// magazine allowance, rounded *up* to whole segments). With it the
+    /// allowance is cut so the total stays within `max`, and the segments
+    /// are rounded *down*: first their count, then (when one segment alone
+    /// holds more than `max`) the size of the single segment, page by page.
+    /// `obj_count` above `max`, or `max` below one page's worth of objects,
+    /// is refused with [`Error::InvalidParam`] naming `max_capacity`.
+    pub fn max_capacity(mut self, max: usize) -> Self {
+        self.max_capacity = Some(max);
         self
     }
 
@@ -200,6 +218,59 @@ fn too_large(param: &'static str, value: usize) -> Error {
 }
 
 fn configure(p: &RegionParams) -> Result<RegionLayout> {
+    let Some(max) = p.max_capacity else {
+        return configure_floor(p);
+    };
+    if max < p.obj_count {
+        return Err(Error::invalid_param(
+            "max_capacity",
+            max as u64,
+            "smaller than the requested object count (obj_count)",
+        ));
+    }
+    // The allowance is cut so that the floor computation aims at `max`.
+    let mut aimed = p.clone();
+    aimed.max_capacity = None;
+    if !p.mode.contains(RegionMode::NOMAGAZINES) {
+        aimed.magazine_max_objs = p.magazine_max_objs.min(max - p.obj_count);
+    }
+    let layout = configure_floor(&aimed)?;
+    bound_layout(layout, max)
+}
+
+/// Rounds a layout down to at most `max` objects: fewer segments, or a
+/// smaller single segment (whole pages, whole objects).
+fn bound_layout(mut layout: RegionLayout, max: usize) -> Result<RegionLayout> {
+    if layout.obj_count <= max {
+        return Ok(layout);
+    }
+    let per_seg = layout.objs_per_seg as usize;
+    let segs = max / per_seg;
+    if segs >= 1 {
+        // `segs` < the computed count, which fit a u32.
+        layout.seg_count = segs as u32;
+        layout.obj_count = segs * per_seg;
+        return Ok(layout);
+    }
+    // One segment holds more than `max`: shrink it (pseudo regions have one
+    // object per segment and never get here, as `max >= 1`).
+    let page_round_down = max * layout.obj_size / MIN_SEG_SIZE * MIN_SEG_SIZE;
+    let per_seg = page_round_down / layout.obj_size;
+    if per_seg == 0 {
+        return Err(Error::invalid_param(
+            "max_capacity",
+            max as u64,
+            "smaller than one segment's worth of objects (a segment is whole pages)",
+        ));
+    }
+    layout.seg_size = page_round_down;
+    layout.seg_count = 1;
+    layout.objs_per_seg = per_seg as u32;
+    layout.obj_count = per_seg;
+    Ok(layout)
+}
+
+fn configure_floor(p: &RegionParams) -> Result<RegionLayout> {
     if p.obj_size == 0 {
         return Err(Error::invalid_param("obj_size", 0, "must be non-zero"));
     }

@@ -110,7 +110,7 @@ fn capacity_is_usable_with_every_magazine_full() {
     );
     assert_eq!(
         (after.cpu_rounds + after.cpu_prounds) as usize,
-        allowance,
+        THREADS * 2 * rounds,
         "the other threads' magazines are still full"
     );
     // Beyond the floor, the region takes cached objects back: everything

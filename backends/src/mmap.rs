@@ -606,6 +606,12 @@ unsafe impl SegmentSource for Mmap {
         }
     }
 
+    fn is_wired(&self, index: u32) -> bool {
+        // The per-segment bit set by `wire` and by a persistent `create`
+        // with `wire_persistent`, cleared by `unwire` and `discard`.
+        Mmap::is_wired(self, index)
+    }
+
     unsafe fn wire(&self, index: u32, base: NonNull<u8>) -> Result<()> {
         let seg = self.segment(index)?;
         debug_assert_eq!(seg.cast::<u8>(), base.as_ptr());

@@ -502,6 +502,12 @@ unsafe impl SegmentSource for Pagemap {
         Ok(rec.base)
     }
 
+    fn is_wired(&self, index: u32) -> bool {
+        // Every segment is mlocked as it is created (its physical addresses
+        // must not change) and stays locked until discarded.
+        self.table.read().is_live(index)
+    }
+
     unsafe fn discard(&self, index: u32, base: NonNull<u8>) {
         let rec = self.table.write().remove_at(index, base, Self::NAME);
         self.release(base, rec.map_len);

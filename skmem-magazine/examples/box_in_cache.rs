@@ -1,9 +1,9 @@
-//! `Box<T, _>` on a skmem cache, through the owned `Cache` handle (a
-//! cloneable allocator, so the boxes are `'static`).
+//! `Box<T, _>` on a skmem cache, through its owned `CacheAllocator` handle
+//! (a cloneable allocator, so the boxes are `'static`).
 
 use allocator_api2::boxed::Box;
 use skmem_backends::{Heap, HeapConfig};
-use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, PerThread};
+use skmem_magazine::{magazine_max_objs, Cache, CacheAllocator, CacheConfig, PerThread};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 
@@ -14,6 +14,7 @@ struct Packet {
 }
 
 type PacketCache = Cache<SlabCache<Heap>, PerThread>;
+type PacketAlloc = CacheAllocator<SlabCache<Heap>, PerThread>;
 
 fn main() -> skmem_traits::Result<()> {
     let size = core::mem::size_of::<Packet>();
@@ -22,15 +23,17 @@ fn main() -> skmem_traits::Result<()> {
     let region = Region::<Heap>::new(params, HeapConfig::default())?;
     let slab = SlabCache::new(region, SlabConfig::new("packets", size), NoCtor)?;
     let cache: PacketCache = Cache::new(slab, CacheConfig::default())?;
+    // A private heap region: plain memory, so the cache may be an allocator.
+    let alloc: PacketAlloc = cache.allocator()?;
 
-    let boxes: Vec<Box<Packet, PacketCache>> = (0..10u16)
+    let boxes: Vec<Box<Packet, PacketAlloc>> = (0..10u16)
         .map(|i| {
             Box::new_in(
                 Packet {
                     len: i,
                     data: [i as u8; 120],
                 },
-                cache.clone(),
+                alloc.clone(),
             )
         })
         .collect();

@@ -14,8 +14,9 @@ fn main() -> skmem_traits::Result<()> {
     let slab = SlabCache::new(region, SlabConfig::new("tables", TABLE), NoCtor)?;
     let cache: Cache<_, Global> = Cache::new(slab, CacheConfig::default())?;
 
+    let alloc = cache.allocator()?;
     let mut map =
-        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &cache);
+        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &alloc);
     let mut n = 0u32;
     while map.try_reserve(1).is_ok() {
         map.insert(n, u64::from(n) * u64::from(n));

@@ -5,7 +5,7 @@
 
 use allocator_api2::vec::Vec;
 use skmem_backends::{Heap, HeapConfig};
-use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, PerCpu};
+use skmem_magazine::{magazine_max_objs, Cache, CacheAllocator, CacheConfig, PerCpu};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 
@@ -17,8 +17,9 @@ fn main() -> skmem_traits::Result<()> {
     let slab = SlabCache::new(region, SlabConfig::new("vec-buffers", 256), NoCtor)?;
     let cache: Cache<_, PerCpu> = Cache::new(slab, CacheConfig::default())?;
 
+    let alloc = cache.allocator()?;
     for round in 0..3 {
-        let mut v: Vec<u64, &Cache<_, PerCpu>> = Vec::with_capacity_in(8, &cache);
+        let mut v: Vec<u64, &CacheAllocator<_, PerCpu>> = Vec::with_capacity_in(8, &alloc);
         v.extend((0..32).map(|i| i * round));
         println!(
             "round {round}: {} u64s, capacity {}, sum {}",

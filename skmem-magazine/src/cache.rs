@@ -35,10 +35,17 @@
 //!   set the enabled size (read by lazily created slots) *before* walking
 //!   the slots, so a slot created during a walk is either visited or
 //!   created with the new size.
+//! * Unwinding (a destructor of the layer beneath that panics while purge,
+//!   reap, resize or drop gives objects back) leaves the cache whole: the
+//!   perimeter is left by a guard, the slots are re-enabled by a guard, and
+//!   every magazine taken out of a slot or the depot sits in an owing guard
+//!   that gives all of them back (catching further panics) before the first
+//!   panic is resumed. No slot or depot lock is held while objects go back.
 
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicU32 as StdAtomicU32;
 use std::sync::{Arc, Weak};
 
@@ -264,22 +271,33 @@ impl Perimeter {
         }
     }
 
-    fn enter(&self, can_sleep: bool) -> bool {
+    /// Enters, waiting for another thread inside to leave.
+    fn enter(&self) -> PerimeterGuard<'_> {
+        self.enter_impl(true)
+            .expect("a waiting entry into the perimeter always succeeds")
+    }
+
+    /// Enters unless another thread is inside.
+    fn try_enter(&self) -> Option<PerimeterGuard<'_>> {
+        self.enter_impl(false)
+    }
+
+    fn enter_impl(&self, can_sleep: bool) -> Option<PerimeterGuard<'_>> {
         let me = current_thread();
         let mut st = self.state.lock();
         if st.owner == Some(me) {
             st.busy += 1;
-            return true;
+            return Some(PerimeterGuard(self));
         }
         while st.busy != 0 {
             if !can_sleep {
-                return false;
+                return None;
             }
             st = self.cv.wait(st);
         }
         st.busy = 1;
         st.owner = Some(me);
-        true
+        Some(PerimeterGuard(self))
     }
 
     fn exit(&self) {
@@ -290,6 +308,73 @@ impl Perimeter {
             st.owner = None;
             drop(st);
             self.cv.notify_all();
+        }
+    }
+}
+
+/// Inside the resize perimeter; dropping it (on return or on unwind)
+/// leaves.
+struct PerimeterGuard<'a>(&'a Perimeter);
+
+impl Drop for PerimeterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+/// Re-enables the CPU layer when dropped: a purge inside the perimeter
+/// leaves the slots disabled until then, also when it unwinds.
+struct EnableOnDrop<'a, B: ObjectLayer, L: CpuLocal, G: Ladder>(&'a Inner<B, L, G>);
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for EnableOnDrop<'_, B, L, G> {
+    fn drop(&mut self) {
+        self.0.enable();
+    }
+}
+
+/// Magazines taken out of slots or the depot, with their valid round
+/// counts, owed to the layer beneath. Dropping the guard gives every one
+/// back, whatever happens: a panic from the layer (a destructor) is caught,
+/// the remaining magazines are still given back, and the first panic is
+/// resumed afterwards (or dropped when the thread is already unwinding).
+/// No lock of the cache is held while it gives back.
+struct Owed<'a, B: ObjectLayer, L: CpuLocal, G: Ladder> {
+    inner: &'a Inner<B, L, G>,
+    mags: Vec<(MagBox<G::MaxRounds>, usize)>,
+}
+
+impl<'a, B: ObjectLayer, L: CpuLocal, G: Ladder> Owed<'a, B, L, G> {
+    fn new(inner: &'a Inner<B, L, G>) -> Self {
+        Owed {
+            inner,
+            mags: Vec::new(),
+        }
+    }
+
+    /// Owes a chain of full (`full`) or empty magazines.
+    fn chain(&mut self, mut chain: Chain<G::MaxRounds>, full: bool) {
+        while let Some(mag) = chain.pop() {
+            let n = if full { mag.cap as usize } else { 0 };
+            self.mags.push((mag, n));
+        }
+    }
+}
+
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Owed<'_, B, L, G> {
+    fn drop(&mut self) {
+        let mut first_panic = None;
+        while let Some((mag, n)) = self.mags.pop() {
+            let inner = self.inner;
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| inner.destroy(&mag, n))) {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            if std::thread::panicking() {
+                tracing::error!(cache = %self.inner.below.name(), "a destructor panicked while unwinding; its panic is dropped");
+            } else {
+                resume_unwind(payload);
+            }
         }
     }
 }
@@ -817,62 +902,54 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         }
     }
 
-    fn destroy_chain(&self, mut chain: Chain<G::MaxRounds>, full: bool) {
-        while let Some(mag) = chain.pop() {
-            let n = if full { mag.cap as usize } else { 0 };
-            self.destroy(&mag, n);
-        }
-    }
-
     /// Sends an exited thread's magazines back to the depot.
     fn flush_exited(&self, mut cp: CpuCache<G::MaxRounds>) {
         self.retired_alloc.fetch_add(cp.alloc, Ordering::Relaxed);
         self.retired_free.fetch_add(cp.free, Ordering::Relaxed);
         let mut mags = Vec::new();
         cp.take_all(&mut mags);
-        let mut rejected = Vec::new();
-        {
-            let mut depot = self.lock_depot();
-            for (mag, n) in mags {
-                if mag.cap != depot.rounds || (n != 0 && n != mag.cap as usize) {
-                    rejected.push((mag, n));
-                } else if n == 0 {
-                    depot.empty.put(mag);
-                } else {
-                    depot.full.put(mag);
-                }
+        let mut rejected = Owed::new(self);
+        let mut depot = self.lock_depot();
+        for (mag, n) in mags {
+            if mag.cap != depot.rounds || (n != 0 && n != mag.cap as usize) {
+                rejected.mags.push((mag, n));
+            } else if n == 0 {
+                depot.empty.put(mag);
+            } else {
+                depot.full.put(mag);
             }
         }
-        for (mag, n) in rejected {
-            self.destroy(&mag, n);
-        }
+        drop(depot);
+        // `rejected` goes back to the layer here, with no lock held.
     }
 
-    /// Every magazine of every slot back to the layer; slots disabled.
-    fn purge_cpu_layer(&self) -> bool {
+    /// Takes every magazine of every slot into `owed`; slots disabled.
+    fn purge_cpu_layer(&self, owed: &mut Owed<'_, B, L, G>) -> bool {
         self.enabled_rounds
             .store(0, std::sync::atomic::Ordering::Release);
-        let mut taken = Vec::new();
-        L::for_each_slot(&self.slots, |cp| cp.take_all(&mut taken));
-        let any = !taken.is_empty();
-        for (mag, n) in taken {
-            self.destroy(&mag, n);
-        }
-        any
+        let before = owed.mags.len();
+        L::for_each_slot(&self.slots, |cp| cp.take_all(&mut owed.mags));
+        owed.mags.len() != before
     }
 
     /// Purges the CPU layer and the whole depot (the seed's
-    /// `skmem_cache_magazine_purge`).
-    fn purge(&self) {
+    /// `skmem_cache_magazine_purge`): every magazine goes into `owed`, which
+    /// the caller drops to give the objects back.
+    fn purge(&self, owed: &mut Owed<'_, B, L, G>) {
         tracing::debug!(cache = %self.below.name(), "purging magazines");
-        if self.purge_cpu_layer() {
+        if self.purge_cpu_layer(owed) {
             self.purges.fetch_add(1, Ordering::Relaxed);
         }
         self.lock_depot().ws_zero();
-        self.ws_reap();
+        self.ws_reap_into(owed);
     }
 
     /// Re-enables magazines at the depot's current size.
+    ///
+    /// Slots that already hold magazines are left alone: they can only have
+    /// been created after the new size was published (purge empties every
+    /// slot it walks, and slots created while the size is 0 hold none), so
+    /// they already run at that size.
     fn enable(&self) {
         if self.config.no_magazines {
             return;
@@ -881,8 +958,18 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         self.enabled_rounds
             .store(rounds, std::sync::atomic::Ordering::Release);
         L::for_each_slot(&self.slots, |cp| {
-            debug_assert!(cp.loaded.is_none() && cp.ploaded.is_none());
-            if cp.loaded.is_none() && cp.ploaded.is_none() {
+            // A slot created after the store above was born with `rounds`
+            // and may already hold magazines of that size (its thread
+            // allocated and freed before this walk reached it); it is
+            // enabled already. Any other slot holding magazines would break
+            // the module invariants.
+            let holds = cp.loaded.is_some() || cp.ploaded.is_some();
+            debug_assert!(
+                !holds || cp.magsize == rounds,
+                "slot holds magazines of {} rounds while enabling {rounds}",
+                cp.magsize
+            );
+            if !holds {
                 cp.magsize = rounds;
             }
         });
@@ -890,10 +977,16 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
 
     /// Gives back the depot magazines outside the working set.
     fn ws_reap(&self) {
+        let mut owed = Owed::new(self);
+        self.ws_reap_into(&mut owed);
+    }
+
+    /// Takes the depot magazines outside the working set into `owed`.
+    fn ws_reap_into(&self, owed: &mut Owed<'_, B, L, G>) {
         let (mut full, mut empty) = (Chain::new(), Chain::new());
         let (f, e) = self.lock_depot().take_reapable(&mut full, &mut empty);
-        self.destroy_chain(full, true);
-        self.destroy_chain(empty, false);
+        owed.chain(full, true);
+        owed.chain(empty, false);
         if f + e != 0 {
             self.reaps.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(cache = %self.below.name(), full = f, empty = e, "reaped depot");
@@ -921,54 +1014,51 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
 
     /// Climbs one ladder step (the seed's `skmem_cache_magazine_resize`):
     /// purge, switch, re-enable, inside the resize perimeter.
+    ///
+    /// Guards leave the perimeter, re-enable the slots and give every taken
+    /// magazine back also when a destructor panics on the way.
     #[cold]
     fn resize(&self) {
-        self.perimeter.enter(true);
-        self.purge();
-        let mut drained = (Chain::new(), Chain::new());
-        let switched = {
-            let mut d = self.depot.lock();
-            if G::can_grow(d.step, self.chunk) {
-                d.step += 1;
-                d.rounds = G::rounds(d.step);
-                d.skip_next_judgement = true;
-                d.full.drain(&mut drained.0);
-                d.empty.drain(&mut drained.1);
-                Some(d.rounds)
-            } else {
-                None
-            }
-        };
-        self.destroy_chain(drained.0, true);
-        self.destroy_chain(drained.1, false);
-        if let Some(rounds) = switched {
+        // Dropped in reverse order: the magazines go back first (no lock
+        // held), then the slots are re-enabled, then the perimeter is left.
+        let _inside = self.perimeter.enter();
+        let _enable = EnableOnDrop(self);
+        let mut owed = Owed::new(self);
+        self.purge(&mut owed);
+        let mut d = self.depot.lock();
+        if G::can_grow(d.step, self.chunk) {
+            d.step += 1;
+            d.rounds = G::rounds(d.step);
+            d.skip_next_judgement = true;
+            let (mut full, mut empty) = (Chain::new(), Chain::new());
+            d.full.drain(&mut full);
+            d.empty.drain(&mut empty);
+            let rounds = d.rounds;
+            drop(d);
+            owed.chain(full, true);
+            owed.chain(empty, false);
             self.resizes.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(cache = %self.below.name(), rounds, "magazines resized");
         }
-        self.enable();
-        self.perimeter.exit();
     }
 
     fn reap_now(&self, purge: bool) {
         if purge || self.config.purge_on_reap {
-            if self.perimeter.enter(false) {
-                self.purge();
-                self.enable();
-                self.perimeter.exit();
+            if let Some(_inside) = self.perimeter.try_enter() {
+                let _enable = EnableOnDrop(self);
+                let mut owed = Owed::new(self);
+                self.purge(&mut owed);
             }
         } else {
+            let mut owed = Owed::new(self);
             self.lock_depot().ws_zero();
-            self.ws_reap();
-            let mut taken = Vec::new();
+            self.ws_reap_into(&mut owed);
             L::for_each_slot(&self.slots, |cp| {
                 if let Some(m) = cp.ploaded.take() {
-                    taken.push((m, cp.prounds.max(0) as usize));
+                    owed.mags.push((m, cp.prounds.max(0) as usize));
                 }
                 cp.prounds = -1;
             });
-            for (mag, n) in taken {
-                self.destroy(&mag, n);
-            }
         }
     }
 
@@ -1055,14 +1145,60 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
         if let Some(id) = self.registry_id {
             registry::unregister(id);
         }
-        self.purge_cpu_layer();
+        let mut owed = Owed::new(self);
+        self.purge_cpu_layer(&mut owed);
         let (mut full, mut empty) = (Chain::new(), Chain::new());
         {
             let mut d = self.depot.lock();
             d.full.drain(&mut full);
             d.empty.drain(&mut empty);
         }
-        self.destroy_chain(full, true);
-        self.destroy_chain(empty, false);
+        owed.chain(full, true);
+        owed.chain(empty, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::HeapObjects;
+    use crate::local::Global;
+
+    #[test]
+    fn enable_accepts_a_slot_born_enabled_holding_magazines() {
+        // A slot created after `enable` published the size is born enabled
+        // and, before `enable`'s walk reaches it, may load magazines: the
+        // state a new thread allocating during a purge loop produces. The
+        // single `Global` slot is in exactly that state after a free.
+        let layer = HeapObjects::new("born-enabled", 64, 8).unwrap();
+        let cache: Cache<_, Global> =
+            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
+        let obj = cache.alloc().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+        let rounds = cache.magazine_size();
+        with_the_slot(&cache, |cp| {
+            assert!(cp.loaded.is_some() && cp.magsize == rounds)
+        });
+        cache.inner.enable();
+        with_the_slot(&cache, |cp| {
+            assert_eq!(
+                (cp.rounds, cp.magsize),
+                (1, rounds),
+                "the slot keeps its magazine"
+            )
+        });
+        assert_eq!(cache.alloc(), Some(obj), "and serves it from there");
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+        cache.purge();
+        assert_eq!(cache.layer().live(), 0);
+    }
+
+    fn with_the_slot(
+        cache: &Cache<HeapObjects, Global>,
+        f: impl FnMut(&mut CpuCache<<SeedLadder as Ladder>::MaxRounds>),
+    ) {
+        Global::for_each_slot(&cache.inner.slots, f);
     }
 }

@@ -11,6 +11,7 @@ use core::alloc::Layout;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::collections::HashSet;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
@@ -18,7 +19,8 @@ use parking_lot::Mutex;
 use skmem_slab::{Reap, SlabCache};
 use skmem_traits::stats::SlabStats;
 use skmem_traits::{
-    AllocFlags, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, Result, SegmentSource,
+    AllocFlags, Capabilities, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, RegionMode, Result,
+    SegmentSource,
 };
 
 /// A source of constructed, fixed-size objects beneath a magazine cache.
@@ -81,8 +83,16 @@ pub unsafe trait ObjectLayer: Send + Sync + 'static {
 /// # Safety
 ///
 /// The layer's destructor (if any) must be sound on objects whose bytes
-/// were arbitrarily overwritten between construction and destruction.
-pub unsafe trait RawObjects: ObjectLayer {}
+/// were arbitrarily overwritten between construction and destruction, and
+/// [`check_plain_memory`](Self::check_plain_memory) must return `Ok` only
+/// when every object is memory this process may read and write at will
+/// and that no other process or device may write.
+pub unsafe trait RawObjects: ObjectLayer {
+    /// `Ok` when the objects are plain private writable memory; otherwise
+    /// an error naming what makes them unfit for safe code to write
+    /// through ([`Cache::allocator`](crate::Cache::allocator) refuses them).
+    fn check_plain_memory(&self) -> Result<()>;
+}
 
 // SAFETY: `SlabCache`'s documented contract: `alloc`/`alloc_batch` return
 // distinct constructed objects of `obj_size()` bytes aligned to
@@ -134,8 +144,33 @@ unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> Obje
     }
 }
 
-// SAFETY: `NoCtor` has no destructor at all.
-unsafe impl<S: SegmentSource, M: Mirror + 'static> RawObjects for SlabCache<S, NoCtor, M> {}
+// SAFETY: `NoCtor` has no destructor at all; `check_plain_memory` refuses
+// regions read-only to their owner, regions another process may map, and
+// sources that map segments for a device.
+unsafe impl<S: SegmentSource, M: Mirror + 'static> RawObjects for SlabCache<S, NoCtor, M> {
+    fn check_plain_memory(&self) -> Result<()> {
+        let region = self.region();
+        let mode = region.mode();
+        let why = if mode.contains(RegionMode::KREADONLY) {
+            "is read-only to its owner (KREADONLY): the first write would fault"
+        } else if mode.intersects(RegionMode::MMAPOK | RegionMode::SHAREOK) {
+            "may be mapped by another process (MMAPOK/SHAREOK): safe code would hold references into memory a peer may write"
+        } else if region.source().capabilities().contains(Capabilities::IOVA) {
+            "is mapped for a device (IOVA source): safe code would hold references into memory a device may write"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Invalid {
+            field: "mode",
+            reason: format!(
+                "region `{}` ({:?}, source `{}`) {why}; it cannot back an Allocator",
+                region.name(),
+                mode,
+                S::NAME
+            ),
+        })
+    }
+}
 
 /// An [`ObjectLayer`] on the global allocator: one allocation per object,
 /// an optional constructor, an optional limit on live objects, and a live
@@ -344,18 +379,34 @@ unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
             }
             st.free += 1;
         }
+        let mut dtor = Ok(());
         if C::ACTIVE {
-            self.ctor.destruct(self.info(obj, 0), None);
+            // Caught so that the memory still goes back (as the slab layer
+            // does); resumed below.
+            dtor = catch_unwind(AssertUnwindSafe(|| {
+                self.ctor.destruct(self.info(obj, 0), None)
+            }));
             self.dtors.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `obj` was in the live set, so it came from `alloc_one`
         // with `self.layout`, and the caller gave it up.
         unsafe { std::alloc::dealloc(obj.as_ptr(), self.layout) };
+        if let Err(payload) = dtor {
+            resume_unwind(payload);
+        }
     }
     unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        // Every object goes back even when a destructor panics; the first
+        // panic is resumed at the end.
+        let mut dtor_panic = None;
         for &obj in objs {
             // SAFETY: forwarded from the caller, element by element.
-            unsafe { self.free(obj) };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { self.free(obj) })) {
+                dtor_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = dtor_panic {
+            resume_unwind(payload);
         }
     }
     fn reap(&self) {}
@@ -381,8 +432,13 @@ unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
     }
 }
 
-// SAFETY: `NoCtor` has no destructor.
-unsafe impl RawObjects for HeapObjects<NoCtor> {}
+// SAFETY: `NoCtor` has no destructor; every object is a private block of
+// the global allocator.
+unsafe impl RawObjects for HeapObjects<NoCtor> {
+    fn check_plain_memory(&self) -> Result<()> {
+        Ok(())
+    }
+}
 
 impl<C: ObjectCtor> Drop for HeapObjects<C> {
     fn drop(&mut self) {

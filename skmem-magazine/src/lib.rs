@@ -31,7 +31,8 @@
 //!   [`PerThread`], [`Global`]) and the magazine [`Ladder`]. No boxing, no
 //!   dynamic dispatch on the fast path.
 //! * Front doors: the raw `alloc` / `unsafe free` pair, batches,
-//!   [`allocator_api2::alloc::Allocator`] (for `Vec`, `Box`, `hashbrown`),
+//!   [`allocator_api2::alloc::Allocator`] through [`Cache::allocator`] (for
+//!   `Vec`, `Box`, `hashbrown`; plain private memory only),
 //!   and [`TypedCache`] handing out [`CachedBox`]es of constructed `T`s.
 //! * Maintenance: [`Cache::update`] (working set, contention, resize),
 //!   [`Cache::reap_now`], [`Cache::reclaim`], the global [`update_all`] /
@@ -75,6 +76,7 @@ mod sync;
 #[cfg(not(loom))]
 mod typed;
 
+pub use alloc_api::CacheAllocator;
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
     magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder,

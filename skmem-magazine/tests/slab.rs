@@ -12,13 +12,14 @@ use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
 use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    magazine_max_objs, AllocFlags, Cache, CacheConfig, CachedBox, Global, PerCpu, PerThread,
-    TypedCache,
+    magazine_max_objs, AllocFlags, Cache, CacheAllocator, CacheConfig, CachedBox, Global, PerCpu,
+    PerThread, TypedCache,
 };
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 
 type RawCache<L> = Cache<SlabCache<Heap>, L>;
+type RawAlloc<L> = CacheAllocator<SlabCache<Heap>, L>;
 
 fn raw_cache<L: skmem_traits::CpuLocal>(name: &str, size: usize, count: usize) -> RawCache<L> {
     let params = RegionParams::new(name, size, count)
@@ -163,6 +164,7 @@ fn typed_boxes_cross_threads() {
 #[test]
 fn allocator_serves_fitting_layouts_and_refuses_others() {
     let cache = raw_cache::<PerCpu>("alloc-api", 64, 256);
+    let cache = cache.allocator().unwrap();
     let block = cache.allocate(Layout::new::<[u8; 64]>()).unwrap();
     assert_eq!(block.len(), 64);
     // SAFETY: allocated above with this layout.
@@ -172,7 +174,7 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
         .allocate(Layout::from_size_align(8, 128).unwrap())
         .is_err());
     // Vec grows in place up to the object size, then fails cleanly.
-    let mut v: AVec<u32, &RawCache<PerCpu>> = AVec::with_capacity_in(4, &cache);
+    let mut v: AVec<u32, &RawAlloc<PerCpu>> = AVec::with_capacity_in(4, &cache);
     v.extend(0..16);
     assert_eq!(v.iter().sum::<u32>(), 120);
     assert!(v.try_reserve(1).is_err(), "17 u32 do not fit 64 bytes");
@@ -186,15 +188,16 @@ fn allocator_serves_fitting_layouts_and_refuses_others() {
     unsafe { cache.deallocate(zeroed.cast(), Layout::new::<[u8; 64]>()) };
     drop(v);
     drop(b);
-    cache.purge();
-    assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+    cache.cache().purge();
+    assert_eq!(cache.cache().stats().slab.sl_bufinuse, 0);
 }
 
 #[test]
 fn hashbrown_map_in_a_cache() {
     let cache = raw_cache::<Global>("map", 4096, 16);
-    let mut m: hashbrown::HashMap<u32, u64, _, &RawCache<Global>> =
-        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &cache);
+    let alloc = cache.allocator().unwrap();
+    let mut m: hashbrown::HashMap<u32, u64, _, &RawAlloc<Global>> =
+        hashbrown::HashMap::with_hasher_in(hashbrown::DefaultHashBuilder::default(), &alloc);
     for i in 0..100 {
         m.insert(i, u64::from(i) * 3);
     }
@@ -261,4 +264,152 @@ fn cache_over_slab_counts_add_up() {
     assert_eq!(layer.stats().sl_alloc, 300);
     cache.reap_now(true);
     assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+}
+
+#[test]
+fn zero_sized_box_never_reaches_a_magazine() {
+    let cache = raw_cache::<Global>("zst", 64, 64);
+    let alloc = cache.allocator().unwrap();
+    let region = cache.layer().region().clone();
+    let in_region = |p: *const u8| region.segment_of(p).is_some();
+    let before = cache.stats();
+    // allocator-api2 asks for and gives back zero-sized blocks here.
+    drop(ABox::new_in((), &alloc));
+    let empty: AVec<u64, &RawAlloc<Global>> = AVec::new_in(&alloc);
+    drop(empty.into_boxed_slice());
+    let zst = Layout::from_size_align(0, 32).unwrap();
+    let block = alloc.allocate(zst).unwrap();
+    assert_eq!(block.len(), 0);
+    assert_eq!(block.cast::<u8>().as_ptr() as usize % 32, 0);
+    // SAFETY: allocated above with this layout.
+    unsafe { alloc.deallocate(block.cast(), zst) };
+    let after = cache.stats();
+    assert_eq!(
+        (after.cpu_alloc, after.cpu_free, after.slab.sl_alloc),
+        (before.cpu_alloc, before.cpu_free, before.slab.sl_alloc),
+        "a zero-sized request touched the cache"
+    );
+    // Every object handed out afterwards is a real object of the region.
+    let count = region.layout().obj_count as usize;
+    let objs: Vec<_> = (0..count)
+        .map(|_| cache.alloc().expect("the region's objects"))
+        .collect();
+    for &o in &objs {
+        assert!(in_region(o.as_ptr()), "{o:p} is not an object of the cache");
+    }
+    assert!(cache.alloc().is_none(), "exactly the region's objects");
+    for &o in &objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(o) };
+    }
+    // Growing from and shrinking to zero allocate and free real objects.
+    let mut v: AVec<u8, &RawAlloc<Global>> = AVec::new_in(&alloc);
+    v.push(1);
+    assert!(in_region(v.as_ptr()));
+    let out = cache.stats().slab.sl_bufinuse;
+    v.clear();
+    v.shrink_to_fit();
+    assert_eq!(v.capacity(), 0);
+    drop(v);
+    cache.purge();
+    assert!(out >= 1);
+    assert_eq!(cache.stats().slab.sl_bufinuse, 0, "everything came back");
+}
+
+#[test]
+fn nosleep_alloc_sees_objects_the_region_reap_returned() {
+    // This thread holds half the region's objects; the other half rests in
+    // another thread's magazines. An allocation here finds the slab empty
+    // and the region exhausted; the region's reap purges the other thread's
+    // magazines back into the (partial) slab, which frees no segment, and
+    // the allocation must take those objects rather than fail.
+    // One segment of 64 objects, no allowance for magazines.
+    let params = RegionParams::new("reap-refill", 64, 64).seg_size(4096);
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let count = region.layout().obj_count as usize;
+    assert_eq!((count, region.layout().seg_count), (64, 1));
+    let slab = SlabCache::new(region, SlabConfig::new("reap-refill", 64), NoCtor).unwrap();
+    let cache: RawCache<PerThread> =
+        Cache::new(slab, CacheConfig::default().register(false)).unwrap();
+    let mut held: Vec<_> = (0..count / 2)
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
+        .collect();
+    let (parked_tx, parked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let other = cache.clone();
+    let holder = std::thread::spawn(move || {
+        let objs: Vec<_> = (0..count / 2)
+            .map(|_| other.alloc_with(AllocFlags::NoSleep).unwrap())
+            .collect();
+        for o in objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { other.free(o) };
+        }
+        parked_tx.send(other.stats()).unwrap();
+        // Stay alive so the magazines stay in this thread's slot.
+        let _ = done_rx.recv();
+    });
+    let parked = parked_rx.recv().unwrap();
+    assert_eq!(parked.cached_objs, (count / 2) as u64, "{parked:?}");
+    for i in count / 2..count {
+        match cache.alloc_with(AllocFlags::NoSleep) {
+            Ok(o) => held.push(o),
+            Err(e) => panic!("allocation {} of {count} failed: {e}", i + 1),
+        }
+    }
+    assert!(
+        cache.alloc_with(AllocFlags::NoSleep).is_err(),
+        "all {count} are out"
+    );
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    for o in held {
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(o) };
+    }
+    cache.purge();
+    assert_eq!(cache.stats().slab.sl_bufinuse, 0);
+}
+
+#[test]
+fn allocator_refuses_memory_that_is_not_plain_private() {
+    use skmem_traits::{Error, RegionMode};
+    let cache_in = |name: &str, mode: RegionMode| {
+        let params = RegionParams::new(name, 64, 64).mode(mode);
+        let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+        let slab = SlabCache::new(region, SlabConfig::new(name, 64), NoCtor).unwrap();
+        Cache::<_, Global>::new(slab, CacheConfig::default().register(false)).unwrap()
+    };
+    for (name, mode, says) in [
+        ("ro-owner", RegionMode::KREADONLY, "KREADONLY"),
+        ("peer-maps", RegionMode::MMAPOK, "MMAPOK"),
+        ("peer-shares", RegionMode::SHAREOK, "SHAREOK"),
+        (
+            "peer-reads",
+            RegionMode::MMAPOK | RegionMode::UREADONLY,
+            "MMAPOK",
+        ),
+    ] {
+        let cache = cache_in(name, mode);
+        match cache.allocator() {
+            Err(Error::Invalid { field, reason }) => {
+                assert_eq!(field, "mode");
+                assert!(
+                    reason.contains(name) && reason.contains(says),
+                    "{name}: the error names the region and its mode: {reason}"
+                );
+            }
+            other => panic!("{name} ({mode:?}): expected Invalid(mode), got {other:?}"),
+        }
+        // The cache itself stays usable through its own (unsafe) API.
+        let obj = cache.alloc().unwrap();
+        // SAFETY: allocated above, freed once.
+        unsafe { cache.free(obj) };
+    }
+    let plain = cache_in("plain", RegionMode::empty());
+    let alloc = plain
+        .allocator()
+        .expect("a private heap region is plain memory");
+    let b = ABox::new_in(7u64, &alloc);
+    assert_eq!(*b, 7);
 }

@@ -144,6 +144,41 @@ fn persistent_segments_are_populated_wired_and_counted() {
 }
 
 #[test]
+fn wired_accounting_follows_what_the_source_did() {
+    use skmem_traits::SegmentSource;
+    // Persistent segments of a source told not to wire them are populated
+    // but not locked, so they are not wired memory.
+    let name = "rg-unwired";
+    let p = skmem_slab::RegionParams::new(name, SEG, 2)
+        .seg_size(SEG)
+        .mode(RegionMode::PERSISTENT);
+    let config = MmapConfig::default()
+        .with_name(name)
+        .with_wire_persistent(false);
+    let r = Region::<Mmap>::new(p, config).unwrap();
+    let a = r.alloc_segment(AllocFlags::NoSleep).unwrap();
+    let b = r.alloc_segment(AllocFlags::NoSleep).unwrap();
+    assert!(!r.source().is_wired(a.index) && !r.source().is_wired(b.index));
+    let s = r.stats();
+    assert_eq!(
+        (s.meminuse, s.w_meminuse),
+        (2 * SEG as u64, 0),
+        "persistent but not wired"
+    );
+    // Wiring one segment later counts exactly that one.
+    // SAFETY: `a` is live at `a.base`.
+    unsafe { r.source().wire(a.index, a.base) }.unwrap();
+    assert_eq!(r.stats().w_meminuse, SEG as u64);
+    // SAFETY: as above.
+    unsafe { r.source().unwire(a.index, a.base) }.unwrap();
+    assert_eq!(r.stats().w_meminuse, 0);
+    assert_stats_consistent(&r, 2);
+    free(&r, a);
+    free(&r, b);
+    assert_stats_consistent(&r, 0);
+}
+
+#[test]
 fn blocked_allocation_is_woken_by_a_free_on_mmap() {
     let r = region("rg-block", 1, RegionMode::empty());
     let held = r.alloc_segment(AllocFlags::NoSleep).unwrap();

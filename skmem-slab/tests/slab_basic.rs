@@ -591,3 +591,53 @@ fn cache_is_send_sync_and_reaps_via_trait() {
     other.reap();
     assert_eq!(c.region().segments_in_use(), 0);
 }
+
+#[test]
+fn panicking_dtor_in_free_batch_still_frees_every_object() {
+    use skmem_traits::ObjectCtor;
+    #[derive(Default)]
+    struct PanicOnFifth(std::sync::atomic::AtomicU32);
+    impl ObjectCtor for PanicOnFifth {
+        fn construct(
+            &self,
+            _: skmem_traits::ObjectInfo,
+            _: Option<skmem_traits::ObjectInfo>,
+            _: AllocFlags,
+        ) -> skmem_traits::Result<()> {
+            Ok(())
+        }
+        fn destruct(&self, _: skmem_traits::ObjectInfo, _: Option<skmem_traits::ObjectInfo>) {
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 4 {
+                panic!("fifth destructor panics");
+            }
+        }
+    }
+    let region = slab_common::heap_region("dtor-panic", 64, 256);
+    let cache = SlabCache::new(
+        region,
+        SlabConfig::new("dtor-panic", 64),
+        PanicOnFifth::default(),
+    )
+    .unwrap();
+    let mut out = vec![std::mem::MaybeUninit::uninit(); 100];
+    assert_eq!(cache.alloc_batch(&mut out, AllocFlags::NoSleep), 100);
+    // SAFETY: `alloc_batch` initialised every element.
+    let objs: Vec<_> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
+    // SAFETY: all allocated above, distinct, not used again.
+    let caught = catch_unwind(AssertUnwindSafe(|| unsafe { cache.free_batch(&objs) }));
+    assert!(caught.is_err(), "the destructor's panic is resumed");
+    let s = cache.stats();
+    assert_eq!(s.sl_bufinuse, 0, "every object is back: {s:?}");
+    assert_eq!((s.sl_free, s.dtor), (100, 100));
+    cache.check_invariants().unwrap();
+    // A single free whose destructor panics gives its object back too.
+    let one = cache.alloc(AllocFlags::NoSleep).unwrap();
+    cache
+        .ctor()
+        .0
+        .store(4, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: allocated above, not used again.
+    assert!(catch_unwind(AssertUnwindSafe(|| unsafe { cache.free(one) })).is_err());
+    assert_eq!(cache.stats().sl_bufinuse, 0);
+    cache.check_invariants().unwrap();
+}

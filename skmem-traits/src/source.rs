@@ -151,6 +151,17 @@ pub unsafe trait SegmentSource: Send + Sync + Sized + 'static {
         Err(self.unsupported("wire"))
     }
 
+    /// `true` while live segment `index` is locked in memory, whether by
+    /// [`wire`](Self::wire) or because the source locks what it creates
+    /// (persistent segments, pinned DMA memory). This reports what the
+    /// source actually did, not what it could do: a region's wired-memory
+    /// accounting is the sum of it over its live segments. Sources that
+    /// never lock memory keep the default, `false`.
+    fn is_wired(&self, index: u32) -> bool {
+        let _ = index;
+        false
+    }
+
     /// Undoes [`wire`](Self::wire).
     ///
     /// # Safety

@@ -715,17 +715,20 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     ///
     /// `memtotal` is the capacity (`seg_size * seg_count`), `meminuse` the
     /// bytes of live segments (memory follows the segment: a free segment
-    /// holds none). `w_meminuse` counts live segments as wired when the
-    /// region is [`PERSISTENT`](RegionMode::PERSISTENT) and the source can
-    /// wire ([`Capabilities::WIRE`]), since such sources lock persistent
-    /// segments as they create them; the source trait has no per-segment
-    /// query, so a source configured not to wire is still counted.
+    /// holds none). `w_meminuse` counts, segment by segment, the live
+    /// segments the source reports as locked in memory
+    /// ([`SegmentSource::is_wired`]): what the source did, not what the
+    /// region's mode asked for (a persistent segment of a source configured
+    /// not to wire is not counted; one wired later is).
     pub fn stats(&self) -> RegionStats {
         let state = self.state.lock();
         let in_use = state.live.len() as u64;
         let seg = self.layout.seg_size as u64;
-        let wired = self.params.mode.contains(RegionMode::PERSISTENT)
-            && self.source.capabilities().contains(Capabilities::WIRE);
+        let wired = state
+            .live
+            .keys()
+            .filter(|&&index| self.source.is_wired(index))
+            .count() as u64;
         RegionStats {
             name: self.params.name.clone(),
             source: S::NAME,
@@ -741,7 +744,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             align: self.layout.align as u64,
             memtotal: seg * self.layout.seg_count as u64,
             meminuse: seg * in_use,
-            w_meminuse: if wired { seg * in_use } else { 0 },
+            w_meminuse: seg * wired,
             seginuse: in_use,
             alloc: state.counters.alloc,
             free: state.counters.free,

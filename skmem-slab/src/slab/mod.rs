@@ -82,9 +82,13 @@
 //!   A constructor failure counts as one allocation, one free and one
 //!   allocation failure; `ctor` counts successful constructions only, so
 //!   `ctor == dtor` once every object is back.
-//! * A constructor or destructor that panics leaves its object allocated
-//!   (respectively being freed): the object is leaked, never handed out
-//!   twice.
+//! * A constructor that panics leaves its object allocated: the object is
+//!   leaked, never handed out twice. A destructor that panics is caught:
+//!   the object still goes back to its slab (the constructor rebuilds it
+//!   before it is handed out again), the rest of a batch is freed as well,
+//!   and the panic is resumed once every object of the call is back, with
+//!   no lock held. A destructor panic therefore loses no object and leaves
+//!   the cache fully usable.
 //! * A cache dropped with objects out keeps (leaks) the slabs holding them,
 //!   so that memory stays valid for whoever still uses it, and logs the
 //!   count; empty slabs go back to the region.
@@ -95,6 +99,7 @@ mod inner;
 mod sync;
 
 use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -424,6 +429,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// (up to [`MAX_RETRY_PAUSE`]), for segments freed by other users of the
     /// region. Blocking inside the region instead would miss objects freed
     /// to this cache's partial slabs and could wait forever.
+    ///
+    /// With the other flags an exhausted region is not the last word
+    /// either: its reap may have returned objects to this cache's slabs, so
+    /// the free lists are checked once more before `Exhausted` is returned.
     #[cold]
     #[inline(never)]
     fn grow(&self, flags: AllocFlags, out: &mut [Option<Obj>]) -> Result<usize> {
@@ -451,6 +460,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                         return Ok(n);
                     }
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+                Err(err @ Error::Exhausted { .. }) => {
+                    // An exhausted region asked its reapers (possibly the
+                    // magazine cache above this very slab cache) to give
+                    // memory back before failing: objects may be on this
+                    // cache's free lists now, although no segment came free.
+                    let n = self.state.lock().take_into(out);
+                    return if n != 0 { Ok(n) } else { Err(err) };
                 }
                 Err(err) => return Err(err),
             }
@@ -653,7 +670,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         // SAFETY: `obj` is being freed by this call alone (its bufctl says
         // so), its slab cannot go away while it is counted in use, and the
         // caller gave up the object.
-        unsafe { self.destruct_and_clear(&obj) };
+        let dtor_panic = unsafe { self.destruct_and_clear(&obj) };
         let (seg, wake) = {
             let mut state = self.state.lock();
             (state.finish_free(&obj, KEEP_EMPTY), state.waiters != 0)
@@ -661,6 +678,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         self.wake(wake);
         if let Some(seg) = seg {
             self.release_segments([seg]);
+        }
+        if let Err(payload) = dtor_panic {
+            resume_unwind(payload);
         }
         Ok(())
     }
@@ -677,6 +697,8 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// an address repeated in `objs`), naming the cache and the address.
     /// Elements of earlier groups of 32 are freed by then; those of the
     /// failing group are left allocated.
+    ///
+    /// A destructor's panic is resumed after every element is back.
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
         let mut iter = objs.iter();
         // SAFETY: forwarded from the caller; the addresses come from a slice
@@ -697,6 +719,8 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// As [`free`](Self::free) for every address `next` yields.
     unsafe fn free_many(&self, mut next: impl FnMut(Option<&Obj>) -> Option<NonNull<u8>>) {
         let mut pending = next(None);
+        // The first destructor panic, resumed once every object is back.
+        let mut dtor_panic = None;
         loop {
             let mut group = [None; GROUP];
             let mut n = 0;
@@ -725,7 +749,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                     // SAFETY: each object is being freed by this call alone
                     // and its slab stays while it counts in use; the caller
                     // gave it up.
-                    unsafe { self.destruct_and_clear(obj) };
+                    if let Err(payload) = unsafe { self.destruct_and_clear(obj) } {
+                        dtor_panic.get_or_insert(payload);
+                    }
                 }
             }
             let mut segs = Vec::new();
@@ -739,27 +765,36 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             self.wake(wake);
             self.release_segments(segs);
             if pending.is_none() {
+                if let Some(payload) = dtor_panic {
+                    resume_unwind(payload);
+                }
                 return;
             }
         }
     }
 
-    /// Runs the destructor, then clears when configured.
+    /// Runs the destructor, then clears when configured. A destructor
+    /// panic is caught and returned, for the caller to resume once the
+    /// object (and the rest of its batch) is back in its slab.
     ///
     /// # Safety
     ///
     /// `obj` is being freed by the caller alone and its segment is live.
     #[inline]
-    unsafe fn destruct_and_clear(&self, obj: &Obj) {
+    unsafe fn destruct_and_clear(&self, obj: &Obj) -> std::thread::Result<()> {
+        let mut outcome = Ok(());
         if C::ACTIVE {
             let (info, shadow) = inner::info(obj, self.chunk, self.objs);
-            self.ctor.destruct(info, shadow);
+            // The object is ours alone and no lock is held: unwinding out of
+            // the destructor cannot leave shared state half-updated.
+            outcome = catch_unwind(AssertUnwindSafe(|| self.ctor.destruct(info, shadow)));
             self.dtor_calls.fetch_add(1, Ordering::Relaxed);
         }
         if self.config.clear_on_free {
             // SAFETY: forwarded from the caller.
             unsafe { self.clear(obj) };
         }
+        outcome
     }
 
     /// Zeroes an object and its shadow.

@@ -23,6 +23,31 @@
 //! * **purge** — the same hole punch on a live segment; it stays accessible
 //!   and reads as zero afterwards.
 //!
+//! # Sealing, for memfds handed to other processes
+//!
+//! The memfd is created with `MFD_ALLOW_SEALING`. An owner that hands the
+//! descriptor to a peer calls [`Mmap::seal_for_peers`] once its own span
+//! is mapped (it is, from `open` on):
+//!
+//! * `F_SEAL_SHRINK | F_SEAL_GROW` — a peer cannot resize the file under
+//!   the owner (a shrink would turn the owner's accesses into `SIGBUS`);
+//! * `F_SEAL_SEAL` — a peer cannot add seals of its own (for instance
+//!   `F_SEAL_FUTURE_WRITE`, which would make the owner's hole punches fail
+//!   and its later views unmappable);
+//! * with `read_only`, `F_SEAL_FUTURE_WRITE` — from then on no new writable
+//!   mapping and no `write()` of the file can be made by anyone, even from a
+//!   descriptor re-opened read-write through `/proc/<pid>/fd/N`. The
+//!   owner's span, mapped before the seal, keeps its right to be made
+//!   writable, so segments are created and written as before.
+//!
+//! The kernel refuses hole punches (`fallocate` and `MADV_REMOVE` alike)
+//! on a file sealed with `F_SEAL_FUTURE_WRITE`. On such a source
+//! **discard zeroes the segment through the owner's mapping instead**, so a
+//! re-created segment still reads as zero, but its pages stay in the file
+//! until the source is dropped (the memory of the span is bounded by its
+//! length); [`purge`](SegmentSource::purge) fails with
+//! [`Error::Unsupported`].
+//!
 //! Because the memory is a file, the same bytes can be mapped a second time
 //! — in this process or, by passing the descriptor, in another:
 //! [`shared_backing`](SegmentSource::shared_backing) gives `(fd, offset,
@@ -64,12 +89,12 @@
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::borrow::Cow;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{FallocateFlags, MemfdFlags};
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use skmem_traits::{
@@ -150,8 +175,13 @@ pub struct Mmap {
     page: usize,
     fd: OwnedFd,
     wire_persistent: bool,
+    /// The memfd's name, for error messages.
+    name: Cow<'static, str>,
     /// One bit per segment: set while the segment is `mlock`ed.
     wired: Box<[AtomicU64]>,
+    /// `F_SEAL_FUTURE_WRITE` is on the memfd: holes can no longer be
+    /// punched, so discard zeroes segments instead.
+    write_sealed: AtomicBool,
     /// System calls of `discard` that failed (it cannot report errors).
     discard_failures: AtomicU64,
 }
@@ -216,6 +246,52 @@ impl Mmap {
     /// process hit `vm.max_map_count`).
     pub fn discard_failures(&self) -> u64 {
         self.discard_failures.load(Ordering::Relaxed)
+    }
+
+    /// Seals the memfd before it is handed to another process (see [the
+    /// module docs](self#sealing-for-memfds-handed-to-other-processes)):
+    /// size seals and `F_SEAL_SEAL` always, and `F_SEAL_FUTURE_WRITE` when
+    /// `read_only` (no one but this source's own span may write the file
+    /// from now on). Calling it again with the same or a weaker request
+    /// succeeds and changes nothing (several arenas may share one pool's
+    /// regions).
+    ///
+    /// Errors: [`Error::Os`] when the kernel refuses the seals, and
+    /// [`Error::Invalid`] when the memfd is already closed to new seals
+    /// without carrying the ones asked for.
+    pub fn seal_for_peers(&self, read_only: bool) -> Result<()> {
+        let mut want = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        if read_only {
+            want |= SealFlags::FUTURE_WRITE;
+        }
+        let result = rustix::fs::fcntl_add_seals(&self.fd, want);
+        let have = rustix::fs::fcntl_get_seals(&self.fd)
+            .map_err(|e| os("fcntl(F_GET_SEALS) of the memfd", e))?;
+        if have.intersects(SealFlags::FUTURE_WRITE | SealFlags::WRITE) {
+            self.write_sealed.store(true, Ordering::Release);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            // Already closed to seals (another owner of a shared region
+            // sealed it first): fine when what we need is there.
+            Err(Errno::PERM) if have.contains(want) => Ok(()),
+            Err(Errno::PERM) if have.contains(SealFlags::SEAL) => Err(Error::Invalid {
+                field: "seals",
+                reason: format!(
+                    "memfd `{}` is closed to new seals without {:?} (it has {have:?})",
+                    self.name,
+                    want - have
+                ),
+            }),
+            Err(e) => Err(os("fcntl(F_ADD_SEALS) of the memfd", e)),
+        }
+    }
+
+    /// `true` once the memfd carries `F_SEAL_FUTURE_WRITE` (or
+    /// `F_SEAL_WRITE`) through [`seal_for_peers`](Self::seal_for_peers):
+    /// discard then zeroes segments instead of punching holes.
+    pub fn is_write_sealed(&self) -> bool {
+        self.write_sealed.load(Ordering::Acquire)
     }
 
     /// Checks the geometry that does not depend on the backing's page size.
@@ -469,6 +545,27 @@ impl Mmap {
         }
     }
 
+    /// Zeroes a segment nobody uses through the owner's span (the way to
+    /// clear it when the memfd is sealed against hole punches). Returns 1
+    /// when the segment could not be made writable (nothing was written).
+    #[cold]
+    fn zero(&self, seg: *mut c_void) -> u64 {
+        let len = self.geometry.seg_size;
+        // SAFETY: `seg..seg + len` is a segment of our span that nothing
+        // uses any more (discard's contract). The span was mapped from a
+        // read-write descriptor before any seal, so it may be made writable
+        // even under F_SEAL_FUTURE_WRITE.
+        if unsafe { rustix::mm::mprotect(seg, len, MprotectFlags::READ | MprotectFlags::WRITE) }
+            .is_err()
+        {
+            return 1;
+        }
+        // SAFETY: just made writable; nothing else in this process uses the
+        // segment, and other views only ever read it through raw accesses.
+        unsafe { ptr::write_bytes(seg.cast::<u8>(), 0, len) };
+        0
+    }
+
     /// Returns segment `index` to its discarded state: unlocked, no access,
     /// no pages. Returns how many system calls failed.
     fn release(&self, index: u32, seg: *mut c_void) -> u64 {
@@ -478,11 +575,16 @@ impl Mmap {
             // SAFETY: `seg..seg + len` is a mapped range of our span.
             failures += u64::from(unsafe { rustix::mm::munlock(seg, len) }.is_err());
         }
+        if self.is_write_sealed() {
+            failures += self.zero(seg);
+        }
         // SAFETY: as above; the caller guarantees nothing accesses the
         // segment any more, so removing access breaks no one.
         failures +=
             u64::from(unsafe { rustix::mm::mprotect(seg, len, MprotectFlags::empty()) }.is_err());
-        failures += u64::from(self.punch(index).is_err());
+        if !self.is_write_sealed() {
+            failures += u64::from(self.punch(index).is_err());
+        }
         // SAFETY: as above; dropping the page-table entries of a segment
         // nobody uses loses nothing (the hole punch already freed the data).
         failures +=
@@ -550,6 +652,8 @@ unsafe impl SegmentSource for Mmap {
             fd,
             wire_persistent: config.wire_persistent,
             wired: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            write_sealed: AtomicBool::new(false),
+            name: config.name.clone(),
             discard_failures: AtomicU64::new(0),
         })
     }
@@ -634,6 +738,12 @@ unsafe impl SegmentSource for Mmap {
     unsafe fn purge(&self, index: u32, base: NonNull<u8>) -> Result<()> {
         let seg = self.segment(index)?;
         debug_assert_eq!(seg.cast::<u8>(), base.as_ptr());
+        if self.is_write_sealed() {
+            return Err(Error::Unsupported {
+                source_name: Mmap::NAME,
+                operation: "purge of a memfd sealed with F_SEAL_FUTURE_WRITE (the kernel refuses hole punches)",
+            });
+        }
         self.punch(index)
             .map_err(|e| os("fallocate(PUNCH_HOLE)", e))?;
         // The hole punch already unmapped the pages from every view; on a

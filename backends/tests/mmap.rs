@@ -839,3 +839,124 @@ fn drop_unmaps_the_span_and_closes_the_memfd() {
     assert!(!memfd_in_maps(&name), "span still mapped after drop");
     assert_eq!(memfd_open_fds(&name), 0, "memfd still open after drop");
 }
+
+// -------------------------------------------------------------- sealing --
+
+/// Re-opens `src`'s memfd the way a peer holding a read-only descriptor
+/// can: through `/proc/self/fd/N`, read-write.
+fn reopen_read_write(src: &Mmap) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", src.as_fd().as_raw_fd());
+    rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("re-open the memfd read-write")
+}
+
+/// Bytes of memory the memfd holds (its allocated blocks).
+fn file_bytes(fd: impl AsFd) -> u64 {
+    rustix::fs::fstat(fd).unwrap().st_blocks as u64 * 512
+}
+
+#[test]
+fn read_only_seal_stops_peer_writes_but_not_the_owner() {
+    let pg = page();
+    let seg = 4 * pg;
+    let (src, _) = open(geometry(seg, 2, pg, RegionMode::empty()), "seal-ro");
+    // SAFETY: index in range and not live.
+    let p = unsafe { src.create(0) }.unwrap();
+    fill(p, seg, 7);
+    src.seal_for_peers(true).unwrap();
+    assert!(src.is_write_sealed());
+
+    // A peer re-opening the descriptor read-write gets no way to write.
+    let rw = reopen_read_write(&src);
+    // SAFETY: a fresh mapping chosen by the kernel; never touched.
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            ptr::null_mut(),
+            seg,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            &rw,
+            0,
+        )
+    };
+    assert_eq!(
+        mapped.err(),
+        Some(rustix::io::Errno::PERM),
+        "peer mapped it writable"
+    );
+    assert_eq!(
+        rustix::io::write(&rw, b"x").err(),
+        Some(rustix::io::Errno::PERM),
+        "peer wrote the file"
+    );
+    // Nor can it loosen or add seals.
+    assert_eq!(
+        rustix::fs::fcntl_add_seals(&rw, rustix::fs::SealFlags::WRITE).err(),
+        Some(rustix::io::Errno::PERM)
+    );
+
+    // The owner still creates, writes and discards segments; a discarded
+    // segment is zeroed (the kernel refuses the hole punch) and re-created
+    // as zero.
+    // SAFETY: index 1 is in range and not live.
+    let q = unsafe { src.create(1) }.unwrap();
+    fill(q, seg, 9);
+    assert_eq!(mismatch(q, seg, Some(9)), None);
+    // SAFETY: created above, discarded once.
+    unsafe { src.discard(1, q) };
+    // SAFETY: discarded, so not live.
+    let q = unsafe { src.create(1) }.unwrap();
+    assert_eq!(mismatch(q, seg, None), None, "re-created segment not zero");
+    assert_eq!(mismatch(p, seg, Some(7)), None, "segment 0 changed");
+    // SAFETY: live segment; purge is refused by name, changing nothing.
+    let err = unsafe { src.purge(0, p) }.unwrap_err();
+    assert!(err.to_string().contains("F_SEAL_FUTURE_WRITE"), "{err}");
+    assert_eq!(
+        mismatch(p, seg, Some(7)),
+        None,
+        "refused purge changed data"
+    );
+    // SAFETY: both live, discarded once each.
+    unsafe {
+        src.discard(0, p);
+        src.discard(1, q);
+    }
+    assert_eq!(src.discard_failures(), 0);
+    // Sealing again (a second arena sharing the region) is fine.
+    src.seal_for_peers(true).unwrap();
+    src.seal_for_peers(false).unwrap();
+}
+
+#[test]
+fn sealed_memfd_refuses_peer_seals_and_discard_still_frees_memory() {
+    let pg = page();
+    let seg = 4 * pg;
+    let (src, _) = open(geometry(seg, 1, pg, RegionMode::empty()), "seal-rw");
+    src.seal_for_peers(false).unwrap();
+    assert!(!src.is_write_sealed());
+    let rw = reopen_read_write(&src);
+    // A peer's F_SEAL_FUTURE_WRITE would stop the owner's hole punches.
+    assert_eq!(
+        rustix::fs::fcntl_add_seals(&rw, rustix::fs::SealFlags::FUTURE_WRITE).err(),
+        Some(rustix::io::Errno::PERM),
+        "a peer added a seal"
+    );
+    // SAFETY: index in range and not live.
+    let p = unsafe { src.create(0) }.unwrap();
+    fill(p, seg, 3);
+    assert_eq!(file_bytes(&rw), seg as u64);
+    // SAFETY: created above, discarded once.
+    unsafe { src.discard(0, p) };
+    assert_eq!(src.discard_failures(), 0);
+    assert_eq!(file_bytes(&rw), 0, "discard did not return the memory");
+    // A writable peer still cannot shrink the file under the owner.
+    assert_eq!(
+        rustix::fs::ftruncate(&rw, 0).err(),
+        Some(rustix::io::Errno::PERM)
+    );
+}

@@ -79,14 +79,25 @@
 //! kill the peer, or give each peer its own pool. The seed's kernel has the
 //! mapper; user space does not.
 //!
-//! A peer holding a *writable* memfd could also shrink the file, turning the
-//! owner's own accesses into `SIGBUS`. The arena puts size seals
-//! (`F_SEAL_SHRINK | F_SEAL_GROW`) on every mappable memfd when the backend
-//! created it sealable; [`ArenaRegionStats::sealed`] says whether it did.
-//! Memfds created without `MFD_ALLOW_SEALING` (the [`Mmap`] backend today)
-//! cannot be sealed, and then only cooperative peers are safe to hand
-//! writable regions to. Read-only regions are always safe: the peer gets a
-//! read-only descriptor, which can neither be truncated nor mapped writable.
+//! Peers get the memfds themselves, and a descriptor can be re-opened
+//! through `/proc/<pid>/fd/N` with any access the file allows, so the
+//! arena has the kernel enforce what a peer may do, with seals put on every
+//! mappable memfd at creation ([`Mmap::seal_for_peers`]):
+//!
+//! * `F_SEAL_SHRINK | F_SEAL_GROW`: a peer cannot resize a file under the
+//!   owner (a shrink would turn the owner's accesses into `SIGBUS`);
+//! * `F_SEAL_SEAL`: a peer cannot add seals (say `F_SEAL_FUTURE_WRITE` on a
+//!   ring, which would stop the owner's hole punches and its later views);
+//! * `F_SEAL_FUTURE_WRITE` on `UREADONLY` regions (schema, slot descriptor
+//!   mirrors, flow advisories), once the owner's own writable span exists:
+//!   no one can map them writable or `write()` them any more, whatever
+//!   descriptor they hold. The owner keeps writing through its span; the
+//!   kernel refuses hole punches on such files, so their discarded segments
+//!   are zeroed rather than returned to the system until the region drops.
+//!
+//! [`ArenaRegionStats::sealed`] says the seals are on. A memfd that cannot
+//! carry them makes [`ArenaConfig::build`] fail with an error naming the
+//! region.
 //!
 //! When every view is redirected the arena becomes *inactive* and refuses
 //! new views ([`Error::Busy`]). If some views are redirected and the last
@@ -216,7 +227,7 @@ struct Slot {
     region: DynRegion,
     /// The memfd reopened read-only, for `UREADONLY` regions.
     ro_fd: Option<OwnedFd>,
-    /// Size seals (`F_SEAL_SHRINK | F_SEAL_GROW`) are on the memfd.
+    /// The peer seals are on the memfd (see the module docs).
     sealed: bool,
 }
 
@@ -454,7 +465,9 @@ pub struct ArenaRegionStats {
     pub id: RegionId,
     /// Offset in user views (`None`: private to the owner).
     pub view_offset: Option<u64>,
-    /// Size seals are on the memfd (a peer cannot shrink it).
+    /// The memfd is sealed against peers (size, `F_SEAL_SEAL`, and
+    /// `F_SEAL_FUTURE_WRITE` when read-only to users): every region in
+    /// views is.
     pub sealed: bool,
     /// The region's own statistics.
     pub region: RegionStats,
@@ -558,7 +571,19 @@ impl<L: CpuLocal> Arena<L> {
             } else {
                 None
             };
-            let sealed = mode.contains(RegionMode::MMAPOK) && seal(region.fd());
+            let sealed = mode.contains(RegionMode::MMAPOK);
+            if sealed {
+                region
+                    .memfd()
+                    .seal_for_peers(mode.contains(RegionMode::UREADONLY))
+                    .map_err(|e| Error::Invalid {
+                        field: id.name(),
+                        reason: format!(
+                            "region `{}` cannot be sealed against its peers: {e}",
+                            region.name()
+                        ),
+                    })?;
+            }
             slots[id.index()] = Some(Slot {
                 region,
                 ro_fd,
@@ -1236,13 +1261,4 @@ fn reopen_read_only(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| wire::os("open(/proc/self/fd/N, O_RDONLY) of a memfd", e))
-}
-
-/// Puts size seals on a memfd so a peer holding a writable descriptor
-/// cannot shrink it under the owner (which would turn the owner's accesses
-/// into `SIGBUS`). Best effort: a memfd created without
-/// `MFD_ALLOW_SEALING` refuses seals (`EPERM`); returns whether they hold.
-fn seal(fd: BorrowedFd<'_>) -> bool {
-    use rustix::fs::SealFlags;
-    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW).is_ok()
 }

@@ -11,7 +11,15 @@
 //!    [`UREADONLY`](skmem_traits::RegionMode::UREADONLY) regions. Read-only
 //!    regions are mapped from a descriptor opened read-only, so the view
 //!    cannot be `mprotect`ed back to writable: the kernel refuses
-//!    `PROT_WRITE` on a shared mapping of a read-only file.
+//!    `PROT_WRITE` on a shared mapping of a read-only file. Re-opening the
+//!    descriptor read-write through `/proc` does not help a peer either: the
+//!    owner sealed those memfds with `F_SEAL_FUTURE_WRITE` (see the
+//!    [arena docs](super#redirect-and-peers-that-do-not-cooperate)).
+//!
+//! Before anything is mapped, every memfd's size is checked against the
+//! layout (`fstat`): a file shorter than its region would map, and the first
+//! access past its end would raise `SIGBUS`, so it is refused with an error
+//! naming the region and both sizes.
 //!
 //! A view maps each region's **whole** range. In the owner, segments that
 //! were never created (or were freed) are `PROT_NONE`; in a view they are
@@ -127,6 +135,29 @@ fn prot_flags(p: Protection) -> ProtFlags {
 /// its offset. `fds[i]` belongs to `layout.regions[i]` (`None` for guards).
 pub(crate) fn map(layout: &ArenaLayout, fds: &[Option<BorrowedFd<'_>>]) -> Result<NonNull<u8>> {
     debug_assert_eq!(fds.len(), layout.regions.len());
+    // A file shorter than its region would map, but touching the missing
+    // pages raises SIGBUS: refuse it before mapping anything.
+    for (r, fd) in layout.regions.iter().zip(fds) {
+        let Some(fd) = fd else {
+            continue;
+        };
+        if r.prot == Protection::None {
+            continue;
+        }
+        let size = rustix::fs::fstat(fd)
+            .map_err(|e| os("fstat of a region's memfd", e))?
+            .st_size;
+        if u64::try_from(size).map_or(true, |size| size < r.len as u64) {
+            return Err(Error::Invalid {
+                field: r.id.name(),
+                reason: format!(
+                    "the memfd of region `{}` holds {size} bytes, but the layout maps {} bytes of it",
+                    r.id.name(),
+                    r.len
+                ),
+            });
+        }
+    }
     // SAFETY:
     // * a null hint without MAP_FIXED lets the kernel choose a free range,
     //   so no existing mapping is touched;

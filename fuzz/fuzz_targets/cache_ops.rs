@@ -5,7 +5,7 @@
 //! by the input): one of constructed objects whose constructor and
 //! destructor panic or fail when the input arms them, and one of raw
 //! objects used through allocator-api2 (`Allocator` needs a layer without
-//! constructed state), including zero-sized requests, a `Box` of `()` and an
+//! constructed state; `Cache::allocator`), including zero-sized requests, a `Box` of `()` and an
 //! empty boxed slice.
 //!
 //! The model holds every object the test owns. After each operation:
@@ -38,7 +38,9 @@ use allocator_api2::alloc::{Allocator, Layout};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use skmem_backends::{Heap, HeapConfig};
-use skmem_magazine::{magazine_max_objs, AllocFlags, Cache, CacheConfig, Global, PerCpu, PerThread};
+use skmem_magazine::{
+    magazine_max_objs, AllocFlags, Cache, CacheAllocator, CacheConfig, Global, PerCpu, PerThread,
+};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{CpuLocal, Error, NoCtor, ObjectCtor, ObjectInfo};
 
@@ -190,11 +192,13 @@ struct Block {
 
 type ObjCache<L> = Cache<SlabCache<Heap, Ctor>, L>;
 type RawCache<L> = Cache<SlabCache<Heap, NoCtor>, L>;
+type RawAlloc<L> = CacheAllocator<SlabCache<Heap, NoCtor>, L>;
 
 struct Harness<L: CpuLocal> {
     ctl: Arc<Ctl>,
     cache: ObjCache<L>,
     raw: RawCache<L>,
+    api: RawAlloc<L>,
     live: Vec<usize>,
     live_set: HashSet<usize>,
     blocks: Vec<Block>,
@@ -227,11 +231,13 @@ impl<L: CpuLocal> Harness<L> {
         let region = Region::<Heap>::new(params, HeapConfig::default()).expect("same params");
         let slab = SlabCache::new(region, SlabConfig::new("fuzz-raw", obj_size), NoCtor)
             .expect("slab over a fresh region");
-        let raw = Cache::new(slab, config).expect("cache");
+        let raw: RawCache<L> = Cache::new(slab, config).expect("cache");
+        let api = raw.allocator().expect("a heap region is plain private memory");
         Some(Harness {
             ctl,
             cache,
             raw,
+            api,
             live: Vec::new(),
             live_set: HashSet::new(),
             blocks: Vec::new(),
@@ -334,13 +340,13 @@ impl<L: CpuLocal> Harness<L> {
                 let layout = Layout::from_size_align(size, align).expect("small layout");
                 let fits = size <= self.raw.obj_size() && align <= self.raw.obj_align();
                 let got = if zeroed {
-                    (&self.raw).allocate_zeroed(layout)
+                    (&self.api).allocate_zeroed(layout)
                 } else {
-                    (&self.raw).allocate(layout)
+                    (&self.api).allocate(layout)
                 };
                 match got {
                     Ok(block) => {
-                        assert!(fits, "{layout:?} does not fit {}-byte objects", self.obj_size);
+                        assert!(fits || size == 0, "{layout:?} does not fit {}-byte objects", self.obj_size);
                         assert!(block.len() >= size, "block shorter than asked");
                         let ptr = block.cast::<u8>();
                         self.take_block(ptr, layout, zeroed);
@@ -354,7 +360,7 @@ impl<L: CpuLocal> Harness<L> {
                     let b = self.blocks.swap_remove(pick as usize % self.blocks.len());
                     check_fill(&b);
                     // SAFETY: allocated by `raw` with this layout, ours.
-                    unsafe { (&self.raw).deallocate(b.ptr, b.layout) };
+                    unsafe { (&self.api).deallocate(b.ptr, b.layout) };
                 }
             }
             Op::ApiResize { pick, size } => {
@@ -370,9 +376,9 @@ impl<L: CpuLocal> Harness<L> {
                     // SAFETY: `b` was allocated by `raw` with `b.layout`.
                     let r = unsafe {
                         if size > b.layout.size() {
-                            (&self.raw).grow(b.ptr, b.layout, new)
+                            (&self.api).grow(b.ptr, b.layout, new)
                         } else {
-                            (&self.raw).shrink(b.ptr, b.layout, new)
+                            (&self.api).shrink(b.ptr, b.layout, new)
                         }
                     };
                     if let Ok(block) = r {
@@ -393,12 +399,12 @@ impl<L: CpuLocal> Harness<L> {
                 }
             }
             Op::ZstBox => {
-                let b = allocator_api2::boxed::Box::new_in((), &self.raw);
+                let b = allocator_api2::boxed::Box::new_in((), &self.api);
                 drop(b);
             }
             Op::EmptyBoxedSlice => {
-                let v: allocator_api2::vec::Vec<u64, &RawCache<L>> =
-                    allocator_api2::vec::Vec::new_in(&self.raw);
+                let v: allocator_api2::vec::Vec<u64, &RawAlloc<L>> =
+                    allocator_api2::vec::Vec::new_in(&self.api);
                 drop(v.into_boxed_slice());
             }
         }
@@ -506,7 +512,7 @@ impl<L: CpuLocal> Harness<L> {
         for b in std::mem::take(&mut self.blocks) {
             check_fill(&b);
             // SAFETY: allocated by `raw` with this layout, ours.
-            unsafe { (&self.raw).deallocate(b.ptr, b.layout) };
+            unsafe { (&self.api).deallocate(b.ptr, b.layout) };
         }
         self.check(&Op::Purge);
         self.cache.purge();

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# ThreadSanitizer and AddressSanitizer runs of the magazine cache
+# (skmem-magazine), packet pool and arena (skmem-packet) test suites, with
+# nightly and -Zbuild-std so that std (its atomics, locks, thread exit) is
+# instrumented too. Works offline once the nightly `rust-src` component is
+# installed. Each sanitizer builds into its own target directory
+# (target/tsan, target/asan). Any report fails the run: TSan exits 66 when
+# it reported anything, ASan aborts at the first error.
+#
+#   ci/sanitizers.sh            # both
+#   ci/sanitizers.sh thread     # one of: thread, address
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "installing the nightly toolchain..."
+    rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    echo "installing rust-src for nightly..."
+    rustup component add --toolchain nightly rust-src
+fi
+
+TARGET=x86_64-unknown-linux-gnu
+# Library and integration tests; doc tests are not built with the
+# sanitizer flags (rustdoc takes them separately) and test nothing the
+# suites do not. The loom models need --cfg loom (ci/loom.sh).
+SUITES=(
+    -p skmem-magazine --lib --test cache --test maintenance --test model --test resize
+    --test slab --test stress --test unwind
+    -p skmem-packet --lib --test pool --test upp --test backends_threads
+    --test arena_view --test arena_ipc --test arena_hostile
+)
+
+run() {
+    local san=$1
+    local start=$SECONDS
+    echo "--- ${san} sanitizer: building and running ${SUITES[*]}"
+    # Release with debug assertions: the suites' stress loops run tens of
+    # times slower in a debug build under a sanitizer.
+    RUSTFLAGS="-Zsanitizer=${san} -Cdebug-assertions=on -Cforce-frame-pointers=yes" \
+    RUSTDOCFLAGS="-Zsanitizer=${san}" \
+    CARGO_TARGET_DIR="target/${san:0:1}san" \
+        cargo +nightly test -Zbuild-std --target "$TARGET" --release "${SUITES[@]}"
+    echo "--- ${san} sanitizer: clean in $((SECONDS - start)) s"
+}
+
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1 detect_stack_use_after_return=1}"
+
+if [ $# -eq 0 ]; then
+    set -- thread address
+fi
+for san in "$@"; do
+    case "$san" in
+    thread | address) run "$san" ;;
+    *)
+        echo "unknown sanitizer '$san' (thread or address)" >&2
+        exit 2
+        ;;
+    esac
+done

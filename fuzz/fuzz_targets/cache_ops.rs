@@ -13,10 +13,13 @@
 //! * no object is handed out twice, every object lies in a live segment of
 //!   its region and carries the constructor's mark;
 //! * the slab's objects in use are exactly the objects the test holds, the
-//!   objects resting in magazines, and the objects an injected panic leaked
-//!   (the slab documents that a panicking constructor or destructor leaks
-//!   its object, never hands it out twice);
-//! * the slab's constructor and destructor counts match the callbacks'.
+//!   objects resting in magazines, and the objects an injected constructor
+//!   panic leaked (the slab's contract: a panicking constructor leaks its
+//!   object; a panicking destructor's object goes back all the same, and
+//!   so does the rest of its batch);
+//! * the slab's constructor and destructor counts match the callbacks',
+//!   and the objects constructed and not destructed are exactly those held
+//!   and cached.
 //!
 //! At the end everything is freed, the caches purged and the slabs reaped:
 //! the only segments still in use are those holding leaked objects.
@@ -52,6 +55,15 @@ const MARK: u64 = 0x5eed_c0de_cafe_f00d;
 /// so one segment for the rest of the process (by the slab's design).
 const MAX_INJECTED_PANICS: u32 = 3;
 
+/// `SKMEM_FUZZ_SKIP_BATCH_CTOR_PANIC=1` keeps injected constructor panics
+/// out of `alloc_batch`, to explore past a known finding: a constructor
+/// panic inside `SlabCache::alloc_batch` loses the objects of its group
+/// already constructed and those not yet tried. Never set in CI.
+fn skip_known_batch_ctor_panic() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var_os("SKMEM_FUZZ_SKIP_BATCH_CTOR_PANIC").is_some())
+}
+
 /// Payload of the panics this target injects.
 struct Injected;
 
@@ -81,9 +93,11 @@ struct Ctl {
     dtor_panic_in: AtomicU32,
     ctor_ok: AtomicU64,
     dtor_ok: AtomicU64,
-    /// Objects leaked by injected panics: (address, segment index).
+    /// Objects leaked by injected constructor panics: (address, segment
+    /// index).
     leaked: Mutex<Vec<(usize, u32)>>,
-    dtor_leaked: AtomicU64,
+    /// Objects whose destructor panicked (taken back by the slab anyway).
+    dtor_panics: AtomicU64,
     injected: AtomicU32,
 }
 
@@ -131,12 +145,9 @@ impl ObjectCtor for Ctor {
         let mark = unsafe { obj.addr.as_ptr().cast::<u64>().read() };
         assert_eq!(mark, MARK, "destructor given an object that is not constructed: {obj:?}");
         if fires(&self.0.dtor_panic_in) {
-            self.0
-                .leaked
-                .lock()
-                .unwrap()
-                .push((obj.addr.as_ptr() as usize, obj.segment_index));
-            self.0.dtor_leaked.fetch_add(1, Ordering::Relaxed);
+            // The slab takes the object back all the same (its contract);
+            // the constructor rebuilds it before it is handed out again.
+            self.0.dtor_panics.fetch_add(1, Ordering::Relaxed);
             self.0.injected.fetch_add(1, Ordering::Relaxed);
             panic::panic_any(Injected);
         }
@@ -290,7 +301,12 @@ impl<L: CpuLocal> Harness<L> {
             }
             Op::AllocBatch { n, fail_ok } => {
                 let mut out = vec![MaybeUninit::uninit(); n as usize % 80];
+                let saved = skip_known_batch_ctor_panic()
+                    .then(|| self.ctl.ctor_panic_in.swap(0, Ordering::Relaxed));
                 let got = self.cache.alloc_batch(&mut out, flags(fail_ok));
+                if let Some(saved) = saved {
+                    self.ctl.ctor_panic_in.store(saved, Ordering::Relaxed);
+                }
                 assert!(got <= out.len());
                 for slot in &out[..got] {
                     // SAFETY: `alloc_batch` initialised the first `got`.
@@ -492,7 +508,20 @@ impl<L: CpuLocal> Harness<L> {
             s.cached_objs,
         );
         assert_eq!(s.slab.ctor, self.ctl.ctor_ok.load(Ordering::Relaxed), "ctor count");
-        assert_eq!(s.slab.dtor, self.ctl.dtor_ok.load(Ordering::Relaxed), "dtor count");
+        // The slab counts a destructor call that panicked as a call.
+        assert_eq!(
+            s.slab.dtor,
+            self.ctl.dtor_ok.load(Ordering::Relaxed) + self.ctl.dtor_panics.load(Ordering::Relaxed),
+            "dtor count"
+        );
+        let constructed = self.ctl.ctor_ok.load(Ordering::Relaxed)
+            - self.ctl.dtor_ok.load(Ordering::Relaxed)
+            - self.ctl.dtor_panics.load(Ordering::Relaxed);
+        assert_eq!(
+            constructed,
+            self.live.len() as u64 + s.cached_objs,
+            "after {after:?}: constructed objects = held + cached"
+        );
         let real = self.blocks.iter().filter(|b| b.real).count() as u64;
         let r = self.raw.stats();
         assert_eq!(

@@ -49,8 +49,16 @@ use crate::layer::RawObjects;
 use crate::local::PerCpu;
 
 /// An [`Allocator`] handing out the objects of a cache whose memory is
-/// plain private writable memory; see the [module docs](self). Made by
-/// [`Cache::allocator`].
+/// plain private writable memory. Made by [`Cache::allocator`], which
+/// refuses regions read-only to their owner, regions another process may
+/// map and device-mapped sources.
+///
+/// A layout fits when its size is at most the object size and its
+/// alignment at most the object alignment; it gets a whole object. Others
+/// get `AllocError`. `grow`/`shrink` stay in place while the layout fits.
+/// Zero-sized requests get a dangling aligned block and never reach the
+/// cache. Clones share the cache, and `&CacheAllocator` is an allocator
+/// too.
 pub struct CacheAllocator<B: RawObjects, L: CpuLocal = PerCpu, G: Ladder = SeedLadder> {
     cache: Cache<B, L, G>,
 }

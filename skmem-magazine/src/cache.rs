@@ -920,7 +920,13 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             }
         }
         drop(depot);
-        // `rejected` goes back to the layer here, with no lock held.
+        // `rejected` goes back to the layer with no lock held. This runs on
+        // a thread's exit path, where a panic would abort the process: a
+        // destructor's panic is logged instead (every object still goes
+        // back, see `Owed`).
+        if catch_unwind(AssertUnwindSafe(|| drop(rejected))).is_err() {
+            tracing::error!(cache = %self.below.name(), "a destructor panicked while an exited thread's magazines went back");
+        }
     }
 
     /// Takes every magazine of every slot into `owed`; slots disabled.

@@ -290,7 +290,7 @@ fn zero_sized_box_never_reaches_a_magazine() {
         "a zero-sized request touched the cache"
     );
     // Every object handed out afterwards is a real object of the region.
-    let count = region.layout().obj_count as usize;
+    let count = region.layout().obj_count;
     let objs: Vec<_> = (0..count)
         .map(|_| cache.alloc().expect("the region's objects"))
         .collect();
@@ -326,7 +326,7 @@ fn nosleep_alloc_sees_objects_the_region_reap_returned() {
     // One segment of 64 objects, no allowance for magazines.
     let params = RegionParams::new("reap-refill", 64, 64).seg_size(4096);
     let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
-    let count = region.layout().obj_count as usize;
+    let count = region.layout().obj_count;
     assert_eq!((count, region.layout().seg_count), (64, 1));
     let slab = SlabCache::new(region, SlabConfig::new("reap-refill", 64), NoCtor).unwrap();
     let cache: RawCache<PerThread> =

@@ -100,14 +100,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let p = pool.alloc_packet(1, AllocFlags::NoSleep).unwrap();
             // SAFETY: just allocated, not used afterwards.
-            unsafe { pool.free_packet(black_box(p)) };
+            unsafe { pool.free_packet(black_box(p)) }.unwrap();
         })
     });
     g.bench_function("skmem-packet-mirrored", |b| {
         b.iter(|| {
             let p = mirrored.alloc_packet(1, AllocFlags::NoSleep).unwrap();
             // SAFETY: as above.
-            unsafe { mirrored.free_packet(black_box(p)) };
+            unsafe { mirrored.free_packet(black_box(p)) }.unwrap();
         })
     });
     g.bench_function("magazine-cache", |b| {
@@ -139,7 +139,8 @@ fn bench(c: &mut Criterion) {
                     slots.as_ptr().cast::<Packet>(),
                     n,
                 )))
-            };
+            }
+            .unwrap();
         })
     });
     g.bench_function("skmem-packet-mirrored", |b| {
@@ -153,7 +154,8 @@ fn bench(c: &mut Criterion) {
                     slots.as_ptr().cast::<Packet>(),
                     n,
                 )))
-            };
+            }
+            .unwrap();
         })
     });
     let mut raw = [MaybeUninit::<NonNull<u8>>::uninit(); BATCH];

@@ -160,7 +160,7 @@ mod linux {
                 assert_eq!(&got[..len], &payload[..], "reply of packet {md}");
             }
             // SAFETY: every packet is back and used no more.
-            unsafe { pool.free_batch(&pkts) };
+            unsafe { pool.free_batch(&pkts) }.unwrap();
             seq = seq.wrapping_add(batch as u32);
             rounds += 1;
         }

@@ -41,8 +41,9 @@
 //!     unsafe { p.write_payload(b"hello") };
 //! }
 //! // SAFETY: every packet came from `pool` and is not used afterwards.
-//! unsafe { pool.free_batch(&pkts) };
-//! assert!(pool.outstanding().is_empty());
+//! unsafe { pool.free_batch(&pkts) }?;
+//! // SAFETY: no other thread uses the pool or its packets during the check.
+//! assert!(unsafe { pool.outstanding() }.is_empty());
 //! # Ok::<(), skmem_packet::Error>(())
 //! ```
 //!

@@ -250,7 +250,7 @@ fn ipc_packets_both_ways_and_fences() {
         assert_eq!(unsafe { p.len() } as usize, want.len());
     }
     // SAFETY: every packet is back and used no more.
-    unsafe { pool.free_batch(&pkts) };
+    unsafe { pool.free_batch(&pkts) }.unwrap();
     assert!(pool.upp_is_empty());
 
     // 3. Redirect: the child reads zeros afterwards and its writes do not
@@ -291,7 +291,7 @@ fn ipc_packets_both_ways_and_fences() {
     let n = unsafe { p.read_payload(&mut got) };
     assert_eq!(&got[..n], &secret[..]);
     // SAFETY: ours, freed once.
-    unsafe { pool.free_packet(p) };
+    unsafe { pool.free_packet(p) }.unwrap();
     eventually(|| {
         arena.poll_peers().unwrap();
         arena.stats().redirects_acked == 1

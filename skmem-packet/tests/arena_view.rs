@@ -207,7 +207,7 @@ fn owner_and_local_view_share_packets_rings_stats_and_slot_descriptors() {
     .unwrap();
     assert_eq!(&same, b"view to owner, longer");
     // SAFETY: ours, freed once.
-    unsafe { pool.free_packet(q) };
+    unsafe { pool.free_packet(q) }.unwrap();
     assert!(
         view.read_packet(md, &mut buf).is_ok(),
         "stale index reads stale bytes, never faults"
@@ -306,7 +306,7 @@ fn redirect_local_view_zero_pages_and_writes_stay_private() {
     let n = unsafe { q.read_payload(&mut out) };
     assert_eq!(&out[..n], b"secret payload");
     // SAFETY: ours, freed once.
-    unsafe { pool.free_packet(q) };
+    unsafe { pool.free_packet(q) }.unwrap();
 
     // Inactive: no new views; errors for unknown or repeated redirects.
     assert!(matches!(arena.map_local(), Err(Error::Busy { .. })));
@@ -357,7 +357,7 @@ fn defunct_is_refused_while_active_then_releases_redirectable_regions() {
     pool.alloc_batch_vec(1, 16, &mut pkts, AllocFlags::NoSleep)
         .unwrap();
     // SAFETY: ours, freed once; they rest in the magazines afterwards.
-    unsafe { pool.free_batch(&pkts) };
+    unsafe { pool.free_batch(&pkts) }.unwrap();
     drop(pool);
     let (total, inuse) = arena.mem_stats();
     assert!(inuse > 0 && total > inuse);
@@ -564,7 +564,7 @@ fn external_pool_is_shared_by_reference() {
     .unwrap();
     assert_eq!((&x, &y), (b"both arenas", b"both arenas"));
     // SAFETY: ours, freed once.
-    unsafe { pool.free_packet(p) };
+    unsafe { pool.free_packet(p) }.unwrap();
 
     // Defunct of one arena drops its references only.
     a.redirect_all().unwrap();
@@ -572,7 +572,7 @@ fn external_pool_is_shared_by_reference() {
     assert_eq!(pool.refcount(), 2);
     assert!(pool.alloc_packet(1, AllocFlags::NoSleep).is_ok_and(|p| {
         // SAFETY: ours, freed at once.
-        unsafe { pool.free_packet(p) };
+        unsafe { pool.free_packet(p) }.unwrap();
         true
     }));
     drop((va, vb, b));
@@ -747,5 +747,5 @@ fn a_reader_keeps_running_through_a_redirect() {
     unsafe { p.read_payload(&mut b) };
     assert_eq!(u32::from_ne_bytes(b), 0x1234_5678);
     // SAFETY: ours, freed once.
-    unsafe { pool.free_packet(p) };
+    unsafe { pool.free_packet(p) }.unwrap();
 }

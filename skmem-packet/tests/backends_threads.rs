@@ -30,8 +30,9 @@ fn round_trip<S: SegmentSource, L: CpuLocal>(cfg: &PacketPoolConfig, src: S::Con
         assert!(out.iter().all(|&b| b == i as u8));
     }
     // SAFETY: all from `pool`.
-    unsafe { pool.free_batch(&v) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_batch(&v) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -63,9 +64,10 @@ fn pools_on_mmap() {
         let i = pool.upp_insert(1, p).unwrap();
         let back = pool.upp_remove(1, i).unwrap();
         assert_eq!(back.len(), 6000);
-        pool.free_packet(back);
+        pool.free_packet(back).unwrap();
     }
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[derive(Default)]
@@ -123,7 +125,7 @@ fn segment_hooks_see_every_buffer_segment() {
             .any(|e| (e.base.as_ptr() as usize..e.base.as_ptr() as usize + e.size).contains(&a)));
     }
     // SAFETY: all from `pool`.
-    unsafe { pool.free_batch(&v) };
+    unsafe { pool.free_batch(&v) }.unwrap();
     drop(pool);
     assert_eq!(
         rec.discarded.load(Ordering::SeqCst),
@@ -165,7 +167,7 @@ fn vfio_pool_reports_iovas_through_hooks_and_buflets() {
             seg_iova + (b.addr() as usize - seg.base.as_ptr() as usize) as u64
         );
         drop(created);
-        pool.free_packet(p);
+        pool.free_packet(p).unwrap();
     }
     drop(pool);
     assert!(fake.leftover().is_empty(), "every mapping undone");
@@ -224,7 +226,7 @@ fn rx_tx_pipeline_across_threads() {
                     seen.insert(p);
                 }
                 // SAFETY: from `pool`, not used again.
-                unsafe { pool.free_batch(&v) };
+                unsafe { pool.free_batch(&v) }.unwrap();
             }
             (expect, seen.len())
         })
@@ -242,7 +244,8 @@ fn rx_tx_pipeline_across_threads() {
         s.md_cache.cpu_alloc > 0 && s.md_cache.cpu_free > 0,
         "the magazines served the pipeline"
     );
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -261,5 +264,6 @@ fn demo_workload_runs_clean() {
     assert!(r.packets > 0);
     assert_eq!(r.corrupt, 0);
     assert_eq!(r.stats.packets_out, 0);
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }

@@ -220,7 +220,7 @@ fn kernel_only_pool_hands_out_constructed_packets() {
         "{e:?}"
     );
     // SAFETY: all from `pool`, not used afterwards.
-    unsafe { pool.free_batch(&v) };
+    unsafe { pool.free_batch(&v) }.unwrap();
     assert_eq!(pool.stats().packets_out, 0);
     // Constructed objects come back with their buffers: the same buffers
     // are handed out again, constructed, without new constructor calls.
@@ -238,8 +238,9 @@ fn kernel_only_pool_hands_out_constructed_packets() {
     );
     assert_eq!(pool.stats().md_cache.slab.ctor, ctor_before);
     // SAFETY: as above.
-    unsafe { pool.free_batch(&w) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_batch(&w) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -255,11 +256,12 @@ fn quantum_pool() {
     unsafe {
         assert_eq!(p.buflet_count(), 1);
         p.request_tx_completion(); // ignored for a quantum
-        pool.free_packet(p);
+        pool.free_packet(p).unwrap();
     }
     let e = pool.alloc_packet(2, NS).unwrap_err();
     assert_eq!(param_of(e), "bufcnt");
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -294,13 +296,14 @@ fn partial_batches_under_exhaustion() {
     let unique: HashSet<_> = held.iter().copied().collect();
     assert_eq!(unique.len(), cap, "no packet handed out twice");
     // SAFETY: all allocated from `pool`.
-    unsafe { pool.free_batch(&held) };
+    unsafe { pool.free_batch(&held) }.unwrap();
     assert_eq!(pool.alloc_batch(1, &mut slots, NS).unwrap(), 32);
     for s in &slots {
         // SAFETY: initialised above.
-        unsafe { pool.free_packet(s.assume_init()) };
+        unsafe { pool.free_packet(s.assume_init()) }.unwrap();
     }
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -323,7 +326,7 @@ fn exhaustion_with_magazines_reaps_and_counts_right() {
     assert_eq!(held.len(), cap, "every object of the region, none twice");
     assert_eq!(held.iter().collect::<HashSet<_>>().len(), cap);
     // SAFETY: all from `pool`.
-    unsafe { pool.free_batch(&held) };
+    unsafe { pool.free_batch(&held) }.unwrap();
     let s = pool.stats();
     assert_eq!(s.packets_out, 0);
     assert!(s.md_cache.cached_objs > 0, "frees went to magazines");
@@ -366,7 +369,7 @@ fn on_demand_multi_buflet_packets() {
         let mut out = vec![0u8; 6000];
         assert_eq!(p.read_payload(&mut out), 5000);
         assert_eq!(&out[..5000], &data[..]);
-        pool.free_packet(p);
+        pool.free_packet(p).unwrap();
     }
     // A packet with no buflets at all.
     let e = pool.alloc_packet(0, NS).unwrap();
@@ -374,14 +377,14 @@ fn on_demand_multi_buflet_packets() {
     unsafe {
         assert_eq!(e.buflet_count(), 0);
         assert!(e.buffer_addr().is_null());
-        pool.free_packet(e);
+        pool.free_packet(e).unwrap();
     }
     // By size: ceil(size / 2048) buflets.
     let q = pool.alloc_by_size(4097, NS).unwrap();
     // SAFETY: as above.
     unsafe {
         assert_eq!(q.buflet_count(), 3);
-        pool.free_packet(q);
+        pool.free_packet(q).unwrap();
     }
     let e = pool.alloc_by_size(4 * 2048 + 1, NS).unwrap_err();
     assert!(
@@ -405,9 +408,10 @@ fn on_demand_multi_buflet_packets() {
     // SAFETY: as above.
     unsafe {
         assert!(v.iter().all(|p| p.buflet_count() == 2));
-        pool.free_batch(&v);
+        pool.free_batch(&v).unwrap();
     }
-    let out = pool.outstanding();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    let out = unsafe { pool.outstanding() };
     assert!(out.is_empty(), "{out:?}");
     let s = pool.stats();
     assert_eq!(s.buflets_out, 0);
@@ -443,8 +447,9 @@ fn on_demand_partial_batch_when_buflets_run_out() {
         "every buflet used, none twice (buflets {bcap})"
     );
     // SAFETY: all from `pool`.
-    unsafe { pool.free_batch(&v) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_batch(&v) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -472,7 +477,7 @@ fn large_buffers_and_buflet_batches() {
         pool.packet_add_buflet(p, db).unwrap();
         assert_eq!(p.buflet_count(), 3);
         assert_eq!(p.capacity(), 2048 + 16384 + 2048);
-        pool.free_packet(p); // frees the large and default buflets too
+        pool.free_packet(p).unwrap(); // frees the large and default buflets too
     }
     let mut v = Vec::new();
     assert_eq!(pool.alloc_buflet_batch(true, 8, &mut v, NS).unwrap(), 8);
@@ -480,7 +485,8 @@ fn large_buffers_and_buflet_batches() {
     assert_eq!(pool.stats().buflets_out, 16);
     // SAFETY: standalone buflets of `pool`.
     unsafe { pool.free_buflet_batch(&v) };
-    let out = pool.outstanding();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    let out = unsafe { pool.outstanding() };
     assert!(out.is_empty(), "{out:?}");
     // Without large buffers, asking for one is an error naming `large`.
     let small = PacketPoolConfig::new("sm")
@@ -567,7 +573,8 @@ fn cloned_buffers_are_not_reused_while_shared() {
         pool.free_buflet(b); // last user: cached normally
                              // Clones of a native buflet are refused.
     }
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
     let s = pool.stats();
     assert_eq!(s.buflets_out, 0);
 }
@@ -583,9 +590,9 @@ fn queues_chains_and_callbacks() {
     assert_eq!(q.len(), 100);
     let first = q.pop_front().unwrap();
     // SAFETY: popped from the queue, ours.
-    unsafe { pool.free_packet(first) };
+    unsafe { pool.free_packet(first) }.unwrap();
     // SAFETY: the queue's packets are this pool's.
-    assert_eq!(unsafe { pool.free_queue(&mut q) }, 99);
+    assert_eq!(unsafe { pool.free_queue(&mut q) }.unwrap(), 99);
     assert!(q.is_empty());
 
     // A chain built by hand.
@@ -596,7 +603,7 @@ fn queues_chains_and_callbacks() {
         for w in v.windows(2) {
             w[0].set_next(Some(w[1]));
         }
-        assert_eq!(pool.free_chain(v[0]), 70);
+        assert_eq!(pool.free_chain(v[0]).unwrap(), 70);
     }
 
     // Per-packet callback.
@@ -612,8 +619,9 @@ fn queues_chains_and_callbacks() {
     );
     let pkts: Vec<Packet> = seen.iter().map(|&(_, p)| p).collect();
     // SAFETY: allocated above.
-    unsafe { pool.free_batch(&pkts) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_batch(&pkts) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -661,7 +669,7 @@ fn tx_completion_and_attached_packets() {
             })
         ));
         assert_eq!(pool.stats().packets_out, 3);
-        pool.free_packet(a);
+        pool.free_packet(a).unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(seen_len.load(Ordering::SeqCst), 5);
         assert_eq!(
@@ -670,17 +678,18 @@ fn tx_completion_and_attached_packets() {
             "a and its attachment b are freed"
         );
         // The flag does not survive a free.
-        pool.free_packet(c);
+        pool.free_packet(c).unwrap();
     }
     let again = pool.alloc_packet(1, NS).unwrap();
     // SAFETY: allocated above.
-    unsafe { pool.free_packet(again) };
+    unsafe { pool.free_packet(again) }.unwrap();
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
         "requests are per allocation"
     );
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -698,7 +707,8 @@ fn close_retain_and_outstanding_report() {
     other.close();
     assert!(pool.is_closed());
     assert!(matches!(pool.alloc_packet(1, NS), Err(Error::Busy { .. })));
-    let out = pool.outstanding();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    let out = unsafe { pool.outstanding() };
     assert_eq!(out.packets.len(), 2);
     // SAFETY: allocated above.
     let (ip, iq) = unsafe { (p.md_index(), q.md_index()) };
@@ -708,8 +718,9 @@ fn close_retain_and_outstanding_report() {
         .any(|o| o.md_index == ip && o.len == 0 && o.owner.is_none()));
     assert!(out.packets.iter().any(|o| o.md_index == iq && o.len == 3));
     // SAFETY: from `pool`; frees work after close.
-    unsafe { pool.free_batch(&[p, q]) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_batch(&[p, q]) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
     drop(other);
     assert_eq!(pool.refcount(), 1);
     let s = pool.stats();

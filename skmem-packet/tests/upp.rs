@@ -82,7 +82,7 @@ fn insert_find_remove_round_trip() {
         assert_eq!(back.len(), 100);
         assert_eq!(back.first_buflet().unwrap().data_len(), 100);
         assert_eq!(back.owner(), None);
-        pool.free_packet(back);
+        pool.free_packet(back).unwrap();
     }
     assert!(matches!(
         pool.upp_remove(42, idx).unwrap_err(),
@@ -98,7 +98,8 @@ fn insert_find_remove_round_trip() {
             ..
         }
     ));
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -136,7 +137,8 @@ fn every_bad_user_field_is_named_and_changes_nothing() {
     assert_eq!(pool.upp_purge(1), (1, 3));
     assert!(pool.upp_is_empty());
     assert!(
-        pool.outstanding().is_empty(),
+        // SAFETY: no other thread uses the pool or its packets.
+        unsafe { pool.outstanding() }.is_empty(),
         "purge freed the packet and its buflets"
     );
 
@@ -254,13 +256,14 @@ fn every_bad_user_field_is_named_and_changes_nothing() {
     // SAFETY: ours again.
     unsafe {
         assert_eq!(back.buflet_count(), 3);
-        pool.free_packet(back);
+        pool.free_packet(back).unwrap();
     }
     let b = pool.upp_remove_buflet(2, ob).unwrap();
     // SAFETY: ours again.
     unsafe { pool.free_buflet(b) };
     assert!(pool.upp_is_empty());
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -296,9 +299,10 @@ fn users_may_move_buflets_between_their_packets() {
         assert_eq!(ra.buflet_count(), 1);
         assert_eq!(rb.buflet_count(), 2);
         assert_eq!(rb.buflets().nth(1).unwrap().index(), Some(a1));
-        pool.free_batch(&[ra, rb]);
+        pool.free_batch(&[ra, rb]).unwrap();
     }
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -333,7 +337,8 @@ fn purge_by_owner_frees_exactly_that_owners_objects() {
             assert_eq!(pool.upp_find(*i).map(|(_, w)| w), Some(o));
         }
     }
-    let out = pool.outstanding();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    let out = unsafe { pool.outstanding() };
     assert_eq!(out.packets.len(), 11, "10 held by users + 1 kept");
     assert_eq!(out.packets.iter().filter(|p| p.owner.is_none()).count(), 1);
     assert_eq!(out.buflets.len(), 22, "chains are detached at hand-off");
@@ -344,8 +349,9 @@ fn purge_by_owner_frees_exactly_that_owners_objects() {
     assert_eq!(pool.upp_purge(99), (0, 0));
     pool.upp_purge_all();
     // SAFETY: allocated above.
-    unsafe { pool.free_packet(kept) };
-    assert!(pool.outstanding().is_empty());
+    unsafe { pool.free_packet(kept) }.unwrap();
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 #[test]
@@ -370,9 +376,10 @@ fn kernel_side_fields_survive_user_scribbles() {
     unsafe {
         assert_eq!(back.buffer_addr(), buf);
         assert_eq!(back.first_buflet().unwrap().data_len(), 10);
-        pool.free_packet(back);
+        pool.free_packet(back).unwrap();
     }
-    assert!(pool.outstanding().is_empty());
+    // SAFETY: no other thread uses the pool or its packets during the check.
+    assert!(unsafe { pool.outstanding() }.is_empty());
 }
 
 /// One scribble: which object, at which byte offset, what bytes.
@@ -490,14 +497,15 @@ proptest! {
         }
         // SAFETY: ours.
         unsafe {
-            pool.free_batch(&fresh);
-            pool.free_batch(&got);
+            pool.free_batch(&fresh).unwrap();
+            pool.free_batch(&got).unwrap();
             pool.free_buflet_batch(&got_bufs);
         }
         // The dead user's leftovers go, and nothing is lost.
         pool.upp_purge(owner);
         prop_assert!(pool.upp_is_empty());
-        let out = pool.outstanding();
+        // SAFETY: no other thread uses the pool or its packets during the check.
+        let out = unsafe { pool.outstanding() };
         prop_assert!(out.is_empty(), "leak: {:?}", out);
         let s = pool.stats();
         prop_assert_eq!(s.packets_out, 0);

@@ -173,7 +173,7 @@ mod e2e {
         // it back.
         unsafe {
             if p.write_payload(scratch) != len {
-                a.pool.free_packet(p);
+                a.pool.free_packet(p).unwrap();
                 return Err(format!("frame {seq} ({len} B) does not fit {nbuf} buffers"));
             }
             for b in p.buflets() {
@@ -187,7 +187,7 @@ mod e2e {
         }
         a.nic.tx_push(&frags[..n], p).map_err(|p| {
             // SAFETY: the ring refused it: still ours.
-            unsafe { a.pool.free_packet(p) };
+            unsafe { a.pool.free_packet(p) }.unwrap();
             "TX ring full".to_string()
         })
     }
@@ -248,7 +248,7 @@ mod e2e {
             // SAFETY: `p` is ours; freed right after.
             let got = unsafe { p.read_payload(&mut self.scratch) };
             // SAFETY: as above; every buflet goes back with it.
-            unsafe { pool.free_packet(p) };
+            unsafe { pool.free_packet(p) }.unwrap();
             let len = std::mem::take(&mut self.bytes);
             if got != len {
                 return Err(format!("read {got} of {len} received bytes"));
@@ -264,7 +264,7 @@ mod e2e {
         port.nic.stop(
             // SAFETY: `stop` has turned the device's DMA off before handing
             // back cookies; each is a packet of this pool, ours again.
-            |p| unsafe { pool.free_packet(p) },
+            |p| unsafe { pool.free_packet(p) }.unwrap(),
             // SAFETY: as above, for the posted receive buflets.
             |bl| unsafe { pool.free_buflet(bl) },
         );
@@ -315,7 +315,7 @@ mod e2e {
                     a.pool.buflet_iova(bl).unwrap_or(0)
                 );
             }
-            a.pool.free_packet(probe);
+            a.pool.free_packet(probe).unwrap();
         }
         let ram = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -370,7 +370,7 @@ mod e2e {
             let pool_a = &a.pool;
             a.nic.tx_reclaim(|p| {
                 // SAFETY: the device finished with it; ours again.
-                unsafe { pool_a.free_packet(p) };
+                unsafe { pool_a.free_packet(p) }.unwrap();
                 tx_done += 1;
             });
             let mut done = Vec::new();
@@ -436,7 +436,10 @@ mod e2e {
         stop(&mut b);
         let out_a = pool_line("A", &a.pool);
         let out_b = pool_line("B", &b.pool);
-        let (oa, ob) = (a.pool.outstanding(), b.pool.outstanding());
+        // SAFETY: no other thread uses the pool or its packets during the check.
+        let (oa, ob) = (unsafe { a.pool.outstanding() }, unsafe {
+            b.pool.outstanding()
+        });
         if out_a != (0, 0) || out_b != (0, 0) || !oa.is_empty() || !ob.is_empty() {
             return Err(format!(
                 "pool not full again: A {out_a:?} {oa:?}, B {out_b:?} {ob:?}"
@@ -523,7 +526,7 @@ mod e2e {
             let pool_a = &a.pool;
             a.nic.tx_reclaim(|p| {
                 // SAFETY: finished by the device; ours.
-                unsafe { pool_a.free_packet(p) };
+                unsafe { pool_a.free_packet(p) }.unwrap();
                 tx_back += 1;
             });
             let mut done = Vec::new();

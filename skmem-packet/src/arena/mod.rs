@@ -160,7 +160,7 @@
 //! // SAFETY: handed back and validated; freed once.
 //! unsafe {
 //!     assert_eq!(p.read_payload(&mut buf), 5);
-//!     pool.free_packet(p);
+//!     pool.free_packet(p)?;
 //! }
 //! assert_eq!(&buf, b"world");
 //! # Ok::<(), skmem_packet::Error>(())

@@ -744,33 +744,113 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     // Free
     // ------------------------------------------------------------------
 
+    /// Refuses to free `p` when a user process still holds it or it is
+    /// attached to another packet: freeing it would leave the user-tracking
+    /// table (or the parent) pointing at a free object, later handed out or
+    /// freed a second time.
+    ///
+    /// # Safety
+    ///
+    /// `p` is an allocated packet of this pool.
+    #[inline]
+    unsafe fn check_free(&self, p: Packet) -> Result<()> {
+        let k = p.kmd();
+        // SAFETY: the caller's contract: `p` is allocated.
+        let (owner, flags) = unsafe { ((*k).owner, (*k).flags) };
+        if owner != meta::NO_OWNER || flags & meta::MD_IS_ATTACHED != 0 {
+            // SAFETY: as above.
+            return Err(unsafe { self.refused_free(p) });
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    ///
+    /// As [`check_free`](Self::check_free).
+    #[cold]
+    #[inline(never)]
+    unsafe fn refused_free(&self, p: Packet) -> Error {
+        let k = p.kmd();
+        // SAFETY: the caller's contract: `p` is allocated.
+        let (index, owner) = unsafe { ((*k).index, (*k).owner) };
+        let reason = if owner != meta::NO_OWNER {
+            format!(
+                "packet {index} of pool `{}` is held by user process {owner}: take it back with upp_remove (or upp_purge) before freeing it",
+                self.inner.name
+            )
+        } else {
+            format!(
+                "packet {index} of pool `{}` is attached to another packet: it is freed with its parent",
+                self.inner.name
+            )
+        };
+        Error::Invalid {
+            field: "packet",
+            reason,
+        }
+    }
+
     /// Frees one packet (and a packet attached to it).
+    ///
+    /// A packet a user process still holds ([`upp_insert`](Self::upp_insert)
+    /// without [`upp_remove`](Self::upp_remove)) or one attached to another
+    /// packet is refused with [`Error::Invalid`] naming the packet and its
+    /// holder, and nothing changes.
+    ///
+    /// A panic from a transmit-completion callback does not lose the
+    /// packet: it is freed first, then the panic goes on.
     ///
     /// # Safety
     ///
     /// `p` was allocated from this pool, is not freed yet, is not in a
-    /// queue or held by a user, and is not used afterwards.
+    /// queue, and is not used afterwards (unless the call is refused).
     #[inline]
-    pub unsafe fn free_packet(&self, p: Packet) {
+    pub unsafe fn free_packet(&self, p: Packet) -> Result<()> {
         let k = p.kmd();
         // SAFETY: the caller's contract: `p` is allocated and ours.
+        unsafe { self.check_free(p) }?;
+        // SAFETY: as above.
         if self.inner.on_demand || unsafe { (*k).flags } & MD_SLOW != 0 {
             // SAFETY: forwarded.
-            return unsafe { self.free_slow(&[p]) };
+            unsafe { self.free_slow(&[p]) };
+            return Ok(());
         }
         // SAFETY: constructed state restored (no chain; flags are reset at
         // the next allocation); the object came from this cache.
-        unsafe { dispatch!(&self.inner.md, c => c.free(p.kmd_nn())) }
+        unsafe { dispatch!(&self.inner.md, c => c.free(p.kmd_nn())) };
+        Ok(())
     }
 
     /// Frees packets (the seed's `pp_free_packet_array`).
+    ///
+    /// Every packet is checked first: when one is refused (as in
+    /// [`free_packet`](Self::free_packet)) the error names it and **none**
+    /// is freed. A panicking transmit-completion callback does not lose any
+    /// packet of the batch: all are freed, then the first panic goes on.
     ///
     /// # Safety
     ///
     /// As [`free_packet`](Self::free_packet), for every element; no
     /// element repeats.
     #[inline]
-    pub unsafe fn free_batch(&self, pkts: &[Packet]) {
+    pub unsafe fn free_batch(&self, pkts: &[Packet]) -> Result<()> {
+        for &p in pkts {
+            // SAFETY: the caller's contract.
+            unsafe { self.check_free(p) }?;
+        }
+        // SAFETY: checked above; the caller's contract otherwise.
+        unsafe { self.free_batch_checked(pkts) };
+        Ok(())
+    }
+
+    /// [`free_batch`](Self::free_batch) once every packet was checked.
+    ///
+    /// # Safety
+    ///
+    /// As [`free_batch`](Self::free_batch), and every packet passed
+    /// [`check_free`](Self::check_free).
+    #[inline]
+    pub(crate) unsafe fn free_batch_checked(&self, pkts: &[Packet]) {
         if self.inner.on_demand {
             // SAFETY: forwarded.
             return unsafe { self.free_slow(pkts) };
@@ -800,13 +880,23 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     }
 
     /// Frees a chain of packets linked with [`Packet::set_next`] (the
-    /// seed's `pp_free_packet_chain`); returns how many.
+    /// seed's `pp_free_packet_chain`); returns how many. The whole chain
+    /// is checked first, as in [`free_batch`](Self::free_batch): a refused
+    /// packet frees none and leaves the chain linked.
     ///
     /// # Safety
     ///
     /// As [`free_packet`](Self::free_packet) for every packet of the chain;
     /// the chain ends (no cycle).
-    pub unsafe fn free_chain(&self, head: Packet) -> usize {
+    pub unsafe fn free_chain(&self, head: Packet) -> Result<usize> {
+        let mut cur = Some(head);
+        while let Some(p) = cur {
+            // SAFETY: the chain's packets are allocated (contract).
+            unsafe {
+                self.check_free(p)?;
+                cur = p.next();
+            }
+        }
         let mut cur = Some(head);
         let mut count = 0;
         let mut tmp = [MaybeUninit::<Packet>::uninit(); 64];
@@ -826,26 +916,31 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             }
             // SAFETY: `n` entries were written.
             let pkts = unsafe { meta::assume_init_slice(&tmp[..n]) };
-            // SAFETY: forwarded.
-            unsafe { self.free_batch(pkts) };
+            // SAFETY: forwarded; every packet was checked above.
+            unsafe { self.free_batch_checked(pkts) };
             count += n;
         }
-        count
+        Ok(count)
     }
 
     /// Frees every packet of `queue`, leaving it empty (the seed's
     /// `pp_free_pktq`).
     ///
+    /// A refused packet (see [`free_batch`](Self::free_batch)) frees none
+    /// and leaves the queue as it was.
+    ///
     /// # Safety
     ///
     /// The queued packets were allocated from this pool.
-    pub unsafe fn free_queue(&self, queue: &mut PacketQueue) -> usize {
-        match queue.take() {
-            // SAFETY: queued packets are allocated and owned by the queue
-            // (its push contract), the queue gave them up, and they are
-            // this pool's (caller).
-            Some(h) => unsafe { self.free_chain(h) },
-            None => 0,
-        }
+    pub unsafe fn free_queue(&self, queue: &mut PacketQueue) -> Result<usize> {
+        let Some(head) = queue.head() else {
+            return Ok(0);
+        };
+        // SAFETY: queued packets are allocated and owned by the queue (its
+        // push contract) and are this pool's (caller). On success they are
+        // all freed, so the queue gives them up.
+        let n = unsafe { self.free_chain(head) }?;
+        queue.take();
+        Ok(n)
     }
 }

@@ -3,6 +3,8 @@
 
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use skmem_traits::{AllocFlags, CpuLocal, Error, ObjectInfo, Result, SegmentSource};
 
@@ -192,12 +194,20 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     }
 
     /// Readies one packet for its cache (the seed's `pp_metadata_fini`):
-    /// completion callbacks, attached packet, external buflets.
+    /// completion callbacks, attached packet, external buflets. The first
+    /// panic of a callback is caught into `panicked`; the packet is readied
+    /// all the same.
     ///
     /// # Safety
     ///
     /// `kmd` is an allocated packet of this pool being freed by the caller.
-    unsafe fn fini(&self, kmd: *mut Kmd, lists: &mut BufletLists, attached: &mut Vec<Packet>) {
+    unsafe fn fini(
+        &self,
+        kmd: *mut Kmd,
+        lists: &mut BufletLists,
+        attached: &mut Vec<Packet>,
+        panicked: &mut Option<Box<dyn Any + Send>>,
+    ) {
         let t = self.inner.md_type;
         // SAFETY: forwarded: `kmd` is ours until it goes back.
         unsafe {
@@ -211,7 +221,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             if f & MD_TX_COMPL != 0 {
                 let cbs = self.inner.tx_compl.read().clone();
                 for cb in cbs {
-                    cb(Packet::from_kmd(kmd, t));
+                    // A panicking callback must not lose this packet or
+                    // the rest of the batch: keep the first panic, finish
+                    // freeing, and let the caller resume it.
+                    let pkt = Packet::from_kmd(kmd, t);
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cb(pkt))) {
+                        panicked.get_or_insert(payload);
+                    }
                 }
             }
             if f & MD_HAS_ATTACHED != 0 {
@@ -246,9 +262,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let mut lists = BufletLists::default();
         let mut attached = Vec::new();
         let mut mds = Vec::with_capacity(pkts.len());
+        let mut panicked = None;
         for p in pkts {
             // SAFETY: forwarded.
-            unsafe { self.fini(p.kmd(), &mut lists, &mut attached) };
+            unsafe { self.fini(p.kmd(), &mut lists, &mut attached, &mut panicked) };
             mds.push(p.kmd_nn());
         }
         // SAFETY: every object was allocated from these caches and is back
@@ -260,8 +277,17 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         }
         if !attached.is_empty() {
             // SAFETY: attached packets were allocated, owned by the packets
-            // just freed, and are now detached.
-            unsafe { self.free_batch(&attached) };
+            // just freed, and are now detached (their parents were checked
+            // by the public free path; an attachment is never handed to a
+            // user on its own).
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe {
+                self.free_batch_checked(&attached)
+            })) {
+                panicked.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
         }
     }
 

@@ -228,9 +228,31 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// Lists every packet and standalone buflet still out: the teardown
     /// check. It first purges the metadata and buflet caches (so cached
     /// objects are not mistaken for outstanding ones), then asks the slab
-    /// layer, object by object, which are allocated. Costs time linear in
-    /// the pool's size and takes the slab locks: not for fast paths.
-    pub fn outstanding(&self) -> Outstanding {
+    /// layer, object by object, which are allocated, and reads each one's
+    /// metadata (length, buflet chain, holder). Costs time linear in the
+    /// pool's size and takes the slab locks: not for fast paths.
+    ///
+    /// On a live pool use [`stats`](Self::stats) instead: its
+    /// `packets_out`, `buflets_out` and `upp_*` counts come from counters
+    /// and never touch another thread's objects.
+    ///
+    /// # Safety
+    ///
+    /// The pool is quiescent for the whole call: no other thread allocates
+    /// from or frees to it, hands packets to or takes them back from users,
+    /// or uses (reads or writes through the [`Packet`](super::Packet) and
+    /// [`Buflet`](super::Buflet) accessors) any packet or buflet allocated
+    /// from it. The metadata of packets still out is read without
+    /// synchronisation, and their buflet chains are walked.
+    ///
+    /// ```compile_fail
+    /// # use skmem_backends::Heap;
+    /// # use skmem_packet::PacketPoolConfig;
+    /// let pool = PacketPoolConfig::new("doc").md_count(64).build::<Heap>(Default::default()).unwrap();
+    /// // Reading other threads' packets is not something safe code may do.
+    /// let _ = pool.outstanding();
+    /// ```
+    pub unsafe fn outstanding(&self) -> Outstanding {
         let i = &self.inner;
         dispatch!(&i.md, c => c.reap_now(true));
         if let Some(b) = &i.bft {
@@ -251,7 +273,8 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                     }
                     let k = meta::as_kmd(addr);
                     // SAFETY: an allocated, constructed metadata object of
-                    // this pool; read-only snapshot of kernel fields.
+                    // this pool that no other thread uses now (the caller's
+                    // contract); read-only snapshot of kernel fields.
                     unsafe {
                         let mut b: *mut Kbuf = (*k).buf.next;
                         while !b.is_null() {
@@ -280,7 +303,8 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                             }
                             let kb = meta::as_kbuf(addr);
                             // SAFETY: an allocated, constructed buflet of
-                            // this cache; read-only snapshot.
+                            // this cache that no other thread uses now
+                            // (the caller's contract); read-only snapshot.
                             unsafe {
                                 report.buflets.push(OutstandingBuflet {
                                     bft_index: (*kb).bft_idx,

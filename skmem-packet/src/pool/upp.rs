@@ -502,7 +502,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             for p in &pkts {
                 (*p.kmd()).owner = NO_OWNER;
             }
-            self.free_batch(&pkts);
+            self.free_batch_checked(&pkts);
             self.free_buflet_batch(&bfts);
         }
         (pkts.len(), bfts.len())

@@ -11,6 +11,9 @@
 //!   something the test holds still uses;
 //! * the pool's count of packets out equals the packets the test and its
 //!   "users" hold; its count of user-held packets equals the model's;
+//! * freeing a packet a user holds, or one attached to another, is refused
+//!   (alone or in a batch, which then frees nothing);
+//! * a panicking completion callback loses no packet of the free call;
 //! * at the end, after everything is handed back or purged and freed,
 //!   nothing is outstanding and every buffer is back in its slab.
 //!
@@ -83,6 +86,8 @@ enum Op {
     ScribbleBuflet { pick: u16, offset: u8, bytes: Vec<u8> },
     /// Links a held packet's user chain to a held buflet (or ends it).
     LinkChain { pick: u16, to: u16, end: bool },
+    FreeHeld { pick: u16, with_owned: u8 },
+    FreeChild { pick: u16 },
     UppRemove { pick: u16, wrong_owner: bool, made_up: Option<u32> },
     UppRemoveBuflet { pick: u16, wrong_owner: bool, made_up: Option<u32> },
     UppPurge { owner: u8 },
@@ -233,7 +238,8 @@ impl<L: CpuLocal> Harness<L> {
                 if let Some(i) = pick(&self.owned, i) {
                     let p = self.take_pkts(i)[0];
                     // SAFETY: ours, given up (its child goes with it).
-                    unsafe { self.pool.free_packet(p) };
+                    let r = unsafe { self.pool.free_packet(p) };
+                    r.expect("freeing a packet the caller owns");
                 }
             }
             &Op::FreeBatch { start, n } => {
@@ -245,7 +251,36 @@ impl<L: CpuLocal> Harness<L> {
                     }
                 }
                 // SAFETY: ours, distinct, given up.
-                unsafe { self.pool.free_batch(&v) };
+                let r = unsafe { self.pool.free_batch(&v) };
+                r.expect("freeing packets the caller owns");
+            }
+            &Op::FreeHeld { pick: i, with_owned } => {
+                // A packet a user still holds: refused, and in a batch
+                // nothing of the batch is freed (issue 11 item 10).
+                let Some(i) = pick(&self.held, i) else {
+                    return;
+                };
+                let held = self.held[i].1;
+                let mut v: Vec<Packet> = self.owned.iter().copied().take(with_owned as usize % 8).collect();
+                v.push(held);
+                // SAFETY: allocated from this pool, not freed; the call is
+                // refused, so nothing is given up.
+                let r = unsafe {
+                    if v.len() == 1 {
+                        self.pool.free_packet(held)
+                    } else {
+                        self.pool.free_batch(&v)
+                    }
+                };
+                assert!(r.is_err(), "freeing a user-held packet was not refused");
+            }
+            &Op::FreeChild { pick: i } => {
+                let Some(&child) = self.children.values().nth(i as usize % self.children.len().max(1)) else {
+                    return;
+                };
+                // SAFETY: allocated, not freed; refused, nothing given up.
+                let r = unsafe { self.pool.free_packet(child) };
+                assert!(r.is_err(), "freeing an attached packet was not refused");
             }
             &Op::WritePayload { pick: i, len, byte } => {
                 if let Some(i) = pick(&self.owned, i) {
@@ -436,13 +471,14 @@ impl<L: CpuLocal> Harness<L> {
         self.children.clear();
         // SAFETY: ours, distinct, given up.
         unsafe {
-            self.pool.free_batch(&pkts);
+            self.pool.free_batch(&pkts).expect("freeing packets the caller owns");
             self.pool.free_buflet_batch(&std::mem::take(&mut self.bufs));
         }
         let s = self.pool.stats();
         assert_eq!(s.packets_out, 0, "packets leaked:\n{}", s.table());
         assert_eq!(s.buflets_out, 0, "buflets leaked:\n{}", s.table());
-        let out = self.pool.outstanding();
+        // SAFETY: this thread is the pool's only user: it is quiescent.
+        let out = unsafe { self.pool.outstanding() };
         assert!(out.is_empty(), "leak: {out:?}");
         self.pool.purge();
         let s = self.pool.stats();

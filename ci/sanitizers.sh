@@ -26,9 +26,12 @@ TARGET=x86_64-unknown-linux-gnu
 # sanitizer flags (rustdoc takes them separately) and test nothing the
 # suites do not. The loom models need --cfg loom (ci/loom.sh).
 SUITES=(
-    -p skmem-magazine --lib --test cache --test maintenance --test model --test resize
-    --test slab --test stress --test unwind
-    -p skmem-packet --lib --test pool --test upp --test backends_threads
+    -p skmem-magazine -p skmem-packet --lib
+    # skmem-magazine
+    --test cache --test maintenance --test model --test resize --test slab
+    --test stress --test unwind
+    # skmem-packet
+    --test pool --test upp --test backends_threads
     --test arena_view --test arena_ipc --test arena_hostile
 )
 
@@ -37,7 +40,12 @@ run() {
     local start=$SECONDS
     echo "--- ${san} sanitizer: building and running ${SUITES[*]}"
     # Release with debug assertions: the suites' stress loops run tens of
-    # times slower in a debug build under a sanitizer.
+    # times slower in a debug build under a sanitizer. Without the release
+    # profile's thin LTO and single codegen unit, which would make building
+    # std and a dozen test binaries take several times longer.
+    CARGO_PROFILE_RELEASE_LTO=false \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
     RUSTFLAGS="-Zsanitizer=${san} -Cdebug-assertions=on -Cforce-frame-pointers=yes" \
     RUSTDOCFLAGS="-Zsanitizer=${san}" \
     CARGO_TARGET_DIR="target/${san:0:1}san" \

@@ -68,6 +68,8 @@ run() {
 # handler would turn that death into a report and exit code 66 / 1.
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 handle_segv=0 handle_sigbus=0}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1 detect_stack_use_after_return=1 handle_segv=0 handle_sigbus=0}"
+# Leaks the tests make on purpose (a forgotten view), listed by test name.
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/ci/lsan.supp print_suppressions=0}"
 
 if [ $# -eq 0 ]; then
     set -- thread address

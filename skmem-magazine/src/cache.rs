@@ -634,7 +634,31 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         if n == out.len() {
             return n;
         }
-        n + self.inner.below.alloc_batch(&mut out[n..], flags)
+        let (from_cpu, rest) = out.split_at_mut(n);
+        // The layer beneath may panic (a constructor, or a destructor run by
+        // the region's reap); the caller then never learns of the objects
+        // already taken from the CPU layer, so they go back first.
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.inner.below.alloc_batch(rest, flags)
+        })) {
+            Ok(m) => n + m,
+            Err(payload) => {
+                // SAFETY: `alloc_cpu_layer` initialised this prefix;
+                // `MaybeUninit<T>` has `T`'s layout.
+                let taken = unsafe {
+                    core::slice::from_raw_parts(from_cpu.as_ptr().cast::<NonNull<u8>>(), n)
+                };
+                let give_back = || {
+                    // SAFETY: constructed objects of this cache, taken by
+                    // this call and handed to nobody.
+                    unsafe { self.free_batch(taken) }
+                };
+                if catch_unwind(AssertUnwindSafe(give_back)).is_err() {
+                    tracing::error!(cache = %self.name(), "a destructor panicked while a panicking batch allocation gave its objects back");
+                }
+                resume_unwind(payload)
+            }
+        }
     }
 
     /// Frees a constructed object into the cache. It stays constructed in

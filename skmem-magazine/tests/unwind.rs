@@ -225,3 +225,59 @@ fn new_threads_allocating_during_a_purge_loop_trip_no_assertion() {
     cache.purge();
     assert_eq!(cache.stats().slab.sl_bufinuse, 0, "nothing lost");
 }
+
+/// A panic from the layer beneath during a batch allocation (here a
+/// destructor that the exhausted region's reap runs in a neighbouring cache)
+/// must not lose the objects the batch had already taken from the CPU
+/// layer: the caller never learns of them, so they go back before the panic
+/// goes on. Found by the `cache_ops` fuzz target.
+#[test]
+fn panic_beneath_a_batch_allocation_loses_no_object() {
+    let params = RegionParams::new("panicky-batch", 128, 256)
+        .magazine_max_objs(2 * magazine_max_objs(128, Global::slot_hint()));
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let total = region.layout().obj_count;
+    let make = |dtor: Arc<PanickyDtor>| {
+        let slab =
+            SlabCache::new(region.clone(), SlabConfig::new("panicky-batch", 128), dtor).unwrap();
+        Cache::<_, Global>::new(slab, CacheConfig::default().register(false)).unwrap()
+    };
+    let (mine, theirs) = (
+        Arc::new(PanickyDtor::default()),
+        Arc::new(PanickyDtor::default()),
+    );
+    let cache = make(mine.clone());
+    let neighbour = make(theirs.clone());
+    // The neighbour's objects rest in its magazines; ours too.
+    churn(&neighbour, 100);
+    churn(&cache, 40);
+    assert!(cache.stats().cached_objs > 0 && neighbour.stats().cached_objs > 0);
+    // Our batch takes our cached objects first, then exhausts the region,
+    // whose reap runs the neighbour's armed destructor.
+    theirs.armed.store(true, Ordering::Relaxed);
+    let mut out = vec![MaybeUninit::uninit(); total];
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        cache.alloc_batch(&mut out, AllocFlags::NoSleep)
+    }));
+    assert!(r.is_err(), "the destructor's panic reaches the caller");
+    // Nothing of ours is out: every object the batch took went back.
+    let st = cache.stats();
+    assert_eq!(
+        st.slab.sl_bufinuse, st.cached_objs,
+        "objects in use are exactly those cached: {st:?}"
+    );
+    cache.purge();
+    neighbour.purge();
+    assert_eq!(
+        cache.stats().slab.sl_bufinuse,
+        0,
+        "everything back after purge"
+    );
+    assert_eq!(
+        mine.built.load(Ordering::Relaxed),
+        mine.torn.load(Ordering::Relaxed),
+        "constructions and destructions balance"
+    );
+    // And the cache still works.
+    churn(&cache, 100);
+}

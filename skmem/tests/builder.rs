@@ -35,7 +35,11 @@ fn the_first_example_builds_a_per_thread_cache_on_the_heap() {
     let cache = Cache::builder("first", 128).capacity(1024).build().unwrap();
     let stats = cache.stats();
     // The per-thread policy names the handshake mode it runs in.
-    assert!(stats.locality.starts_with("per-thread("), "{}", stats.locality);
+    assert!(
+        stats.locality.starts_with("per-thread("),
+        "{}",
+        stats.locality
+    );
     let region = cache.layer().region();
     assert_eq!(region.stats().source, "heap");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -213,7 +217,11 @@ fn locality_source_ctor_align_and_mirror_are_honoured() {
         .source::<skmem::Mmap>(Default::default())
         .build()
         .unwrap();
-    assert!(cache.stats().locality.starts_with("per-cpu("), "{}", cache.stats().locality);
+    assert!(
+        cache.stats().locality.starts_with("per-cpu("),
+        "{}",
+        cache.stats().locality
+    );
     assert_eq!(cache.layer().region().stats().source, "mmap");
     let p = cache.alloc().unwrap();
     assert_eq!(p.as_ptr() as usize % 32, 0);

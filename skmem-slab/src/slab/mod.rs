@@ -98,6 +98,7 @@
 mod inner;
 mod sync;
 
+use std::any::Any;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
@@ -120,6 +121,14 @@ const KEEP_EMPTY: u64 = 1;
 
 /// Objects moved per lock acquisition in batch operations.
 const GROUP: usize = 32;
+
+/// Why a batch allocation stopped short: an error to return, or a panic
+/// (from a constructor, or a destructor the region's reap ran) to resume
+/// once the batch's objects are back.
+enum BatchStop {
+    Error(Error),
+    Panic(Box<dyn Any + Send>),
+}
 
 /// Longest pause between two attempts of a sleeping allocation to take a
 /// segment from an exhausted region.
@@ -398,9 +407,18 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             None => self.alloc_grow(flags)?,
         };
         if C::ACTIVE {
-            if let Err(err) = self.construct(&obj, flags) {
-                self.ctor_failed(&[obj]);
-                return Err(err);
+            match catch_unwind(AssertUnwindSafe(|| self.construct(&obj, flags))) {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    self.ctor_failed(&[obj]);
+                    return Err(err);
+                }
+                Err(payload) => {
+                    // The object goes back unconstructed before the
+                    // constructor's panic goes on: nothing is lost.
+                    self.ctor_failed(&[obj]);
+                    resume_unwind(payload);
+                }
             }
         }
         Ok(obj.addr)
@@ -490,13 +508,45 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// in hand, further slabs are asked for with [`AllocFlags::NoSleep`],
     /// so the call never blocks after the first object. A constructor
     /// failure ends the batch early (the failed object goes back).
+    ///
+    /// A constructor's panic, or one from a destructor that the region's
+    /// reap ran while this batch grew the cache, goes on to the caller
+    /// after every object the batch took is back: those already written to
+    /// `out` are freed (destructed) first, since the caller never learns of
+    /// them.
     pub fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
         let mut n = 0;
-        let _ = self.alloc_bulk(out.len(), flags, |obj| {
+        let (_, stop) = self.alloc_bulk(out.len(), flags, |obj| {
             out[n].write(obj.addr);
             n += 1;
         });
+        if let Some(BatchStop::Panic(payload)) = stop {
+            // SAFETY: `emit` initialised the prefix `n` of `out`;
+            // `MaybeUninit<T>` has `T`'s layout.
+            let taken =
+                unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<NonNull<u8>>(), n) };
+            self.give_back_and_resume(
+                || {
+                    // SAFETY: constructed objects of this cache, allocated
+                    // by this call and handed to nobody.
+                    unsafe { self.free_batch(taken) }
+                },
+                payload,
+            );
+        }
         n
+    }
+
+    /// Runs `give_back` (the objects a panicking batch allocation had
+    /// taken), then resumes `payload`. A second panic from a destructor
+    /// in `give_back` is logged and dropped: the first one goes on.
+    #[cold]
+    #[inline(never)]
+    fn give_back_and_resume(&self, give_back: impl FnOnce(), payload: Box<dyn Any + Send>) -> ! {
+        if catch_unwind(AssertUnwindSafe(give_back)).is_err() {
+            tracing::error!(cache = %self.config.name, "a destructor panicked while a panicking batch allocation gave its objects back");
+        }
+        resume_unwind(payload)
     }
 
     /// The common part of the batch allocations: up to `want` objects,
@@ -507,7 +557,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         want: usize,
         flags: AllocFlags,
         mut emit: impl FnMut(Obj),
-    ) -> (usize, Option<Error>) {
+    ) -> (usize, Option<BatchStop>) {
         let mut done = 0;
         while done < want {
             let mut group = [None; GROUP];
@@ -519,14 +569,19 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 } else {
                     AllocFlags::NoSleep
                 };
-                match self.grow(grow_flags, &mut group[..limit]) {
-                    Ok(taken) => n = taken,
-                    Err(err) => {
+                // The region's reap may run a destructor that panics; no
+                // object of `group` is taken then.
+                match catch_unwind(AssertUnwindSafe(|| {
+                    self.grow(grow_flags, &mut group[..limit])
+                })) {
+                    Ok(Ok(taken)) => n = taken,
+                    Ok(Err(err)) => {
                         if done == 0 {
                             self.state.lock().counters.alloc_fail += 1;
                         }
-                        return (done, Some(err));
+                        return (done, Some(BatchStop::Error(err)));
                     }
+                    Err(payload) => return (done, Some(BatchStop::Panic(payload))),
                 }
             }
             let mut failed = [None; GROUP];
@@ -534,13 +589,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             let mut first_err = None;
             for obj in group[..n].iter().flatten() {
                 if first_err.is_none() {
-                    match self.construct(obj, flags) {
-                        Ok(()) => {
+                    match catch_unwind(AssertUnwindSafe(|| self.construct(obj, flags))) {
+                        Ok(Ok(())) => {
                             emit(*obj);
                             done += 1;
                             continue;
                         }
-                        Err(err) => first_err = Some(err),
+                        Ok(Err(err)) => first_err = Some(BatchStop::Error(err)),
+                        Err(payload) => first_err = Some(BatchStop::Panic(payload)),
                     }
                 }
                 // After a constructor failure, the rest of the group goes
@@ -882,7 +938,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         }
         let mut head: Option<NonNull<u8>> = None;
         let mut tail: Option<NonNull<u8>> = None;
-        let (n, err) = self.alloc_bulk(count, flags, |obj| {
+        let (n, stop) = self.alloc_bulk(count, flags, |obj| {
             match tail {
                 // SAFETY: `tail` is a constructed object of this call's
                 // chain, at least pointer-sized (checked in `new`), writable
@@ -895,6 +951,27 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             }
             tail = Some(obj.addr);
         });
+        if let (Some(tail), Some(BatchStop::Panic(_))) = (tail, &stop) {
+            // SAFETY: as above, for the last object: the chain built so far
+            // is terminated so that it can be given back.
+            unsafe { ptr::write_unaligned(tail.as_ptr().cast::<*mut u8>(), ptr::null_mut()) };
+        }
+        let err = match stop {
+            Some(BatchStop::Panic(payload)) => match head {
+                // SAFETY: a terminated chain of constructed objects of this
+                // cache, allocated by this call and handed to nobody.
+                Some(head) => self.give_back_and_resume(
+                    || {
+                        // SAFETY: as above.
+                        let _ = unsafe { self.free_chain(head) };
+                    },
+                    payload,
+                ),
+                None => resume_unwind(payload),
+            },
+            Some(BatchStop::Error(err)) => Some(err),
+            None => None,
+        };
         match (head, tail) {
             (Some(head), Some(tail)) => {
                 // SAFETY: as above, for the last object.

@@ -82,8 +82,10 @@
 //!   A constructor failure counts as one allocation, one free and one
 //!   allocation failure; `ctor` counts successful constructions only, so
 //!   `ctor == dtor` once every object is back.
-//! * A constructor that panics leaves its object allocated: the object is
-//!   leaked, never handed out twice. A destructor that panics is caught:
+//! * A constructor that panics is caught: its object goes back to its slab
+//!   unconstructed (counted as a constructor failure), and so does the rest
+//!   of a batch, including the objects the batch had already constructed
+//!   (destructed first); then the panic goes on. A destructor that panics is caught:
 //!   the object still goes back to its slab (the constructor rebuilds it
 //!   before it is handed out again), the rest of a batch is freed as well,
 //!   and the panic is resumed once every object of the call is back, with

@@ -30,12 +30,12 @@
 
 #![no_main]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 
 use allocator_api2::alloc::{Allocator, Layout};
 use arbitrary::Arbitrary;

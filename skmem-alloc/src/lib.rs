@@ -28,7 +28,7 @@
 //! # Free without a size
 //!
 //! Everything the allocator hands out lives in one address-space
-//! reservation ([`reserve`](crate::reserve) module docs) or in the
+//! reservation (module `reserve` in the source) or in the
 //! large-object table. `free(p)` computes `(p - base) >> 30`: a class index
 //! (then the offset must fall on the class's object grid: `(offset mod
 //! segment) mod size == 0`, exact division by multiplication), or the
@@ -39,7 +39,7 @@
 //!
 //! # Re-entrancy and process life
 //!
-//! See the [`front`](crate::front) module docs: a const-initialised
+//! See the docs of module `front` (source): a const-initialised
 //! thread-local front, a busy flag routing the framework's own allocations
 //! to an internal metadata allocator, a `pthread_key_t` destructor for
 //! thread exit, `pthread_atfork` handlers, and maintenance from the slow
@@ -69,7 +69,7 @@
 //!
 //! # Safety
 //!
-//! Each module states its invariants: [`classes`](crate::classes) (the
+//! Each module states its invariants: `classes` (the
 //! ladder), `reserve` (the reservation and its source), `front` (the
 //! fronts, the busy flag, fork), `meta`, `large`, `lock`.
 

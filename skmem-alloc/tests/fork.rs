@@ -46,7 +46,12 @@ fn fork_in_a_multithreaded_process_then_allocate_in_the_child() {
                 let mut v: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
                 v.sort();
                 let big = vec![7u8; 1 << 20];
-                let t = thread::spawn(|| (0..1000usize).map(|i| vec![i as u8; i]).map(|v| v.len()).sum::<usize>());
+                let t = thread::spawn(|| {
+                    (0..1000usize)
+                        .map(|i| vec![i as u8; i])
+                        .map(|v| v.len())
+                        .sum::<usize>()
+                });
                 let spawned = t.join().unwrap();
                 v.len() == 10_000 && big.iter().all(|&b| b == 7) && spawned == 999 * 1000 / 2
             })

@@ -18,7 +18,7 @@ fn child_case() {
         return;
     };
     let obj = skmem_alloc::malloc(48);
-    let big = skmem_alloc::malloc(100_000);
+    let big = skmem_alloc::malloc(1 << 20);
     let on_stack = [0u64; 4];
     // SAFETY: deliberately bad pointers: the allocator must report and
     // abort before touching them.

@@ -37,7 +37,7 @@ fn realloc_stays_in_place_within_the_class_and_moves_beyond_preserving_contents(
         check(s, 60, 1);
         assert!(skmem_alloc::usable_size(s) >= 5000);
         fill(s, 5000, 9);
-        // Into the large path and through mremap.
+        // Into the largest classes, then the large path and mremap.
         let t = skmem_alloc::realloc(s, 100_000);
         check(t, 5000, 9);
         fill(t, 100_000, 3);

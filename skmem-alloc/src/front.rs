@@ -793,11 +793,20 @@ extern "C" fn fork_parent() {
     INIT_LOCK.release();
 }
 
+/// Times `fork_child` ran in this process (test hook).
+static FORK_CHILDREN: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn fork_child() {
     // The forking thread took every lock in prepare and is the only thread
     // of the child: releasing them leaves the child with consistent caches
     // (no thread was inside one) and its own front intact.
     fork_parent();
+    FORK_CHILDREN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times the atfork child handler ran in this process.
+pub(crate) fn fork_children() -> u64 {
+    FORK_CHILDREN.load(Ordering::Relaxed)
 }
 
 /// What one class holds, from its cache's statistics and the fronts'

@@ -601,6 +601,13 @@ impl SkmemAlloc {
     }
 }
 
+/// Test hook: how many times this process ran the allocator's atfork
+/// child handler (1 in a child forked once, after the allocator's first use).
+#[doc(hidden)]
+pub fn debug_fork_children() -> u64 {
+    front::fork_children()
+}
+
 /// Test hook: `true` while the calling thread is inside a slow path.
 #[doc(hidden)]
 pub fn debug_thread_is_busy() -> bool {

@@ -12,10 +12,18 @@ fn first_refill_takes_one_object_then_batches_grow() {
     std::thread::spawn(move || {
         let p = skmem_alloc::malloc(size);
         let s = skmem_alloc::class_stats(c).unwrap();
-        assert_eq!((s.in_fronts, s.objects_in_use, s.refills), (0, 1, 1), "{s:?}");
+        assert_eq!(
+            (s.in_fronts, s.objects_in_use, s.refills),
+            (0, 1, 1),
+            "{s:?}"
+        );
         let q = skmem_alloc::malloc(size);
         let s = skmem_alloc::class_stats(c).unwrap();
-        assert_eq!((s.in_fronts, s.refills), (1, 2), "second refill: 2 objects, {s:?}");
+        assert_eq!(
+            (s.in_fronts, s.refills),
+            (1, 2),
+            "second refill: 2 objects, {s:?}"
+        );
         // SAFETY: live blocks, freed once.
         unsafe {
             skmem_alloc::free(p);

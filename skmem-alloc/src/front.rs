@@ -16,7 +16,9 @@
 //!   list) and the first free (count ≥ limit) both fall into the slow path,
 //!   which registers the thread and sets the limits. Alloc is: class from a
 //!   table, pop; free is: class from the address, check, push. No lock, no
-//!   atomic read-modify-write.
+//!   atomic read-modify-write. Refills start at one object per thread and
+//!   class and double up to the class's batch, so a class a thread touches
+//!   once costs one object rather than a front of touched pages.
 //! * **Behind the fronts, each class is a [`Cache`] with [`Global`]
 //!   locality** over a [`SlabCache`] over a [`Region`] carved from the
 //!   reservation ([`Carve`]): a front refills with

@@ -101,7 +101,6 @@ use allocator_api2::alloc::{AllocError, Allocator};
 
 pub use classes::{class_align, class_index, class_size, MAX_SMALL, NCLASSES};
 pub use front::{class_stats, reclaim, ClassStats};
-pub use reserve::{Carve, CarveConfig};
 
 use classes::{class_of, fast_mod, INFO, PAGE, SLICE, SLICE_SHIFT};
 use reserve::{base, CLASS_SPAN};

@@ -18,7 +18,7 @@ use crate::{AllocFlags, Result};
 ///   valid until `free_segment(i, base)`;
 /// * it never returns the same live memory twice, and segment `i` is not
 ///   handed out by the shadow to anyone but this master while it is live.
-pub unsafe trait Mirror: Send + Sync {
+pub unsafe trait Mirror: Send + Sync + 'static {
     /// `false` for [`NoMirror`]: the master skips all shadow bookkeeping.
     const ACTIVE: bool = true;
 

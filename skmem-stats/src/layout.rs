@@ -129,44 +129,106 @@ macro_rules! take {
 }
 macro_rules! region_fields {
     ($m:ident, $v:ident, $i:ident, $s:expr) => {
-        $m!($v, $i, $s, [
-            mode, r_seg_size, c_seg_size, seg_cnt, seg_objs, r_obj_size, r_obj_cnt,
-            c_obj_size, c_obj_cnt, align, memtotal, meminuse, w_meminuse, seginuse, alloc,
-            free, create, destroy, alloc_fail, waits
-        ])
+        $m!(
+            $v,
+            $i,
+            $s,
+            [
+                mode, r_seg_size, c_seg_size, seg_cnt, seg_objs, r_obj_size, r_obj_cnt, c_obj_size,
+                c_obj_cnt, align, memtotal, meminuse, w_meminuse, seginuse, alloc, free, create,
+                destroy, alloc_fail, waits
+            ]
+        )
     };
 }
 macro_rules! slab_fields {
     ($m:ident, $v:ident, $i:ident, $s:expr) => {
-        $m!($v, $i, $s, [
-            objsize, objalign, chunksize, slabsize, chunks_per_slab, sl_create, sl_destroy,
-            sl_alloc, sl_free, sl_alloc_fail, sl_partial, sl_full, sl_empty, sl_bufinuse,
-            sl_hash_size, ctor, dtor
-        ])
+        $m!(
+            $v,
+            $i,
+            $s,
+            [
+                objsize,
+                objalign,
+                chunksize,
+                slabsize,
+                chunks_per_slab,
+                sl_create,
+                sl_destroy,
+                sl_alloc,
+                sl_free,
+                sl_alloc_fail,
+                sl_partial,
+                sl_full,
+                sl_empty,
+                sl_bufinuse,
+                sl_hash_size,
+                ctor,
+                dtor
+            ]
+        )
     };
 }
 macro_rules! cache_fields {
     ($m:ident, $v:ident, $i:ident, $s:expr) => {
-        $m!($v, $i, $s, [
-            cpu_mag_size, cpu_mag_resize, cpu_mag_purge, cpu_mag_reap, depot_full,
-            depot_empty, depot_ws_zero, depot_contention, cpu_rounds, cpu_prounds, cpu_alloc,
-            cpu_free, depot_full_alloc, depot_empty_alloc, cpu_slots, cached_objs
-        ])
+        $m!(
+            $v,
+            $i,
+            $s,
+            [
+                cpu_mag_size,
+                cpu_mag_resize,
+                cpu_mag_purge,
+                cpu_mag_reap,
+                depot_full,
+                depot_empty,
+                depot_ws_zero,
+                depot_contention,
+                cpu_rounds,
+                cpu_prounds,
+                cpu_alloc,
+                cpu_free,
+                depot_full_alloc,
+                depot_empty_alloc,
+                cpu_slots,
+                cached_objs
+            ]
+        )
     };
 }
 macro_rules! pool_fields {
     ($m:ident, $v:ident, $i:ident, $s:expr) => {
-        $m!($v, $i, $s, [
-            md_capacity, buf_size, packets_out, buflets_out, upp_packets, upp_buflets,
-            meminuse
-        ])
+        $m!(
+            $v,
+            $i,
+            $s,
+            [
+                md_capacity,
+                buf_size,
+                packets_out,
+                buflets_out,
+                upp_packets,
+                upp_buflets,
+                meminuse
+            ]
+        )
     };
 }
 macro_rules! arena_fields {
     ($m:ident, $v:ident, $i:ident, $s:expr) => {
-        $m!($v, $i, $s, [
-            mem_total, mem_inuse, map_size, local_views, remote_views, redirects
-        ])
+        $m!(
+            $v,
+            $i,
+            $s,
+            [
+                mem_total,
+                mem_inuse,
+                map_size,
+                local_views,
+                remote_views,
+                redirects
+            ]
+        )
     };
 }
 

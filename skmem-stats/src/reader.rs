@@ -164,14 +164,27 @@ impl fmt::Debug for Reader {
 // volatile accesses; nothing in it is tied to a thread.
 unsafe impl Send for Reader {}
 
+/// Whether process `pid` runs: it exists and is not a zombie (a peer that
+/// exited but was not reaped yet still has a `/proc` entry).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// The fd of process `pid` that is a memfd named `skmem-stats`.
 fn find_memfd(pid: u32) -> Result<PathBuf, ReadError> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     if !proc_dir.exists() {
         return Err(ReadError::NoSuchProcess(pid));
     }
-    let fds = std::fs::read_dir(proc_dir.join("fd"))
-        .map_err(io(format!("listing /proc/{pid}/fd")))?;
+    let fds =
+        std::fs::read_dir(proc_dir.join("fd")).map_err(io(format!("listing /proc/{pid}/fd")))?;
     let wanted = format!("/memfd:{}", crate::MEMFD_NAME);
     for fd in fds.flatten() {
         if let Ok(target) = std::fs::read_link(fd.path()) {
@@ -282,7 +295,7 @@ impl Reader {
     /// publishing process is gone.
     pub fn read(&self) -> Result<Snapshot, ReadError> {
         if let Some(pid) = self.pid {
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if !alive(pid) {
                 return Err(ReadError::PeerExited(pid));
             }
         }

@@ -106,7 +106,16 @@ fn header(version: u32, capacity: u32) -> Vec<u8> {
 fn truncated_and_garbage_regions_are_errors() {
     // Shorter than a header.
     let err = Reader::from_fd(memfd_with(&[1; 10], true), None).unwrap_err();
-    assert!(matches!(err, ReadError::Truncated { len: 10, needed: 128 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::Truncated {
+                len: 10,
+                needed: 128
+            }
+        ),
+        "{err}"
+    );
     // Random bytes of a plausible size.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let garbage: Vec<u8> = (0..4096)
@@ -118,7 +127,10 @@ fn truncated_and_garbage_regions_are_errors() {
         })
         .collect();
     let err = Reader::from_fd(memfd_with(&garbage, true), None).unwrap_err();
-    assert!(matches!(&err, ReadError::Garbage(w) if w.contains("magic")), "{err}");
+    assert!(
+        matches!(&err, ReadError::Garbage(w) if w.contains("magic")),
+        "{err}"
+    );
     // A header that claims more records than the file holds.
     let mut h = header(1, 8);
     h.extend(vec![0u8; 3 * RECORD_SIZE]);
@@ -129,29 +141,50 @@ fn truncated_and_garbage_regions_are_errors() {
     );
     // A version from the future.
     let err = Reader::from_fd(memfd_with(&header(2, 0), true), None).unwrap_err();
-    assert!(matches!(err, ReadError::UnknownVersion { found: 2, supported: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::UnknownVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("version 2"));
     // Not sealed: the writer could shrink it under a reader.
     let err = Reader::from_fd(memfd_with(&header(1, 0), false), None).unwrap_err();
-    assert!(matches!(&err, ReadError::Garbage(w) if w.contains("sealed")), "{err}");
+    assert!(
+        matches!(&err, ReadError::Garbage(w) if w.contains("sealed")),
+        "{err}"
+    );
     // A count past the capacity, and a record of an unknown kind.
     let mut h = header(1, 1);
     h[off::COUNT..off::COUNT + 8].copy_from_slice(&5u64.to_le_bytes());
     h.extend(vec![0u8; RECORD_SIZE]);
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();
     let err = reader.read().unwrap_err();
-    assert!(matches!(&err, ReadError::Garbage(w) if w.contains("5 records")), "{err}");
+    assert!(
+        matches!(&err, ReadError::Garbage(w) if w.contains("5 records")),
+        "{err}"
+    );
     h[off::COUNT..off::COUNT + 8].copy_from_slice(&1u64.to_le_bytes());
     h[HEADER_SIZE + off::R_KIND] = 77;
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();
     let err = reader.read().unwrap_err();
-    assert!(matches!(&err, ReadError::Garbage(w) if w.contains("unknown kind 77")), "{err}");
+    assert!(
+        matches!(&err, ReadError::Garbage(w) if w.contains("unknown kind 77")),
+        "{err}"
+    );
     // A name length past the field.
     h[HEADER_SIZE + off::R_KIND] = 3;
     h[HEADER_SIZE + off::R_NAME_LEN] = 200;
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();
     let err = reader.read().unwrap_err();
-    assert!(matches!(&err, ReadError::Garbage(w) if w.contains("name length")), "{err}");
+    assert!(
+        matches!(&err, ReadError::Garbage(w) if w.contains("name length")),
+        "{err}"
+    );
     // A healthy region with one (all-zero) cache record reads.
     h[HEADER_SIZE + off::R_NAME_LEN] = 0;
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();

@@ -130,7 +130,10 @@ pub fn publish_with_capacity(interval: Duration, capacity: usize) -> std::io::Re
     if interval.is_zero() || capacity == 0 || capacity > u32::MAX as usize / RECORD_SIZE {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("publish: interval {interval:?} must be non-zero and capacity {capacity} in 1..={}", u32::MAX as usize / RECORD_SIZE),
+            format!(
+                "publish: interval {interval:?} must be non-zero and capacity {capacity} in 1..={}",
+                u32::MAX as usize / RECORD_SIZE
+            ),
         ));
     }
     let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());

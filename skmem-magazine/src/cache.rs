@@ -71,8 +71,8 @@ use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
 use crate::local::FRONT_CAP;
 use crate::magazine::{Chain, MagBox, Magazine};
-use skmem_traits::registry;
 use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
+use skmem_traits::registry;
 
 /// How a [`Cache`] behaves (the seed's `SKMEM_CR_*` creation flags).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -239,8 +239,19 @@ fn cols(names: &[&'static str]) -> Vec<Cow<'static, str>> {
 impl TableRow for RegionStats {
     fn header() -> Vec<Cow<'static, str>> {
         cols(&[
-            "region", "source", "obj size", "objs", "seg size", "segs", "segs in use", "MiB total",
-            "MiB in use", "MiB wired", "seg allocs", "seg frees", "fails",
+            "region",
+            "source",
+            "obj size",
+            "objs",
+            "seg size",
+            "segs",
+            "segs in use",
+            "MiB total",
+            "MiB in use",
+            "MiB wired",
+            "seg allocs",
+            "seg frees",
+            "fails",
         ])
     }
     fn cells(&self) -> Vec<String> {
@@ -265,8 +276,20 @@ impl TableRow for RegionStats {
 impl TableRow for SlabStats {
     fn header() -> Vec<Cow<'static, str>> {
         cols(&[
-            "slab cache", "obj size", "chunk", "per slab", "slabs", "partial", "full", "empty",
-            "in use", "allocs", "frees", "fails", "ctor", "dtor",
+            "slab cache",
+            "obj size",
+            "chunk",
+            "per slab",
+            "slabs",
+            "partial",
+            "full",
+            "empty",
+            "in use",
+            "allocs",
+            "frees",
+            "fails",
+            "ctor",
+            "dtor",
         ])
     }
     fn cells(&self) -> Vec<String> {
@@ -308,9 +331,21 @@ impl CacheStats {
 impl TableRow for CacheStats {
     fn header() -> Vec<Cow<'static, str>> {
         cols(&[
-            "cache", "locality", "obj size", "in use", "total", "MiB in use", "mag size",
-            "resizes", "cpu alloc", "cpu free", "depot full", "depot empty", "contention",
-            "slab allocs", "cached",
+            "cache",
+            "locality",
+            "obj size",
+            "in use",
+            "total",
+            "MiB in use",
+            "mag size",
+            "resizes",
+            "cpu alloc",
+            "cpu free",
+            "depot full",
+            "depot empty",
+            "contention",
+            "slab allocs",
+            "cached",
         ])
     }
     fn cells(&self) -> Vec<String> {
@@ -337,8 +372,15 @@ impl TableRow for CacheStats {
 impl TableRow for PoolSummary {
     fn header() -> Vec<Cow<'static, str>> {
         cols(&[
-            "packet pool", "source", "packets", "buf size", "packets out", "buflets out",
-            "user packets", "user buflets", "MiB in use",
+            "packet pool",
+            "source",
+            "packets",
+            "buf size",
+            "packets out",
+            "buflets out",
+            "user packets",
+            "user buflets",
+            "MiB in use",
         ])
     }
     fn cells(&self) -> Vec<String> {
@@ -359,8 +401,14 @@ impl TableRow for PoolSummary {
 impl TableRow for ArenaSummary {
     fn header() -> Vec<Cow<'static, str>> {
         cols(&[
-            "arena", "MiB total", "MiB in use", "map size", "local views", "remote views",
-            "redirects", "defunct",
+            "arena",
+            "MiB total",
+            "MiB in use",
+            "map size",
+            "local views",
+            "remote views",
+            "redirects",
+            "defunct",
         ])
     }
     fn cells(&self) -> Vec<String> {
@@ -382,7 +430,11 @@ impl TableRow for CustomStats {
         cols(&["object", "kind", "counters"])
     }
     fn cells(&self) -> Vec<String> {
-        let counters: Vec<String> = self.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let counters: Vec<String> = self
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         vec![self.name.clone(), self.kind.to_string(), counters.join(" ")]
     }
 }
@@ -478,7 +530,14 @@ macro_rules! display_as_table {
         }
     )*};
 }
-display_as_table!(RegionStats, SlabStats, CacheStats, PoolSummary, ArenaSummary, CustomStats);
+display_as_table!(
+    RegionStats,
+    SlabStats,
+    CacheStats,
+    PoolSummary,
+    ArenaSummary,
+    CustomStats
+);
 
 #[cfg(all(test, feature = "serde"))]
 mod tests {

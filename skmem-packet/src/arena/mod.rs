@@ -723,7 +723,8 @@ impl<L: CpuLocal> Arena<L> {
             }),
             registration: std::sync::OnceLock::new(),
         });
-        let entry = skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Arena, &core);
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Arena, &core);
         let _ = core.registration.set(entry);
         let mut reg = REGISTRY
             .lock()

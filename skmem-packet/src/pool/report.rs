@@ -156,7 +156,8 @@ impl<S: SegmentSource, L: CpuLocal> PoolProbe<S, L> {
         let probe = std::sync::Arc::new(PoolProbe {
             pool: std::sync::Arc::downgrade(inner),
         });
-        let entry = skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Pool, &probe);
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Pool, &probe);
         let _ = inner.probe.set((probe, entry));
     }
 }

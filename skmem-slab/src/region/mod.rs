@@ -373,10 +373,8 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             reapers: Mutex::new(Vec::new()),
             registration: std::sync::OnceLock::new(),
         });
-        let entry = skmem_traits::registry::register_arc(
-            skmem_traits::registry::Kind::Region,
-            &region,
-        );
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Region, &region);
         let _ = region.registration.set(entry);
         Ok(region)
     }

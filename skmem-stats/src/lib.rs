@@ -132,7 +132,13 @@ extern "C" fn exit_dump() {
             len: 0,
         };
         let _ = std::fmt::Write::write_str(&mut w, "skmem stats at exit\n");
-        let _ = dump_to(&mut w);
+        let mut any = false;
+        skmem_traits::registry::for_each(|_, _, _| any = true);
+        if any {
+            let _ = dump_to(&mut w);
+        } else {
+            let _ = std::fmt::Write::write_str(&mut w, "(no skmem object is alive)\n");
+        }
         w.flush();
     });
 }

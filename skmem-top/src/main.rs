@@ -319,10 +319,7 @@ fn draw(f: &mut Frame, ui: &mut Ui, pid: u32) {
         .iter()
         .map(|r| Row::new(Column::ALL.iter().map(|c| r.cell(*c))));
     let mut widths = vec![Constraint::Min(22)];
-    widths.extend(std::iter::repeat_n(
-        Constraint::Length(9),
-        Column::ALL.len() - 1,
-    ));
+    widths.extend(std::iter::repeat(Constraint::Length(9)).take(Column::ALL.len() - 1));
     if let Some(sel) = ui.table.selected() {
         if sel >= rows.len() && !rows.is_empty() {
             ui.table.select(Some(rows.len() - 1));

@@ -260,7 +260,7 @@ pub fn dump() -> String {
 /// [`dump`] into any writer (a fixed buffer, a file adapter).
 pub fn dump_to(out: &mut dyn fmt::Write) -> fmt::Result {
     let mut all: Vec<Stats> = snapshot().into_iter().map(|(_, s)| s).collect();
-    all.sort_by(|a, b| a.kind().cmp(&b.kind()));
+    all.sort_by_key(Stats::kind);
     write_tables(out, &all)
 }
 

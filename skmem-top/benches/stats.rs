@@ -22,13 +22,17 @@ use skmem_traits::registry;
 #[derive(Debug, Clone, Copy)]
 enum Reader {
     None,
+    /// Walks nonstop, touching only the entries (no stats calls).
     Walking,
+    /// Walks nonstop and takes every object's stats.
+    WalkingStats,
+    /// Pinned inside a walk, 50 ms per object.
     Stalled,
 }
 
 struct Outcome {
     creations: u64,
-    slowest: Duration,
+    latencies: Vec<Duration>,
     allocs: u64,
     walks: u64,
 }
@@ -44,6 +48,14 @@ fn registry_round(reader: Reader, secs: f64) -> Outcome {
         let reader_thread = s.spawn(|| match reader {
             Reader::None => {}
             Reader::Walking => {
+                while !stop.load(Ordering::Relaxed) {
+                    registry::for_each(|id, kind, _| {
+                        std::hint::black_box((id, kind));
+                    });
+                    walks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Reader::WalkingStats => {
                 while !stop.load(Ordering::Relaxed) {
                     registry::for_each(|_, _, o| {
                         std::hint::black_box(o.stats());
@@ -74,14 +86,14 @@ fn registry_round(reader: Reader, secs: f64) -> Outcome {
             ops
         });
         let start = Instant::now();
-        let (mut creations, mut slowest) = (0u64, Duration::ZERO);
+        let (mut creations, mut latencies) = (0u64, Vec::new());
         while start.elapsed().as_secs_f64() < secs {
             let t = Instant::now();
             let c = skmem::Cache::builder("bench.churn", 128)
                 .capacity(64)
                 .build()
                 .unwrap();
-            slowest = slowest.max(t.elapsed());
+            latencies.push(t.elapsed());
             drop(c);
             creations += 1;
         }
@@ -90,7 +102,7 @@ fn registry_round(reader: Reader, secs: f64) -> Outcome {
         reader_thread.join().unwrap();
         Outcome {
             creations,
-            slowest,
+            latencies,
             allocs,
             walks: walks.load(Ordering::Relaxed),
         }
@@ -128,28 +140,53 @@ fn main() {
         .unwrap_or(2.0);
     println!("registry: {secs} s per configuration");
     println!(
-        "{:<28} {:>12} {:>16} {:>14} {:>8}",
-        "reader", "creations/s", "slowest create", "allocs/s", "walks"
+        "{:<30} {:>12} {:>10} {:>10} {:>12} {:>14} {:>8}",
+        "reader", "creations/s", "p50 us", "p99 us", "max us", "allocs/s", "walks"
     );
-    for reader in [Reader::None, Reader::Walking, Reader::Stalled] {
-        let o = registry_round(reader, secs);
+    for reader in [
+        Reader::None,
+        Reader::Walking,
+        Reader::WalkingStats,
+        Reader::Stalled,
+    ] {
+        let mut o = registry_round(reader, secs);
+        o.latencies.sort();
+        let at = |q: f64| {
+            o.latencies[((o.latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6
+        };
         let label = match reader {
             Reader::None => "none",
             Reader::Walking => "walking nonstop",
+            Reader::WalkingStats => "walking nonstop + stats()",
             Reader::Stalled => "stalled in walk (50 ms/obj)",
         };
         println!(
-            "{:<28} {:>12.0} {:>13.1} us {:>14.0} {:>8}",
+            "{:<30} {:>12.0} {:>10.1} {:>10.1} {:>12.1} {:>14.0} {:>8}",
             label,
             o.creations as f64 / secs,
-            o.slowest.as_secs_f64() * 1e6,
+            at(0.5),
+            at(0.99),
+            at(1.0),
             o.allocs as f64 / secs,
             o.walks
         );
     }
 
     let demo = Demo::new().unwrap();
-    let rounds = 7;
+    // What one refresh costs the publisher thread: the registry snapshot
+    // (every object's stats) it copies into the memfd.
+    let n = 2000;
+    let t = Instant::now();
+    let mut entries = 0;
+    for _ in 0..n {
+        entries = std::hint::black_box(registry::snapshot()).len();
+    }
+    let per_refresh = t.elapsed() / n;
+    println!(
+        "\none refresh's registry snapshot ({entries} objects): {:.1} us",
+        per_refresh.as_secs_f64() * 1e6
+    );
+    let rounds = 15;
     let (mut off, mut on_1s, mut on_100ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         off.push(demo_round(&demo, None, secs));

@@ -12,6 +12,9 @@ use crate::{AllocFlags, Result};
 /// the object at offset `o` of master segment `i` is at offset `o` of shadow
 /// segment `i`.
 ///
+/// `'static` because a region lists itself, with its mirror, in the
+/// process [`registry`](crate::registry) (which holds `'static` objects).
+///
 /// # Safety
 ///
 /// * `alloc_segment(i)` returns the base of `segment_size()` bytes that stay

@@ -21,6 +21,12 @@
 //! Writers cost O(entries) (the copy); objects are created far less often
 //! than they are used, and readers are what must never block.
 //!
+//! Registering and walking allocate (the list copy, the stats snapshots,
+//! crossbeam-epoch's per-thread record on a thread's first pin) through
+//! the global allocator: a global allocator built on skmem registers its
+//! size classes once, from outside its own `alloc` (for example lazily on
+//! the first call that is not re-entrant), never from inside it.
+//!
 //! # Invariants
 //!
 //! * `LIST` is null or points to a `List` allocated by `Owned::new` that

@@ -151,9 +151,8 @@ fn main() {
     ] {
         let mut o = registry_round(reader, secs);
         o.latencies.sort();
-        let at = |q: f64| {
-            o.latencies[((o.latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6
-        };
+        let at =
+            |q: f64| o.latencies[((o.latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
         let label = match reader {
             Reader::None => "none",
             Reader::Walking => "walking nonstop",

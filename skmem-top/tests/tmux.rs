@@ -195,6 +195,25 @@ fn skmem_top_watches_the_demo_in_tmux() {
         "{by_size}"
     );
 
+    // `/` filters by name: only the matching cache stays.
+    s.keys("/");
+    s.keys("bravo");
+    s.keys("Enter");
+    // The title line shows the applied filter (the status line echoes the
+    // one being typed).
+    let filtered = s.wait_for("the filter", Duration::from_secs(10), |sc| {
+        sc.lines()
+            .next()
+            .is_some_and(|l| l.contains("filter: bravo"))
+    });
+    let names: Vec<String> = cache_rows(&filtered).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["demo.bravo"], "{filtered}");
+    s.keys("/");
+    s.keys("Escape");
+    s.wait_for("the filter cleared", Duration::from_secs(10), |sc| {
+        sc.contains("filter: -") && lists_demo(sc)
+    });
+
     // The watched process dies: a clear message, no crash.
     let st = Command::new("kill")
         .args(["-9", &pid.to_string()])

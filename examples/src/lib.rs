@@ -1,5 +1,4 @@
-//! Shared pieces of the example programs: workloads and a plain-text table
-//! printer for stats.
+//! Shared pieces of the example programs: workloads. (Tables print through
+//! the stats structs' `Display`, `skmem_traits::stats::table`.)
 
-pub mod table;
 pub mod workload;

@@ -71,8 +71,8 @@ use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
 use crate::local::FRONT_CAP;
 use crate::magazine::{Chain, MagBox, Magazine};
-use crate::registry;
 use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
+use skmem_traits::registry;
 
 /// How a [`Cache`] behaves (the seed's `SKMEM_CR_*` creation flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,7 +408,9 @@ pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
     perimeter: Perimeter,
     chunk: usize,
     config: CacheConfig,
-    registry_id: Option<u64>,
+    /// The cache's entry in the process registry (none when
+    /// `config.register` is off); dropped with the cache.
+    registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
 }
 
 /// A magazine cache stacked on an object layer `B` (normally a
@@ -475,7 +477,6 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         let step = G::start_step(chunk);
         let rounds = G::rounds(step);
         let enabled_rounds = Arc::new(StdAtomicU32::new(0));
-        let registry_id = config.register.then(registry::next_id);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L, G>>| {
             let init_rounds = enabled_rounds.clone();
             let exit_owner = weak.clone();
@@ -503,7 +504,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
                 perimeter: Perimeter::new(),
                 chunk,
                 config,
-                registry_id,
+                registration: std::sync::OnceLock::new(),
             }
         });
         if inner.config.no_magazines {
@@ -512,8 +513,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         inner.enable();
         let reaper: Weak<dyn Reap> = Arc::downgrade(&inner) as Weak<dyn Reap>;
         inner.below.add_reaper(reaper);
-        if let Some(id) = registry_id {
-            registry::register(id, Arc::downgrade(&inner) as Weak<dyn registry::Managed>);
+        if inner.config.register {
+            let entry = registry::register_arc(registry::Kind::Cache, &inner);
+            let _ = inner.registration.set(entry);
         }
         tracing::debug!(cache = %inner.below.name(), chunk, rounds, locality = L::NAME, "magazine cache created");
         Ok(Cache { inner })
@@ -1262,23 +1264,20 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Reap for Inner<B, L, G> {
     }
 }
 
-impl<B: ObjectLayer, L: CpuLocal, G: Ladder> registry::Managed for Inner<B, L, G> {
+impl<B: ObjectLayer, L: CpuLocal, G: Ladder> registry::Registered for Inner<B, L, G> {
     fn update(&self) {
         Inner::update(self);
     }
     fn reclaim(&self, lowmem: bool) {
         Inner::reclaim(self, lowmem);
     }
-    fn stats(&self) -> CacheStats {
-        Inner::stats(self)
+    fn stats(&self) -> registry::Stats {
+        registry::Stats::Cache(Inner::stats(self))
     }
 }
 
 impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
     fn drop(&mut self) {
-        if let Some(id) = self.registry_id {
-            registry::unregister(id);
-        }
         let mut owed = Owed::new(self);
         self.purge_cpu_layer(&mut owed);
         let (mut full, mut empty) = (Chain::new(), Chain::new());

@@ -1,67 +1,40 @@
 //! The registry of live caches, the global update and reap, and the
 //! maintenance thread that runs them on an interval.
 //!
-//! Every cache created with `register` on (the default) is listed here by a
-//! weak reference. The global operations take a snapshot of the live caches
-//! (upgrading the weak references) and release the registry's lock before
-//! calling into them, so a cache may be dropped, or created, meanwhile.
+//! Every cache created with `register` on (the default) is listed in the
+//! process registry ([`skmem_traits::registry`]) by a weak reference, next
+//! to regions, packet pools and arenas. The registry is walked without a
+//! lock (crossbeam-epoch), so a cache may be dropped, or created, while
+//! the global operations run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use skmem_traits::registry;
 use skmem_traits::stats::CacheStats;
 
-/// What the registry can ask of a cache, type-erased.
-pub(crate) trait Managed: Send + Sync {
-    fn update(&self);
-    fn reclaim(&self, lowmem: bool);
-    fn stats(&self) -> CacheStats;
-}
-
-static REGISTRY: Mutex<Vec<(u64, Weak<dyn Managed>)>> = Mutex::new(Vec::new());
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-pub(crate) fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-pub(crate) fn register(id: u64, cache: Weak<dyn Managed>) {
-    REGISTRY.lock().push((id, cache));
-}
-
-pub(crate) fn unregister(id: u64) {
-    REGISTRY.lock().retain(|(i, _)| *i != id);
-}
-
-fn snapshot() -> Vec<Arc<dyn Managed>> {
-    REGISTRY
-        .lock()
-        .iter()
-        .filter_map(|(_, w)| w.upgrade())
-        .collect()
-}
-
 /// Runs [`Cache::update`](crate::Cache::update) on every registered cache
-/// (the seed's update thread call).
+/// (the seed's update thread call), and the update of every other object
+/// in the process registry ([`skmem_traits::registry`]).
 pub fn update_all() {
-    for cache in snapshot() {
-        cache.update();
-    }
+    registry::update_all();
 }
 
 /// Runs [`Cache::reclaim`](crate::Cache::reclaim) on every registered cache
 /// (the seed's reap thread call); `lowmem` purges the CPU layers too.
 pub fn reap_all(lowmem: bool) {
-    for cache in snapshot() {
-        cache.reclaim(lowmem);
-    }
+    registry::reap_all(lowmem);
 }
 
-/// Statistics of every registered cache.
+/// Statistics of every registered magazine cache.
 pub fn all_stats() -> Vec<CacheStats> {
-    snapshot().iter().map(|c| c.stats()).collect()
+    registry::stats_of(registry::Kind::Cache)
+        .into_iter()
+        .filter_map(|s| match s {
+            registry::Stats::Cache(c) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 /// When the [`Maintenance`] thread runs what.

@@ -32,6 +32,8 @@ mod flags;
 mod info;
 mod local;
 mod mirror;
+#[cfg(feature = "std")]
+pub mod registry;
 mod source;
 pub mod stats;
 

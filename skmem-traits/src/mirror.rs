@@ -12,13 +12,16 @@ use crate::{AllocFlags, Result};
 /// the object at offset `o` of master segment `i` is at offset `o` of shadow
 /// segment `i`.
 ///
+/// `'static` because a region lists itself, with its mirror, in the
+/// process [`registry`](crate::registry) (which holds `'static` objects).
+///
 /// # Safety
 ///
 /// * `alloc_segment(i)` returns the base of `segment_size()` bytes that stay
 ///   valid until `free_segment(i, base)`;
 /// * it never returns the same live memory twice, and segment `i` is not
 ///   handed out by the shadow to anyone but this master while it is live.
-pub unsafe trait Mirror: Send + Sync {
+pub unsafe trait Mirror: Send + Sync + 'static {
     /// `false` for [`NoMirror`]: the master skips all shadow bookkeeping.
     const ACTIVE: bool = true;
 

@@ -57,6 +57,10 @@ pub use skmem_magazine as magazine;
 #[cfg(feature = "packet")]
 pub use skmem_packet as packet;
 pub use skmem_slab as slab;
+/// Statistics for people and other processes: the registry dump,
+/// `SKMEM_SHOW_STATS`, and publishing for `skmem-top`
+/// (`skmem::stats::publish(interval)`).
+pub use skmem_stats as stats;
 pub use skmem_traits as traits;
 
 pub use skmem_traits::stats::{CacheStats, RegionStats, SlabStats};

@@ -21,13 +21,12 @@ use std::time::Duration;
 use skmem_backends::Heap;
 #[cfg(target_os = "linux")]
 use skmem_backends::Mmap;
-use skmem_examples::table::Table;
 use skmem_examples::workload::{run_mixed, MixedReport};
 use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread};
 use skmem_packet::demo::{run_rx_tx, RxTxOptions, RxTxReport};
 use skmem_packet::PacketPoolConfig;
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
-use skmem_traits::stats::{CacheStats, RegionStats};
+use skmem_traits::stats::{table, CacheStats, PoolSummary, RegionStats, Table};
 use skmem_traits::{NoCtor, Result, SegmentSource};
 
 const OBJ_SIZE: usize = 256;
@@ -97,12 +96,23 @@ fn main() -> Result<()> {
         })
         .unwrap_or(1.0);
     let duration = Duration::from_secs_f64(seconds);
+    // SKMEM_STATS=publish: `skmem-top PID` can watch this run;
+    // SKMEM_SHOW_STATS=1: every registered object's tables at exit.
+    if let Err(e) = skmem_stats::init_from_env() {
+        eprintln!("SKMEM_STATS=publish failed: {e}");
+    }
+    if skmem_stats::is_publishing() {
+        println!(
+            "publishing stats: watch with `skmem-top {}`",
+            std::process::id()
+        );
+    }
     println!("skmem demo: {THREADS} threads, {seconds} s per configuration\n");
 
     let mut packet_runs = vec![packets::<Heap>("heap", duration)?];
     #[cfg(target_os = "linux")]
     packet_runs.push(packets::<Mmap>("mmap", duration)?);
-    let mut table = Table::new([
+    let mut packets_table = Table::new([
         "packet pool",
         "Mpps",
         "ns/packet",
@@ -111,7 +121,7 @@ fn main() -> Result<()> {
         "corrupt",
     ]);
     for (backend, r) in &packet_runs {
-        table.row([
+        packets_table.row([
             backend.clone(),
             format!("{:.2}", r.packets_per_sec() / 1e6),
             format!("{:.1}", 1e9 / r.packets_per_sec()),
@@ -122,10 +132,25 @@ fn main() -> Result<()> {
     }
     println!(
         "Packets: rx thread allocates batches of 32 and writes payloads, tx thread checks and frees them\n{}",
-        table.render()
+        packets_table
     );
+    let pools: Vec<PoolSummary> = packet_runs.iter().map(|(_, r)| (&r.stats).into()).collect();
+    println!("Packet pools (after the run)\n{}", table(&pools));
     for (_, r) in &packet_runs {
-        println!("{}", r.stats.table());
+        let s = &r.stats;
+        let caches: Vec<CacheStats> = [
+            Some(&s.md_cache),
+            s.bft_def.as_ref(),
+            s.bft_large.as_ref(),
+            Some(&s.buf_def),
+            s.buf_large.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        println!("Caches of pool {}\n{}", s.name, table(&caches));
+        println!("Regions of pool {}\n{}", s.name, table(&s.regions));
     }
 
     let mut outcomes = vec![
@@ -151,76 +176,17 @@ fn main() -> Result<()> {
     }
     println!(
         "Objects ({OBJ_SIZE} B, mixed single and batch of 32; alloc and free each count as one op)\n{}",
-        throughput.render()
+        throughput
     );
 
-    let mut caches = Table::new([
-        "cache",
-        "mag size",
-        "resizes",
-        "cpu alloc",
-        "cpu free",
-        "depot full",
-        "depot empty",
-        "contention",
-        "slab alloc",
-        "slab free",
-        "slabs",
-        "cached",
-    ]);
-    for o in &outcomes {
-        let c = &o.cache;
-        caches.row([
-            o.label.clone(),
-            c.cpu_mag_size.to_string(),
-            c.cpu_mag_resize.to_string(),
-            c.cpu_alloc.to_string(),
-            c.cpu_free.to_string(),
-            c.depot_full.to_string(),
-            c.depot_empty.to_string(),
-            c.depot_contention.to_string(),
-            c.slab.sl_alloc.to_string(),
-            c.slab.sl_free.to_string(),
-            c.slab.sl_create.to_string(),
-            c.cached_objs.to_string(),
-        ]);
-    }
+    let caches: Vec<CacheStats> = outcomes.iter().map(|o| o.cache.clone()).collect();
     println!(
         "Magazine caches (after the run, before purge)\n{}",
-        caches.render()
+        table(&caches)
     );
 
-    let mut regions = Table::new([
-        "region",
-        "source",
-        "obj size",
-        "objs",
-        "seg size",
-        "segs",
-        "segs in use",
-        "MiB in use",
-        "seg allocs",
-        "seg frees",
-    ]);
-    for o in &outcomes {
-        let r = &o.region;
-        regions.row([
-            r.name.clone(),
-            r.source.to_string(),
-            r.c_obj_size.to_string(),
-            r.c_obj_cnt.to_string(),
-            r.c_seg_size.to_string(),
-            r.seg_cnt.to_string(),
-            r.seginuse.to_string(),
-            format!("{:.2}", r.meminuse as f64 / (1 << 20) as f64),
-            r.alloc.to_string(),
-            r.free.to_string(),
-        ]);
-    }
-    println!(
-        "Regions (after the run, before purge)\n{}",
-        regions.render()
-    );
+    let regions: Vec<RegionStats> = outcomes.iter().map(|o| o.region.clone()).collect();
+    println!("Regions (after the run, before purge)\n{}", table(&regions));
     println!("Every configuration returned all of its segments after purge.");
     Ok(())
 }

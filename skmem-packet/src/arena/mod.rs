@@ -334,6 +334,24 @@ pub(crate) struct Core {
     user_packet_pool: bool,
     external_pool: bool,
     state: Mutex<State>,
+    /// The arena's entry in the process registry; dropped with it.
+    registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
+}
+
+impl skmem_traits::registry::Registered for Core {
+    fn stats(&self) -> skmem_traits::registry::Stats {
+        let st = self.stats(self.view_counts());
+        skmem_traits::registry::Stats::Arena(skmem_traits::stats::ArenaSummary {
+            name: st.name,
+            mem_total: st.mem_total,
+            mem_inuse: st.mem_inuse,
+            map_size: st.map_size,
+            local_views: u64::from(st.views.local),
+            remote_views: u64::from(st.views.remote),
+            redirects: st.redirects,
+            defunct: st.defunct,
+        })
+    }
 }
 
 static REGISTRY: std::sync::Mutex<Vec<Weak<Core>>> = std::sync::Mutex::new(Vec::new());
@@ -703,7 +721,11 @@ impl<L: CpuLocal> Arena<L> {
                 next_view: 1,
                 counters: Counters::default(),
             }),
+            registration: std::sync::OnceLock::new(),
         });
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Arena, &core);
+        let _ = core.registration.set(entry);
         let mut reg = REGISTRY
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);

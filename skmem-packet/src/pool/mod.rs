@@ -164,6 +164,12 @@ pub(crate) struct Inner<S: SegmentSource, L: CpuLocal> {
     pub(crate) bufs: Arc<Buffers<S, L>>,
     _reaper: Arc<PoolReaper<S, L>>,
     purged: bool,
+    /// The pool's entry in the process registry and the object it lists
+    /// (see [`report::PoolProbe`]); dropped with the pool.
+    probe: std::sync::OnceLock<(
+        Arc<report::PoolProbe<S, L>>,
+        skmem_traits::registry::Registration,
+    )>,
 }
 
 impl<S: SegmentSource, L: CpuLocal> Drop for PacketPool<S, L> {
@@ -394,7 +400,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         }
 
         tracing::debug!(pool = %n, source = S::NAME, locality = L::NAME, ?plan, "packet pool created");
-        Ok(PacketPool {
+        let pool = PacketPool {
             inner: ManuallyDrop::new(Arc::new(Inner {
                 name: n.clone(),
                 md_type: cfg.md_type,
@@ -411,8 +417,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 bufs,
                 _reaper: reaper,
                 purged: false,
+                probe: std::sync::OnceLock::new(),
             })),
-        })
+        };
+        report::PoolProbe::register(&pool.inner);
+        Ok(pool)
     }
 
     // ------------------------------------------------------------------

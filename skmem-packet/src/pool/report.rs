@@ -124,6 +124,60 @@ impl PoolStats {
     }
 }
 
+impl From<&PoolStats> for skmem_traits::stats::PoolSummary {
+    fn from(p: &PoolStats) -> Self {
+        skmem_traits::stats::PoolSummary {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            md_capacity: p.md_capacity,
+            buf_size: p.buf_size,
+            packets_out: p.packets_out,
+            buflets_out: p.buflets_out,
+            upp_packets: p.upp_packets,
+            upp_buflets: p.upp_buflets,
+            meminuse: p.regions.iter().map(|r| r.meminuse).sum(),
+        }
+    }
+}
+
+/// What the process registry lists for a pool: a weak reference to it.
+///
+/// A reader that finds the pool alive holds it as a [`PacketPool`] handle
+/// for the length of one `stats` call, so that if the pool's last user
+/// drops it meanwhile, the teardown (purging what users hold) still runs,
+/// from the reader's drop of that handle.
+pub(crate) struct PoolProbe<S: SegmentSource, L: CpuLocal> {
+    pool: std::sync::Weak<super::Inner<S, L>>,
+}
+
+impl<S: SegmentSource, L: CpuLocal> PoolProbe<S, L> {
+    /// Lists the pool `inner` in the registry until it is dropped.
+    pub(crate) fn register(inner: &std::sync::Arc<super::Inner<S, L>>) {
+        let probe = std::sync::Arc::new(PoolProbe {
+            pool: std::sync::Arc::downgrade(inner),
+        });
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Pool, &probe);
+        let _ = inner.probe.set((probe, entry));
+    }
+}
+
+impl<S: SegmentSource, L: CpuLocal> skmem_traits::registry::Registered for PoolProbe<S, L> {
+    fn stats(&self) -> skmem_traits::registry::Stats {
+        let summary = match self.pool.upgrade() {
+            Some(inner) => {
+                let pool = PacketPool {
+                    inner: core::mem::ManuallyDrop::new(inner),
+                };
+                skmem_traits::stats::PoolSummary::from(&pool.stats())
+            }
+            // Gone between the registry's upgrade of the probe and now.
+            None => skmem_traits::stats::PoolSummary::default(),
+        };
+        skmem_traits::registry::Stats::Pool(summary)
+    }
+}
+
 /// A packet still out at a teardown check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

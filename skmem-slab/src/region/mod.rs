@@ -274,6 +274,8 @@ pub struct Region<S: SegmentSource, M: Mirror = NoMirror> {
     state: Mutex<State>,
     segment_freed: Signal,
     reapers: Mutex<Vec<Weak<dyn Reap>>>,
+    /// The region's entry in the process registry; dropped with it.
+    registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
 }
 
 // SAFETY: `span` is an address description; the source is `Send + Sync` by
@@ -360,7 +362,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             ?layout,
             "region created"
         );
-        Ok(Arc::new(Region {
+        let region = Arc::new(Region {
             params,
             layout,
             source: ManuallyDrop::new(source),
@@ -369,7 +371,12 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             state: Mutex::new(state),
             segment_freed: Signal::new(),
             reapers: Mutex::new(Vec::new()),
-        }))
+            registration: std::sync::OnceLock::new(),
+        });
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Region, &region);
+        let _ = region.registration.set(entry);
+        Ok(region)
     }
 
     /// The region's name.
@@ -775,6 +782,12 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         for reaper in reapers {
             reaper.reap_now(true);
         }
+    }
+}
+
+impl<S: SegmentSource, M: Mirror> skmem_traits::registry::Registered for Region<S, M> {
+    fn stats(&self) -> skmem_traits::registry::Stats {
+        skmem_traits::registry::Stats::Region(Region::stats(self))
     }
 }
 

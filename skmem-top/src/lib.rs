@@ -1,0 +1,23 @@
+//! `skmem-top`: a live slabtop for a process that publishes its skmem
+//! statistics.
+//!
+//! ```text
+//! skmem-top PID                 # attach to a process run with SKMEM_STATS=publish
+//! skmem-top --demo              # run the demo workload in a child process and attach to it
+//! skmem-top --once --json PID   # one snapshot as JSON, for scripts
+//! ```
+//!
+//! The process publishes with [`skmem_stats::publish`] (or
+//! `SKMEM_STATS=publish` and [`skmem_stats::init_from_env`]); `skmem-top`
+//! finds the `skmem-stats` memfd under `/proc/PID/fd`, maps it read-only
+//! and reads it every second. Keys: `s` cycles the sort column, `r`
+//! reverses the order, `/` filters by name (Enter applies, Esc clears),
+//! arrows move the selection (its allocation rate is the sparkline), `q`
+//! quits.
+//!
+//! This library holds the pieces the binary and its tests share: the
+//! [`demo`] workload and the [`view`] model (rows, rates, sorting,
+//! filtering), independent of the terminal.
+
+pub mod demo;
+pub mod view;

@@ -8,7 +8,9 @@
 //! 1. **Pseudo regions** (heap-backed intrinsic): the object is at least
 //!    8 bytes, rounded up to the alignment, and each "segment" is one object.
 //!    The magazine allowance does not apply. Done.
-//! 2. Otherwise objects are aligned to the cache line. The segment limit
+//! 2. Otherwise objects are aligned to the cache line (or to a smaller
+//!    power-of-two `align` of at least 8 the caller set: a packed region;
+//!    "cache line" below then means that granule). The segment limit
 //!    starts at the hint rounded up to [`MIN_SEG_SIZE`], or
 //!    [`DEFAULT_SEG_SIZE`] when there is no hint.
 //! 3. **Object size**: unless the object is a proper divisor of the cache line
@@ -99,8 +101,11 @@ pub struct RegionParams {
     /// Requested segment size; 0 picks [`DEFAULT_SEG_SIZE`].
     pub seg_size: usize,
     /// Object alignment for [`RegionMode::PSEUDO`] regions (a power of two,
-    /// multiple of [`MIN_PSEUDO_ALIGN`]). Other regions align to the cache
-    /// line and ignore this field.
+    /// multiple of [`MIN_PSEUDO_ALIGN`]). Other regions round objects to the
+    /// cache line, unless this is a power of two from [`MIN_PSEUDO_ALIGN`]
+    /// up to below the cache line: then objects are rounded to it instead
+    /// (a *packed* region, for size-class allocators whose classes step by
+    /// less than a cache line); any other value is ignored.
     pub align: usize,
     /// Mode flags.
     pub mode: RegionMode,
@@ -140,7 +145,8 @@ impl RegionParams {
         self
     }
 
-    /// Sets the alignment (pseudo regions only).
+    /// Sets the alignment (pseudo regions), or the packing granule of a
+    /// non-pseudo region (see [`align`](Self::align)).
     pub fn align(mut self, align: usize) -> Self {
         self.align = align;
         self
@@ -303,7 +309,14 @@ fn configure_floor(p: &RegionParams) -> Result<RegionLayout> {
         return configure_pseudo(p);
     }
 
-    let line = CACHE_LINE_SIZE;
+    // The rounding granule: the cache line, or a smaller power of two the
+    // caller asked for (packed objects).
+    let line =
+        if p.align.is_power_of_two() && p.align >= MIN_PSEUDO_ALIGN && p.align < CACHE_LINE_SIZE {
+            p.align
+        } else {
+            CACHE_LINE_SIZE
+        };
     let mono = p.mode.contains(RegionMode::MONOLITHIC);
     let mut objsize = p.obj_size;
 

@@ -1,0 +1,844 @@
+//! The thread fronts, the class caches behind them, and process life
+//! (first use, thread exit, `fork`, giving idle memory back).
+//!
+//! # Why an own thread-local front (and `Global` class caches)
+//!
+//! The allocator *is* the global allocator, so nothing it runs may allocate
+//! through it while it is in the middle of an operation. Two things follow:
+//!
+//! * **The fast path is a const-initialised thread-local** ([`Front`]): one
+//!   intrusive free list per class (head pointer, count, limit), linked
+//!   through the free objects' first word. `thread_local!` with a `const`
+//!   initialiser and no `Drop` compiles to a plain TLS access with no lazy
+//!   initialisation and no destructor registration, so the first malloc on
+//!   a thread allocates nothing and the fast path has no "first use" branch:
+//!   a fresh front has empty lists and **limit 0**, so the first alloc (empty
+//!   list) and the first free (count ≥ limit) both fall into the slow path,
+//!   which registers the thread and sets the limits. Alloc is: class from a
+//!   table, pop; free is: class from the address, check, push. No lock, no
+//!   atomic read-modify-write.
+//! * **Behind the fronts, each class is a [`Cache`] with [`Global`]
+//!   locality** over a [`SlabCache`] over a [`Region`] carved from the
+//!   reservation ([`Carve`]): a front refills with
+//!   [`Cache::alloc_batch`] and flushes with [`Cache::free_batch`], half its
+//!   limit at a time. `Global` needs no per-thread slot (`PerThread` would
+//!   `Box` one on each thread's first use, the recursion that sank the last
+//!   adapter); its mutex is cheap here because a thread visits it once per
+//!   batch, not per object.
+//!
+//! # Re-entrancy
+//!
+//! Every slow path runs with the thread's `busy` flag set ([`Busy`]). While
+//! it is set, an allocation that the front cannot serve goes to the
+//! internal metadata allocator ([`meta`](crate::meta)), and a free that
+//! would overflow the front is kept in the front anyway (flushed later):
+//! so the framework's own `Box`/`Vec`/`Arc`/`String` allocations during a
+//! refill, a flush, a class's creation, `pthread_atfork` registration,
+//! glibc's TLS bookkeeping or a stats snapshot never re-enter a class
+//! cache. Front lists are only relinked before or after a framework call,
+//! never across one, so a re-entrant pop or push sees them consistent.
+//!
+//! # Thread exit
+//!
+//! The slow path registers each thread once with a `pthread_key_t` whose
+//! destructor ([`thread_exit`]) flushes every list back to the class caches
+//! and marks the front *dead* (limits 0: from then on each free goes
+//! straight to its cache and each alloc takes one object). A pthread key is
+//! used rather than a Rust TLS destructor because registering the latter
+//! can call `calloc` inside glibc; `pthread_setspecific` does not for the
+//! first 32 keys (and if it does, the call is made while busy).
+//!
+//! # fork
+//!
+//! Every call into a class cache holds that class's [`SpinLock`]; class
+//! creation holds `INIT_LOCK`; maintenance holds `RECLAIM_LOCK`; the
+//! metadata allocator has its own. The `pthread_atfork` handlers (installed
+//! at first use) take all of them in that order in *prepare* (the order
+//! every other path nests them in: reclaim → class → meta, init → meta), so
+//! no thread is inside the framework when the process forks, and release
+//! them in *parent* and *child*. The child's other threads are gone; the
+//! objects their fronts held are lost to it (bounded by the limits).
+//!
+//! # Giving memory back without a helper thread
+//!
+//! Every 256th slow path of a thread reads the coarse monotonic clock; at
+//! most once a second one thread (try-lock) runs maintenance: classes with
+//! no refill or flush since the last round are purged (every magazine back
+//! to the slab layer), the others get the cache's working-set reclaim, and
+//! each slab layer returns its empty slabs, whose segments the region
+//! discards (`madvise(MADV_DONTNEED)`). [`reclaim`] does it all now.
+
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use skmem_magazine::{Cache, CacheConfig, Global};
+use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
+use skmem_traits::{AllocFlags, Error, NoCtor};
+
+use crate::classes::{ClassInfo, INFO, MAX_BATCH, NCLASSES};
+use crate::lock::SpinLock;
+use crate::meta;
+use crate::report::say;
+use crate::reserve::{reserve, Carve, CarveConfig};
+
+type ClassCache = Cache<SlabCache<Carve, NoCtor>, Global>;
+
+const NOT_BUILT: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+
+/// One size class: its cache (built on first use) and counters.
+pub(crate) struct ClassState {
+    /// Held around every call into `cache` (and taken by fork prepare).
+    lock: SpinLock,
+    ready: AtomicU8,
+    cache: UnsafeCell<MaybeUninit<ClassCache>>,
+    /// Objects resting in thread fronts, as of each thread's last slow path
+    /// on this class.
+    in_fronts: AtomicI64,
+    refills: AtomicU64,
+    flushes: AtomicU64,
+    /// `refills + flushes` at the last maintenance round.
+    idle_mark: AtomicU64,
+}
+
+// SAFETY: `cache` is written once, by the thread that moves `ready` from
+// NOT_BUILT to READY under INIT_LOCK, before the Release store; it is read
+// only after an Acquire load saw READY, and never written again. The cache
+// itself is Send + Sync; everything else is atomic.
+unsafe impl Sync for ClassState {}
+
+impl ClassState {
+    const fn new() -> Self {
+        ClassState {
+            lock: SpinLock::new(),
+            ready: AtomicU8::new(NOT_BUILT),
+            cache: UnsafeCell::new(MaybeUninit::uninit()),
+            in_fronts: AtomicI64::new(0),
+            refills: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            idle_mark: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache, if built.
+    #[inline]
+    fn built(&self) -> Option<&ClassCache> {
+        if self.ready.load(Ordering::Acquire) == READY {
+            // SAFETY: READY was published after the cache was written (see
+            // the Sync impl); it is never written again.
+            Some(unsafe { (*self.cache.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// `true` once the class has a region (its addresses can be ours).
+    #[inline(always)]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) == READY
+    }
+}
+
+pub(crate) static CLASSES: [ClassState; NCLASSES] = [const { ClassState::new() }; NCLASSES];
+
+static INIT_LOCK: SpinLock = SpinLock::new();
+static RECLAIM_LOCK: SpinLock = SpinLock::new();
+
+const INIT_NONE: u8 = 0;
+const INIT_RUNNING: u8 = 1;
+const INIT_DONE: u8 = 2;
+const INIT_FAILED: u8 = 3;
+static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+static KEY: AtomicU32 = AtomicU32::new(0);
+/// Coarse milliseconds of the last maintenance round.
+static LAST_MAINTENANCE: AtomicU64 = AtomicU64::new(0);
+
+const NEW: u8 = 0;
+const LIVE: u8 = 1;
+const DEAD: u8 = 2;
+
+/// One class's list in a thread front.
+#[derive(Clone, Copy)]
+struct Bin {
+    head: *mut u8,
+    count: u32,
+    /// Pushes beyond this go to the slow path (0 until registered, and
+    /// after thread exit).
+    limit: u32,
+    /// `count` as last added to the class's `in_fronts`.
+    synced: u32,
+}
+
+/// A thread's front: per-class lists and the slow-path state.
+pub(crate) struct Front {
+    bins: [Bin; NCLASSES],
+    busy: bool,
+    state: u8,
+    slow_paths: u32,
+}
+
+impl Front {
+    const NEW: Front = Front {
+        bins: [Bin {
+            head: ptr::null_mut(),
+            count: 0,
+            limit: 0,
+            synced: 0,
+        }; NCLASSES],
+        busy: false,
+        state: NEW,
+        slow_paths: 0,
+    };
+}
+
+thread_local! {
+    static FRONT: UnsafeCell<Front> = const { UnsafeCell::new(Front::NEW) };
+}
+
+/// The calling thread's front. Always accessible: it has a const
+/// initialiser and no destructor.
+#[inline(always)]
+fn front() -> *mut Front {
+    FRONT.with(|f| f.get())
+}
+
+/// The thread's busy flag, set for the guard's life; `None` when it was
+/// already set (a re-entrant call).
+struct Busy(*mut Front);
+
+impl Busy {
+    /// # Safety
+    ///
+    /// `f` is the calling thread's front.
+    #[inline]
+    unsafe fn enter(f: *mut Front) -> Option<Busy> {
+        // SAFETY: the thread's own front; no reference into it is live.
+        unsafe {
+            if (*f).busy {
+                None
+            } else {
+                (*f).busy = true;
+                Some(Busy(f))
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // SAFETY: the front of the thread that created the guard (a guard
+        // never leaves its thread: it holds a raw pointer, so it is !Send).
+        unsafe { (*self.0).busy = false };
+    }
+}
+
+/// Pushes `p` on a bin (no limit check).
+///
+/// # Safety
+///
+/// `bin` is a bin of the calling thread's front; `p` is a free object of
+/// the bin's class, at least 8 bytes, 8-aligned, owned by the caller.
+#[inline(always)]
+unsafe fn push(bin: *mut Bin, p: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe {
+        p.cast::<*mut u8>().write((*bin).head);
+        (*bin).head = p;
+        (*bin).count += 1;
+    }
+}
+
+/// The fast allocation path: pops an object of class `c` from the thread's
+/// front, or takes the slow path.
+///
+/// # Safety
+///
+/// `c < NCLASSES`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_class(c: usize) -> *mut u8 {
+    let f = front();
+    // SAFETY: the thread's own front; `c` is in range; objects on a list
+    // are free objects whose first word is the link.
+    unsafe {
+        let bin = ptr::addr_of_mut!((*f).bins).cast::<Bin>().add(c);
+        let head = (*bin).head;
+        if !head.is_null() {
+            (*bin).head = head.cast::<*mut u8>().read();
+            (*bin).count -= 1;
+            return head;
+        }
+        alloc_slow(c)
+    }
+}
+
+/// The fast free path for an object already located in class `c`.
+///
+/// # Safety
+///
+/// `p` is an object of class `c` handed out by this allocator and not
+/// freed since; nobody uses it afterwards.
+#[inline(always)]
+pub(crate) unsafe fn free_class(p: *mut u8, c: usize) {
+    let f = front();
+    // SAFETY: the thread's own front; `p` is a free object of class c.
+    unsafe {
+        let bin = ptr::addr_of_mut!((*f).bins).cast::<Bin>().add(c);
+        if (*bin).count < (*bin).limit {
+            push(bin, p);
+            return;
+        }
+        free_slow(p, c)
+    }
+}
+
+/// Runs the one-time initialisation (reservation, thread-exit key, fork
+/// handlers) if needed. Must be called with the thread busy, so that the
+/// allocations `pthread_atfork` may make do not come back here.
+fn ensure_init() -> bool {
+    match INIT.load(Ordering::Acquire) {
+        INIT_DONE => true,
+        INIT_FAILED => false,
+        _ => init_slow(),
+    }
+}
+
+#[cold]
+fn init_slow() -> bool {
+    if INIT
+        .compare_exchange(
+            INIT_NONE,
+            INIT_RUNNING,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        let ok = reserve().is_some()
+            && {
+                let mut key: libc::pthread_key_t = 0;
+                // SAFETY: `key` is a valid out-pointer; the destructor is an
+                // `extern "C"` function that never unwinds.
+                let made = unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0;
+                if made {
+                    KEY.store(key, Ordering::Relaxed);
+                }
+                made
+            }
+            && {
+                // SAFETY: the handlers are `extern "C"` functions that never
+                // unwind and allocate nothing.
+                let rc = unsafe {
+                    libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
+                };
+                rc == 0
+            };
+        if !ok {
+            say(format_args!(
+                "initialisation failed (address-space reservation, pthread key or atfork); every allocation will fail"
+            ));
+        }
+        INIT.store(if ok { INIT_DONE } else { INIT_FAILED }, Ordering::Release);
+        return ok;
+    }
+    loop {
+        match INIT.load(Ordering::Acquire) {
+            INIT_DONE => return true,
+            INIT_FAILED => return false,
+            // SAFETY: sched_yield has no preconditions.
+            _ => unsafe {
+                libc::sched_yield();
+            },
+        }
+    }
+}
+
+/// Initialises the allocator if needed (making the calling thread busy for
+/// it); `false` when it cannot be, or when called re-entrantly before the
+/// reservation exists.
+pub(crate) fn initialised() -> bool {
+    if INIT.load(Ordering::Acquire) == INIT_DONE {
+        return true;
+    }
+    // SAFETY: the calling thread's front.
+    match unsafe { Busy::enter(front()) } {
+        Some(_busy) => ensure_init(),
+        None => crate::reserve::base() != 0,
+    }
+}
+
+/// Builds class `c`'s cache on first use (under INIT_LOCK); `None` when it
+/// cannot be built (reported once on stderr).
+fn class_cache(c: usize) -> Option<&'static ClassCache> {
+    let st = &CLASSES[c];
+    if let Some(cache) = st.built() {
+        return Some(cache);
+    }
+    build_class(c)
+}
+
+#[cold]
+#[inline(never)]
+fn build_class(c: usize) -> Option<&'static ClassCache> {
+    let st = &CLASSES[c];
+    let _g = INIT_LOCK.lock();
+    match st.ready.load(Ordering::Acquire) {
+        READY => return st.built(),
+        FAILED => return None,
+        _ => {}
+    }
+    match make_cache(c, &INFO[c]) {
+        Ok(cache) => {
+            // SAFETY: NOT_BUILT under INIT_LOCK: nobody reads or writes
+            // the cell until READY is published below.
+            unsafe { (*st.cache.get()).write(cache) };
+            st.ready.store(READY, Ordering::Release);
+            st.built()
+        }
+        Err(err) => {
+            say(format_args!(
+                "size class {c} ({} bytes) cannot be built: {err}",
+                INFO[c].size
+            ));
+            st.ready.store(FAILED, Ordering::Release);
+            None
+        }
+    }
+}
+
+/// The layers of one class: a region over its slice of the reservation
+/// with exactly the class's object and segment size, a slab cache, a
+/// magazine cache (registered, so it shows in `skmem::all_stats`).
+fn make_cache(c: usize, info: &ClassInfo) -> skmem_traits::Result<ClassCache> {
+    let name = format!("skmem-alloc.{}", info.size);
+    let params = RegionParams::new(name.clone(), info.size, info.objs * info.seg_count)
+        .seg_size(info.seg)
+        .align(info.align.min(skmem_traits::CACHE_LINE_SIZE));
+    let layout = params.configure()?;
+    if layout.obj_size != info.size
+        || layout.seg_size != info.seg
+        || layout.seg_count as usize != info.seg_count
+    {
+        return Err(Error::invalid_param(
+            "seg_size",
+            layout.seg_size as u64,
+            "the region layout differs from the size class's (object, segment or count)",
+        ));
+    }
+    let region = Region::<Carve>::new(params, CarveConfig { class: c })?;
+    let slab = SlabCache::new(region, SlabConfig::new(name, info.size), NoCtor)?;
+    Cache::new(slab, CacheConfig::default())
+}
+
+/// Makes the thread known: its exit key is set (so [`thread_exit`] runs)
+/// and its limits come into force.
+///
+/// # Safety
+///
+/// `f` is the calling thread's front; the thread is busy.
+unsafe fn register(f: *mut Front) {
+    // SAFETY: KEY was created by the initialisation (done: callers checked
+    // it); any non-null value makes the destructor run at thread exit.
+    unsafe { libc::pthread_setspecific(KEY.load(Ordering::Relaxed), 1 as *const libc::c_void) };
+    for (c, info) in INFO.iter().enumerate() {
+        // SAFETY: the thread's own front.
+        unsafe { (*f).bins[c].limit = info.limit };
+    }
+    // SAFETY: as above.
+    unsafe { (*f).state = LIVE };
+}
+
+/// Brings class `c`'s `in_fronts` up to date with this thread's count.
+///
+/// # Safety
+///
+/// `bin` is class `c`'s bin of the calling thread's front.
+unsafe fn sync_count(bin: *mut Bin, c: usize) {
+    // SAFETY: the thread's own front.
+    unsafe {
+        let delta = (*bin).count as i64 - (*bin).synced as i64;
+        if delta != 0 {
+            CLASSES[c].in_fronts.fetch_add(delta, Ordering::Relaxed);
+            (*bin).synced = (*bin).count;
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(c: usize) -> *mut u8 {
+    let f = front();
+    let info = &INFO[c];
+    // SAFETY: the thread's own front.
+    let Some(busy) = (unsafe { Busy::enter(f) }) else {
+        // Re-entered from inside a slow path: internal metadata.
+        return meta::alloc(info.size, info.align);
+    };
+    if !ensure_init() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the thread's own front, busy.
+    let p = unsafe {
+        if (*f).state == NEW {
+            register(f);
+        }
+        let p = refill(f, c);
+        if p.is_null() {
+            fallback(c)
+        } else {
+            p
+        }
+    };
+    drop(busy);
+    // SAFETY: the thread's own front, not busy.
+    unsafe { maintain(f) };
+    p
+}
+
+/// Takes a batch of class `c` from its cache: returns one object and puts
+/// the rest on the thread's list. Null when the class has nothing.
+///
+/// # Safety
+///
+/// `f` is the calling thread's front; the thread is busy.
+unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
+    let Some(cache) = class_cache(c) else {
+        return ptr::null_mut();
+    };
+    let st = &CLASSES[c];
+    // SAFETY: the thread's own front.
+    let dead = unsafe { (*f).state } == DEAD;
+    let want = if dead { 1 } else { INFO[c].batch as usize };
+    let mut buf = [MaybeUninit::<NonNull<u8>>::uninit(); MAX_BATCH];
+    let n = {
+        let _g = st.lock.lock();
+        cache.alloc_batch(&mut buf[..want], AllocFlags::NoSleep)
+    };
+    if n == 0 {
+        return ptr::null_mut();
+    }
+    st.refills.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `alloc_batch` initialised the first n; the bin is the
+    // thread's own; each object is a free object of class c, which the
+    // list now owns. The bin is relinked only now, after the framework call.
+    unsafe {
+        let bin = ptr::addr_of_mut!((*f).bins[c]);
+        for slot in &buf[1..n] {
+            push(bin, slot.assume_init().as_ptr());
+        }
+        sync_count(bin, c);
+        buf[0].assume_init().as_ptr()
+    }
+}
+
+/// Class `c` is exhausted (its slice is full): one object from the next
+/// classes up whose alignment is at least class c's, else a large object.
+///
+/// # Safety
+///
+/// The thread is busy and the allocator initialised.
+unsafe fn fallback(c: usize) -> *mut u8 {
+    let info = &INFO[c];
+    for (up, upper) in INFO.iter().enumerate().skip(c + 1) {
+        if upper.align < info.align {
+            continue;
+        }
+        let Some(cache) = class_cache(up) else {
+            continue;
+        };
+        let got = {
+            let _g = CLASSES[up].lock.lock();
+            cache.alloc()
+        };
+        if let Some(p) = got {
+            return p.as_ptr();
+        }
+    }
+    crate::large::alloc(info.size, crate::classes::PAGE)
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8, c: usize) {
+    let f = front();
+    // SAFETY: the thread's own front; `p` is a free object of class c
+    // (caller).
+    unsafe {
+        let bin = ptr::addr_of_mut!((*f).bins[c]);
+        let Some(busy) = Busy::enter(f) else {
+            // Re-entered: keep it; a later slow path flushes the excess.
+            push(bin, p);
+            return;
+        };
+        if (*f).state == NEW {
+            register(f);
+        }
+        if (*f).state == DEAD {
+            // After this thread's exit destructor: straight to the cache.
+            if let Some(cache) = CLASSES[c].built() {
+                let _g = CLASSES[c].lock.lock();
+                cache.free(NonNull::new_unchecked(p));
+            }
+            return;
+        }
+        push(bin, p);
+        let keep = (*bin).limit / 2;
+        flush(f, c, (*bin).count.saturating_sub(keep) as usize);
+        drop(busy);
+        maintain(f);
+    }
+}
+
+/// Gives `n` objects of the thread's class-`c` list back to the cache.
+///
+/// # Safety
+///
+/// `f` is the calling thread's front; the thread is busy; the allocator is
+/// initialised and class c built (the list holds its objects).
+unsafe fn flush(f: *mut Front, c: usize, mut n: usize) {
+    let Some(cache) = CLASSES[c].built() else {
+        return;
+    };
+    // SAFETY: the thread's own front.
+    let bin = unsafe { ptr::addr_of_mut!((*f).bins[c]) };
+    let mut buf = [NonNull::<u8>::dangling(); MAX_BATCH];
+    while n > 0 {
+        let mut k = 0;
+        // SAFETY: the list's objects are free objects of class c; they are
+        // unlinked before the framework call, so a re-entrant push or pop
+        // sees a consistent list.
+        unsafe {
+            while k < n.min(MAX_BATCH) && !(*bin).head.is_null() {
+                let head = (*bin).head;
+                (*bin).head = head.cast::<*mut u8>().read();
+                (*bin).count -= 1;
+                buf[k] = NonNull::new_unchecked(head);
+                k += 1;
+            }
+        }
+        if k == 0 {
+            break;
+        }
+        {
+            let _g = CLASSES[c].lock.lock();
+            // SAFETY: objects of this cache, each once, no longer used.
+            unsafe { cache.free_batch(&buf[..k]) };
+        }
+        CLASSES[c].flushes.fetch_add(1, Ordering::Relaxed);
+        n -= k;
+    }
+    // SAFETY: class c's bin of this thread.
+    unsafe { sync_count(bin, c) };
+}
+
+/// The `pthread_key_t` destructor: returns everything the exiting thread's
+/// front holds and marks it dead.
+unsafe extern "C" fn thread_exit(_value: *mut libc::c_void) {
+    let f = front();
+    // SAFETY: the exiting thread's own front (TLS stays valid through the
+    // key destructors); it is not busy (destructors run outside malloc).
+    unsafe {
+        (*f).state = DEAD;
+        for bin in (*f).bins.iter_mut() {
+            bin.limit = 0;
+        }
+        let Some(_busy) = Busy::enter(f) else {
+            return;
+        };
+        // Frees made by the framework during a flush land on the lists
+        // again: a few rounds empty them.
+        for _ in 0..4 {
+            let mut any = false;
+            for c in 0..NCLASSES {
+                let count = (*f).bins[c].count as usize;
+                if count != 0 {
+                    any = true;
+                    flush(f, c, count);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+}
+
+/// Counts a slow path; every 256th looks at the clock and, at most once a
+/// second process-wide, runs maintenance.
+///
+/// # Safety
+///
+/// `f` is the calling thread's front, not busy.
+unsafe fn maintain(f: *mut Front) {
+    // SAFETY: the thread's own front.
+    unsafe {
+        (*f).slow_paths = (*f).slow_paths.wrapping_add(1);
+        if (*f).slow_paths % 256 != 0 || (*f).state != LIVE {
+            return;
+        }
+    }
+    let now = coarse_millis();
+    if now.wrapping_sub(LAST_MAINTENANCE.load(Ordering::Relaxed)) < 1000
+        || !RECLAIM_LOCK.try_acquire()
+    {
+        return;
+    }
+    LAST_MAINTENANCE.store(now, Ordering::Relaxed);
+    // SAFETY: the thread's own front, not busy.
+    if let Some(_busy) = unsafe { Busy::enter(f) } {
+        reclaim_classes(false);
+    }
+    RECLAIM_LOCK.release();
+}
+
+fn coarse_millis() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// One maintenance round over the built classes (RECLAIM_LOCK held, the
+/// thread busy): idle classes (or all, with `purge_all`) are purged, the
+/// others reclaimed; every slab layer returns its empty slabs.
+fn reclaim_classes(purge_all: bool) {
+    for st in CLASSES.iter() {
+        let Some(cache) = st.built() else {
+            continue;
+        };
+        let activity = st.refills.load(Ordering::Relaxed) + st.flushes.load(Ordering::Relaxed);
+        let idle = st.idle_mark.swap(activity, Ordering::Relaxed) == activity;
+        let _g = st.lock.lock();
+        if purge_all || idle {
+            cache.purge();
+        } else {
+            cache.update();
+            cache.reclaim(false);
+        }
+        cache.layer().reap();
+    }
+}
+
+/// Flushes the calling thread's front, purges every class's magazines and
+/// returns every empty slab's memory to the system now.
+pub fn reclaim() {
+    if !initialised() {
+        return;
+    }
+    let f = front();
+    // SAFETY: the thread's own front.
+    let Some(_busy) = (unsafe { Busy::enter(f) }) else {
+        return;
+    };
+    // SAFETY: as above, busy.
+    unsafe {
+        if (*f).state == LIVE {
+            for c in 0..NCLASSES {
+                let count = (*f).bins[c].count as usize;
+                flush(f, c, count);
+            }
+        }
+    }
+    RECLAIM_LOCK.acquire();
+    reclaim_classes(true);
+    RECLAIM_LOCK.release();
+}
+
+extern "C" fn fork_prepare() {
+    INIT_LOCK.acquire();
+    RECLAIM_LOCK.acquire();
+    for st in CLASSES.iter() {
+        st.lock.acquire();
+    }
+    meta::lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    meta::unlock_after_fork();
+    for st in CLASSES.iter().rev() {
+        st.lock.release();
+    }
+    RECLAIM_LOCK.release();
+    INIT_LOCK.release();
+}
+
+extern "C" fn fork_child() {
+    // The forking thread took every lock in prepare and is the only thread
+    // of the child: releasing them leaves the child with consistent caches
+    // (no thread was inside one) and its own front intact.
+    fork_parent();
+}
+
+/// What one class holds, from its cache's statistics and the fronts'
+/// counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Object size of the class.
+    pub size: usize,
+    /// Objects the program holds: out of the slab layer, minus those in
+    /// magazines and in thread fronts (fronts as of each thread's last slow
+    /// path on the class).
+    pub objects_in_use: i64,
+    /// `objects_in_use * size`.
+    pub bytes_in_use: i64,
+    /// Objects resting in thread fronts.
+    pub in_fronts: i64,
+    /// Objects resting in the cache's magazines and depot.
+    pub in_magazines: u64,
+    /// Bytes of live segments (slabs) of the class region.
+    pub slab_bytes: u64,
+    /// Allocations and frees served by the cache's CPU layer (magazine
+    /// hits).
+    pub magazine_allocs: u64,
+    /// See `magazine_allocs`.
+    pub magazine_frees: u64,
+    /// Batches moved from the cache to fronts, and back.
+    pub refills: u64,
+    /// See `refills`.
+    pub flushes: u64,
+}
+
+/// Statistics of class `index` (all zero but the size for a class never
+/// used); `None` past the last class.
+pub fn class_stats(index: usize) -> Option<ClassStats> {
+    let info = INFO.get(index)?;
+    let st = &CLASSES[index];
+    let mut out = ClassStats {
+        size: info.size,
+        in_fronts: st.in_fronts.load(Ordering::Relaxed),
+        refills: st.refills.load(Ordering::Relaxed),
+        flushes: st.flushes.load(Ordering::Relaxed),
+        ..ClassStats::default()
+    };
+    let Some(cache) = st.built() else {
+        return Some(out);
+    };
+    // The snapshot allocates (names): keep those allocations internal when
+    // called from inside the allocator.
+    // SAFETY: the thread's own front.
+    let _busy = unsafe { Busy::enter(front()) };
+    let s = {
+        let _g = st.lock.lock();
+        cache.stats()
+    };
+    let out_of_slab = s.slab.sl_bufinuse as i64;
+    out.in_magazines = s.cached_objs;
+    out.objects_in_use = out_of_slab - s.cached_objs as i64 - out.in_fronts;
+    out.bytes_in_use = out.objects_in_use * info.size as i64;
+    out.slab_bytes = s.slab.slabsize * s.slab.sl_create.saturating_sub(s.slab.sl_destroy);
+    out.magazine_allocs = s.cpu_alloc;
+    out.magazine_frees = s.cpu_free;
+    Some(out)
+}
+
+/// `true` when the current thread is inside one of the allocator's slow
+/// paths (tests use it to check the re-entrancy guard is released).
+pub(crate) fn thread_is_busy() -> bool {
+    // SAFETY: the thread's own front.
+    unsafe { (*front()).busy }
+}

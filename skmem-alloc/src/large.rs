@@ -1,0 +1,238 @@
+//! The large-object path: requests above [`MAX_SMALL`](crate::MAX_SMALL)
+//! (or aligned beyond the page) get whole pages of their own from `mmap`,
+//! given back with `munmap` on free.
+//!
+//! # Finding a large object from its address
+//!
+//! Every live large object is recorded in an open-addressing hash table
+//! (start address → mapped length) living in its own slice of the
+//! reservation: lookup, insert and remove are a few atomic operations,
+//! O(1) expected, without a lock. A pointer that is not the start of a
+//! live large object is not in the table, so it is never followed.
+//!
+//! # Invariants
+//!
+//! * A key is 0 (never used), [`TOMB`] (was used) or the start address of a
+//!   live mapping of `len` bytes recorded in the same entry. Keys only go
+//!   0 → address → TOMB → address …, never back to 0, so a probe sequence
+//!   never breaks: a lookup stops at the first 0.
+//! * Only the thread that removes a key (by compare-and-swap, so at most
+//!   one) unmaps its memory.
+//! * The length is stored after the key is claimed and before the pointer
+//!   is returned to the caller; anyone who can legitimately free or measure
+//!   the object learnt of it through the caller, after that store.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::classes::PAGE;
+use crate::reserve::{slice_base, LARGE_TABLE_SLICE};
+
+const TABLE_BITS: u32 = 20;
+const TABLE_LEN: usize = 1 << TABLE_BITS;
+const TOMB: usize = 1;
+
+/// Live large objects and their mapped bytes (statistics).
+pub(crate) static LIVE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+#[repr(C)]
+struct Entry {
+    key: AtomicUsize,
+    len: AtomicUsize,
+}
+
+fn table() -> &'static [Entry] {
+    // SAFETY: the table slice is part of the reservation (which exists:
+    // callers only get here after initialisation), readable and writable,
+    // zero until written, never unmapped, and used for nothing else; all
+    // accesses are atomic. 2^20 entries of 16 bytes fit its 1 GiB.
+    unsafe { core::slice::from_raw_parts(slice_base(LARGE_TABLE_SLICE) as *const Entry, TABLE_LEN) }
+}
+
+fn home(addr: usize) -> usize {
+    ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+}
+
+fn insert(addr: usize, len: usize) -> bool {
+    let t = table();
+    let h = home(addr);
+    for i in 0..TABLE_LEN {
+        let e = &t[(h + i) & (TABLE_LEN - 1)];
+        let k = e.key.load(Ordering::Relaxed);
+        if (k == 0 || k == TOMB)
+            && e.key
+                .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            e.len.store(len, Ordering::Release);
+            return true;
+        }
+    }
+    false
+}
+
+fn find(addr: usize) -> Option<&'static Entry> {
+    if addr == 0 || addr == TOMB || addr % PAGE != 0 || crate::reserve::base() == 0 {
+        return None;
+    }
+    let t = table();
+    let h = home(addr);
+    for i in 0..TABLE_LEN {
+        let e = &t[(h + i) & (TABLE_LEN - 1)];
+        match e.key.load(Ordering::Acquire) {
+            0 => return None,
+            k if k == addr => return Some(e),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The mapped length of the large object starting at `addr`, if it is one.
+pub(crate) fn len_of(addr: usize) -> Option<usize> {
+    find(addr).map(|e| e.len.load(Ordering::Acquire))
+}
+
+fn map(len: usize) -> *mut u8 {
+    // SAFETY: a fresh anonymous mapping of the kernel's choice; checked.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        core::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Maps a fresh, zeroed large object of at least `size` bytes aligned to
+/// `align` (a power of two); null on failure.
+pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    let Some(len) = size.max(1).checked_next_multiple_of(PAGE) else {
+        return core::ptr::null_mut();
+    };
+    if len > isize::MAX as usize / 2 {
+        return core::ptr::null_mut();
+    }
+    let p = if align <= PAGE {
+        map(len)
+    } else {
+        let Some(total) = len.checked_add(align) else {
+            return core::ptr::null_mut();
+        };
+        let raw = map(total);
+        if raw.is_null() {
+            return raw;
+        }
+        let start = (raw as usize).next_multiple_of(align);
+        let head = start - raw as usize;
+        let tail = total - head - len;
+        // SAFETY: both trimmed ranges are whole pages of the mapping just
+        // made, outside `[start, start + len)`.
+        unsafe {
+            if head != 0 {
+                libc::munmap(raw.cast(), head);
+            }
+            if tail != 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail);
+            }
+        }
+        start as *mut u8
+    };
+    if p.is_null() {
+        return p;
+    }
+    if !insert(p as usize, len) {
+        // SAFETY: the mapping was made above and never handed out.
+        unsafe { libc::munmap(p.cast(), len) };
+        return core::ptr::null_mut();
+    }
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    LIVE_BYTES.fetch_add(len, Ordering::Relaxed);
+    p
+}
+
+/// Frees the large object at `addr`; `false` (nothing done) when `addr` is
+/// not the start of a live large object.
+///
+/// # Safety
+///
+/// When `addr` is a live large object, nobody uses it afterwards.
+pub(crate) unsafe fn free(addr: usize) -> bool {
+    let Some(e) = find(addr) else {
+        return false;
+    };
+    let len = e.len.load(Ordering::Acquire);
+    if e.key
+        .compare_exchange(addr, TOMB, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    LIVE.fetch_sub(1, Ordering::Relaxed);
+    LIVE_BYTES.fetch_sub(len, Ordering::Relaxed);
+    // SAFETY: the mapping `[addr, addr + len)` was made by `alloc` and the
+    // key removal above made this call its only owner; the caller does not
+    // use it again.
+    unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    true
+}
+
+/// Resizes the page-aligned large object at `addr` (mapped `len` bytes) to
+/// hold `new_size` bytes, moving it if the kernel must; null (the old
+/// object intact) on failure.
+///
+/// # Safety
+///
+/// `addr` is a live large object of `len` bytes aligned to no more than a
+/// page (mremap may move it to any page), not used concurrently.
+pub(crate) unsafe fn remap(addr: usize, len: usize, new_size: usize) -> *mut u8 {
+    let Some(new_len) = new_size.max(1).checked_next_multiple_of(PAGE) else {
+        return core::ptr::null_mut();
+    };
+    if new_len > isize::MAX as usize / 2 {
+        return core::ptr::null_mut();
+    }
+    if new_len == len {
+        return addr as *mut u8;
+    }
+    // SAFETY: `[addr, addr + len)` is our mapping (caller).
+    let p = unsafe {
+        libc::mremap(
+            addr as *mut libc::c_void,
+            len,
+            new_len,
+            libc::MREMAP_MAYMOVE,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    let Some(e) = find(addr) else {
+        unreachable!("a live large object is in the table")
+    };
+    if p as usize == addr {
+        e.len.store(new_len, Ordering::Release);
+    } else {
+        e.key.store(TOMB, Ordering::Release);
+        if !insert(p as usize, new_len) {
+            // The old slot was just freed, so the table has room unless a
+            // million other large objects raced for it: the moved object
+            // can be neither returned untracked nor given back.
+            crate::report::die(format_args!(
+                "realloc({addr:#x}): the large-object table is full after the move to {:#x}",
+                p as usize
+            ));
+        }
+    }
+    LIVE_BYTES.fetch_add(new_len, Ordering::Relaxed);
+    LIVE_BYTES.fetch_sub(len, Ordering::Relaxed);
+    p.cast()
+}

@@ -27,8 +27,9 @@
 //!   this platform were tested against). `realloc(NULL, n)` is `malloc(n)`.
 //! * **Alignment.** Every `malloc`/`calloc`/`realloc` result of 16 bytes or
 //!   more is 16-byte aligned (`alignof(max_align_t)` on x86-64 and
-//!   AArch64), as glibc's are; smaller requests get at least their size
-//!   rounded down to a power of two, which is all C requires.
+//!   AArch64), as glibc's are and as C23 asks (an object of 16-byte
+//!   alignment may be that small); smaller requests are 8-aligned, which
+//!   is all an object of fewer than 16 bytes can need.
 //!   `aligned_alloc` rejects an alignment that is not a power of two with
 //!   `EINVAL` (glibc 2.38 and C17 DR 460); `memalign` rounds it up to the
 //!   next power of two (glibc's rule); `valloc` and `pvalloc` use the page
@@ -36,7 +37,9 @@
 //! * **Bad pointers.** `free(NULL)` does nothing. A pointer this allocator
 //!   did not return (foreign, interior) is reported on stderr with its
 //!   address and the process aborts, by [`skmem_alloc::free`]; nothing is
-//!   followed or corrupted.
+//!   followed or corrupted. A double free is not caught at the call (it
+//!   passes the O(1) address checks); see skmem-alloc's "What is not
+//!   detected".
 //! * **glibc's other allocator entry points** (`__libc_malloc` and its
 //!   siblings, `malloc_trim`, `mallopt`, `mallinfo`, `mallinfo2`,
 //!   `malloc_stats`, `malloc_info`): exported here so that no program
@@ -120,13 +123,29 @@ fn invalid_argument() -> *mut c_void {
     ptr::null_mut()
 }
 
+/// The size to ask `skmem_alloc` for so that the block is `malloc`-aligned:
+/// its classes up to 128 bytes step by 8 and are only 8-aligned when not a
+/// multiple of 16, so a request above 16 bytes is rounded up to a multiple
+/// of 16 (a class of 16-byte alignment; every class above 128 bytes is
+/// one, and larger blocks are page-aligned). A request of 16 bytes or less
+/// cannot hold an object of 16-byte alignment besides one of exactly 16
+/// bytes, which the 16-byte class serves.
+#[inline]
+fn malloc_size(size: usize) -> usize {
+    if size > MAX_ALIGN && size <= skmem_alloc::MAX_SMALL {
+        (size + MAX_ALIGN - 1) & !(MAX_ALIGN - 1)
+    } else {
+        size
+    }
+}
+
 /// A `malloc`-aligned block of `size` bytes, or `NULL` (errno untouched).
 #[inline]
 fn allocate(size: usize) -> *mut u8 {
     if size > MAX_SIZE {
         return ptr::null_mut();
     }
-    skmem_alloc::malloc(size)
+    skmem_alloc::malloc(malloc_size(size))
 }
 
 /// A block of `size` bytes aligned to the power of two `align`, or `NULL`
@@ -137,7 +156,7 @@ fn allocate_aligned(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     if align <= MAX_ALIGN {
-        skmem_alloc::malloc(size)
+        allocate(size)
     } else {
         skmem_alloc::aligned(size, align)
     }
@@ -191,10 +210,10 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// `NULL` with `errno = ENOMEM`; a zero product returns a unique pointer.
 #[no_mangle]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
-    if !matches!(count.checked_mul(size), Some(total) if total <= MAX_SIZE) {
+    let Some(total) = count.checked_mul(size).filter(|&total| total <= MAX_SIZE) else {
         return out_of_memory();
-    }
-    let block = skmem_alloc::calloc(count, size);
+    };
+    let block = skmem_alloc::calloc(1, malloc_size(total));
     if block.is_null() {
         return out_of_memory();
     }
@@ -225,7 +244,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: `ptr` is a live block of ours (caller's contract); on failure
     // it is left untouched.
-    let block = unsafe { skmem_alloc::realloc(ptr.cast(), size) };
+    let block = unsafe { skmem_alloc::realloc(ptr.cast(), malloc_size(size)) };
     if block.is_null() {
         return out_of_memory();
     }

@@ -49,6 +49,10 @@
 //! * **`SKMEM_SHOW_STATS=1`** (read when the library is loaded): the
 //!   one-line [`skmem_alloc::print_summary`] on stderr when the process
 //!   exits normally, printed from an ELF destructor that does not allocate.
+//!   So that programs which close stderr at exit (coreutils does, from
+//!   `atexit`) still show it, the library then keeps a close-on-exec
+//!   duplicate of the initial stderr (descriptor 64 or above) and prints to
+//!   it if descriptor 2 is closed by the time the destructor runs.
 //!
 //! # Safety and correctness
 //!
@@ -59,12 +63,13 @@
 //!   no path re-enters itself.
 //! * Every exported function is `extern "C"`: a Rust panic inside one
 //!   cannot unwind into C, it aborts the process.
-//! * Nothing here keeps state besides two atomics (the page size and the
-//!   `SKMEM_SHOW_STATS` flag); all allocator state lives in `skmem_alloc`.
+//! * Nothing here keeps state besides three atomics (the page size, the
+//!   `SKMEM_SHOW_STATS` flag and its stderr duplicate); all allocator state
+//!   lives in `skmem_alloc`.
 
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use skmem_alloc::SkmemAlloc;
 
@@ -477,6 +482,12 @@ pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
 /// Whether `SKMEM_SHOW_STATS` asked for the summary at exit.
 static SHOW_STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 
+/// With `SKMEM_SHOW_STATS`: a close-on-exec duplicate of the stderr the
+/// program started with, or -1. Programs such as coreutils close their
+/// stderr in an `atexit` handler, which runs before ELF destructors; the
+/// summary then goes to this duplicate.
+static STARTUP_STDERR: AtomicI32 = AtomicI32::new(-1);
+
 /// Runs when the library is loaded (before `main` for a preloaded or linked
 /// library): reads `SKMEM_SHOW_STATS` once, since a program may change its
 /// environment later. Any value other than empty or `0` turns it on.
@@ -487,6 +498,13 @@ extern "C" fn read_environment_at_load() {
         let value = libc::getenv(c"SKMEM_SHOW_STATS".as_ptr());
         !value.is_null() && *value != 0 && !(*value == b'0' as c_char && *value.add(1) == 0)
     };
+    if wanted {
+        // Above the low descriptors a program may expect to be free.
+        // SAFETY: `fcntl` on a descriptor number; fails cleanly if fd 2
+        // is not open.
+        let copy = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_DUPFD_CLOEXEC, 64) };
+        STARTUP_STDERR.store(copy, Ordering::Relaxed);
+    }
     SHOW_STATS_AT_EXIT.store(wanted, Ordering::Relaxed);
 }
 
@@ -494,7 +512,21 @@ extern "C" fn read_environment_at_load() {
 /// program's own destructors): prints the summary if asked. Registered as an
 /// ELF destructor rather than with `atexit`, which may allocate.
 extern "C" fn print_summary_at_exit() {
-    if SHOW_STATS_AT_EXIT.load(Ordering::Relaxed) {
+    if !SHOW_STATS_AT_EXIT.load(Ordering::Relaxed) {
+        return;
+    }
+    let copy = STARTUP_STDERR.load(Ordering::Relaxed);
+    // SAFETY: `fcntl(F_GETFD)` only asks whether descriptor 2 is open.
+    let stderr_closed = unsafe { libc::fcntl(libc::STDERR_FILENO, libc::F_GETFD) } == -1;
+    if stderr_closed && copy >= 0 {
+        // SAFETY: `copy` is our own descriptor; descriptor 2 is closed, so
+        // `dup2` takes nothing from the program, and it is closed again.
+        unsafe {
+            libc::dup2(copy, libc::STDERR_FILENO);
+            skmem_alloc::print_summary();
+            libc::close(libc::STDERR_FILENO);
+        }
+    } else {
         skmem_alloc::print_summary();
     }
 }

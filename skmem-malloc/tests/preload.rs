@@ -9,7 +9,8 @@
 //!   on stderr with the address and aborts (SIGABRT), before the program
 //!   can go on. (A double free passes `free`'s O(1) checks; skmem-alloc
 //!   documents that its slab layer catches it later, not at the call.)
-//! * `SKMEM_SHOW_STATS=1` prints the exit summary, and only then.
+//! * `SKMEM_SHOW_STATS=1` prints the exit summary, and only then, even
+//!   when the program closed its stderr in an `atexit` handler.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -23,9 +24,19 @@ const PROGRAM: &str = r#"
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+static void close_stderr(void) { close(2); }
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "owned";
     char *p = malloc(64);
+    if (strcmp(mode, "close-stderr") == 0) {
+        /* What coreutils' close_stdout does at exit. */
+        atexit(close_stderr);
+        free(p);
+        return 0;
+    }
     if (strcmp(mode, "owned") == 0) {
         int (*owns)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "skmem_owns");
         if (owns == NULL) {
@@ -123,6 +134,14 @@ fn show_stats_prints_the_summary_at_exit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "one summary line: {stderr:?}");
     assert!(stderr.contains("skmem"), "summary names skmem: {stderr:?}");
+}
+
+#[test]
+fn show_stats_survives_a_program_closing_stderr_at_exit() {
+    let out = run("close-stderr", true);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("skmem"), "summary printed: {stderr:?}");
 }
 
 fn assert_aborts_naming_address(mode: &str) {

@@ -3,8 +3,9 @@
 # same scripted job twice, once on glibc's allocator and once with
 # LD_PRELOAD=libskmem.so, and the two outputs (checksums of what it wrote,
 # its test results) must be identical. The preloaded run also has
-# SKMEM_SHOW_STATS=1, and its stderr must hold skmem's exit summary: proof
-# that the library, not glibc, served the program.
+# SKMEM_SHOW_STATS=1, and its stderr must hold an exit summary of skmem's
+# that counts allocations (size classes in use): proof that the library,
+# not glibc, served the program.
 #
 # usage: ci/malloc-programs.sh [--lib PATH] [PROGRAM...]
 #   --lib PATH  a prebuilt libskmem.so (default: scripts/build-libskmem.sh)
@@ -12,7 +13,7 @@
 #               zstd sort cargo
 # Environment: MALLOC_PROGRAMS_STATS_ENV / MALLOC_PROGRAMS_STATS_PATTERN
 # name the variable that asks for the exit summary and a regex the summary
-# matches (defaults: SKMEM_SHOW_STATS, "^skmem"), so the script can be
+# matches (defaults: SKMEM_SHOW_STATS, "^skmem-alloc: [1-9][0-9]* classes"), so the script can be
 # tried on another allocator (mimalloc: MIMALLOC_VERBOSE, "mimalloc:").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ done
 programs=("$@")
 [ ${#programs[@]} -gt 0 ] || programs=(python sqlite git gcc xz zstd sort cargo)
 stats_env=${MALLOC_PROGRAMS_STATS_ENV:-SKMEM_SHOW_STATS}
-stats_pattern=${MALLOC_PROGRAMS_STATS_PATTERN:-^skmem}
+stats_pattern=${MALLOC_PROGRAMS_STATS_PATTERN:-^skmem-alloc: [1-9][0-9]* classes}
 
 # What the programs need, from Debian, installed quietly when missing.
 need=()
@@ -242,7 +243,7 @@ for name in "${programs[@]}"; do
         verdict="FAIL (no output to compare)"
     fi
     summaries=$(grep -cE "$stats_pattern" "$dir/skmem.err" || true)
-    printf 'malloc-programs: %-7s %s  (%d s; %s lines of output identical; %s exit summaries)\n' \
+    printf 'malloc-programs: %-7s %s  (%d s; %s lines of output identical; %s exit summaries counting allocations)\n' \
         "$name" "$verdict" $((SECONDS - start)) "$(wc -l <"$dir/glibc.out")" "$summaries"
     [ "$verdict" = pass ] || failed+=("$name")
 done

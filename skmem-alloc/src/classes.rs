@@ -4,7 +4,8 @@
 //!
 //! * 8 to 128 bytes in steps of 8 (16 classes);
 //! * above 128, eight classes per doubling: a request in `(2^k, 2^(k+1)]`
-//!   is rounded up to a multiple of `2^(k-3)`, up to [`MAX_SMALL`] (32 KiB).
+//!   is rounded up to a multiple of `2^(k-3)`, up to [`MAX_SMALL`]
+//!   (256 KiB): 104 classes in all.
 //!
 //! **Waste bound** (tested over every size, `tests/classes.rs`): the class
 //! of a request of `n` bytes wastes fewer than `n / 8` bytes (12.5 % of the
@@ -17,7 +18,7 @@
 //! Every class is a multiple of 8, and a class's objects start at
 //! `segment base + i * size` with page-aligned segments, so each object is
 //! aligned to the largest power of two dividing the class size (capped at
-//! the page). The powers of two 8 … 32 KiB are all classes, so any
+//! the page). The powers of two 8 … 256 KiB are all classes, so any
 //! alignment up to the page has a class.
 //!
 //! # Segments
@@ -35,9 +36,9 @@ pub(crate) const PAGE: usize = 4096;
 
 /// The largest request served by a size class; larger ones take the
 /// large-object path.
-pub const MAX_SMALL: usize = 32 * 1024;
+pub const MAX_SMALL: usize = 256 * 1024;
 
-const LOG_MAX_SMALL: usize = 15;
+const LOG_MAX_SMALL: usize = 18;
 
 /// Number of size classes.
 pub const NCLASSES: usize = 16 + 8 * (LOG_MAX_SMALL - 7);
@@ -56,7 +57,7 @@ const MIN_SEG: usize = 64 * 1024;
 /// The most objects a thread's front keeps per class, and the fewest.
 const FRONT_BYTES: usize = 128 * 1024;
 const FRONT_MAX: usize = 128;
-const FRONT_MIN: usize = 4;
+const FRONT_MIN: usize = 2;
 
 /// The largest batch moved between a front and a class cache.
 pub(crate) const MAX_BATCH: usize = FRONT_MAX / 2;
@@ -110,8 +111,6 @@ pub(crate) struct ClassInfo {
     pub(crate) span: usize,
     /// Lemire's `u64::MAX / size + 1`, for exact division of 32-bit values.
     pub(crate) m_size: u64,
-    /// The same for the segment size.
-    pub(crate) m_seg: u64,
     /// Most objects a thread front keeps.
     pub(crate) limit: u32,
     /// Objects moved per refill and per flush.
@@ -148,7 +147,6 @@ const fn info(c: usize) -> ClassInfo {
         objs: seg / size,
         span: seg * seg_count,
         m_size: u64::MAX / size as u64 + 1,
-        m_seg: u64::MAX / seg as u64 + 1,
         limit: limit as u32,
         batch: (limit / 2) as u32,
     }
@@ -236,7 +234,6 @@ mod tests {
             {
                 assert_eq!(fast_div(a, info.m_size), a / info.size);
                 assert_eq!(fast_mod(a, info.m_size, info.size), a % info.size);
-                assert_eq!(fast_mod(a, info.m_seg, info.seg), a % info.seg);
             }
         }
     }

@@ -235,6 +235,32 @@ impl Drop for Busy {
     }
 }
 
+/// The list link stored in a free object's first word.
+///
+/// # Safety
+///
+/// `p` is a free object on (or being put on) a front list: at least 8
+/// bytes, 8-aligned (every class size is a multiple of 8 and segments are
+/// page aligned), owned by the list.
+#[inline(always)]
+#[allow(clippy::cast_ptr_alignment)] // 8-aligned by the class layout (above)
+unsafe fn read_link(p: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe { p.cast::<*mut u8>().read() }
+}
+
+/// Stores the list link in a free object's first word.
+///
+/// # Safety
+///
+/// As [`read_link`].
+#[inline(always)]
+#[allow(clippy::cast_ptr_alignment)] // 8-aligned by the class layout
+unsafe fn write_link(p: *mut u8, next: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { p.cast::<*mut u8>().write(next) }
+}
+
 /// Pushes `p` on a bin (no limit check).
 ///
 /// # Safety
@@ -245,7 +271,7 @@ impl Drop for Busy {
 unsafe fn push(bin: *mut Bin, p: *mut u8) {
     // SAFETY: per the contract.
     unsafe {
-        p.cast::<*mut u8>().write((*bin).head);
+        write_link(p, (*bin).head);
         (*bin).head = p;
         (*bin).count += 1;
     }
@@ -266,7 +292,7 @@ pub(crate) unsafe fn alloc_class(c: usize) -> *mut u8 {
         let bin = ptr::addr_of_mut!((*f).bins).cast::<Bin>().add(c);
         let head = (*bin).head;
         if !head.is_null() {
-            (*bin).head = head.cast::<*mut u8>().read();
+            (*bin).head = read_link(head);
             (*bin).count -= 1;
             return head;
         }
@@ -612,7 +638,7 @@ unsafe fn flush(f: *mut Front, c: usize, mut n: usize) {
         unsafe {
             while k < n.min(MAX_BATCH) && !(*bin).head.is_null() {
                 let head = (*bin).head;
-                (*bin).head = head.cast::<*mut u8>().read();
+                (*bin).head = read_link(head);
                 (*bin).count -= 1;
                 buf[k] = NonNull::new_unchecked(head);
                 k += 1;
@@ -767,11 +793,20 @@ extern "C" fn fork_parent() {
     INIT_LOCK.release();
 }
 
+/// Times `fork_child` ran in this process (test hook).
+static FORK_CHILDREN: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn fork_child() {
     // The forking thread took every lock in prepare and is the only thread
     // of the child: releasing them leaves the child with consistent caches
     // (no thread was inside one) and its own front intact.
     fork_parent();
+    FORK_CHILDREN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times the atfork child handler ran in this process.
+pub(crate) fn fork_children() -> u64 {
+    FORK_CHILDREN.load(Ordering::Relaxed)
 }
 
 /// What one class holds, from its cache's statistics and the fronts'

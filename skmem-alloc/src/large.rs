@@ -50,7 +50,7 @@ fn table() -> &'static [Entry] {
 }
 
 fn home(addr: usize) -> usize {
-    ((addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+    (addr >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)
 }
 
 fn insert(addr: usize, len: usize) -> bool {

@@ -16,7 +16,7 @@
 //!
 //! ```text
 //!   malloc / free / GlobalAlloc / Allocator          (this crate)
-//!     ├─ size ≤ 32 KiB: class = table[size]          (classes.rs: 80 classes, < 12.5 % waste)
+//!     ├─ size ≤ 256 KiB: class = table[size]         (classes.rs: 104 classes, < 12.5 % waste)
 //!     │    thread front: per-class intrusive list     (front.rs: no lock, no atomic RMW)
 //!     │      └─ Cache<_, Global>  batch refill/flush  (skmem-magazine)
 //!     │           └─ SlabCache                        (skmem-slab)
@@ -28,10 +28,11 @@
 //! # Free without a size
 //!
 //! Everything the allocator hands out lives in one address-space
-//! reservation ([`reserve`](crate::reserve) module docs) or in the
+//! reservation (module `reserve` in the source) or in the
 //! large-object table. `free(p)` computes `(p - base) >> 30`: a class index
-//! (then the offset must fall on the class's object grid: `(offset mod
-//! segment) mod size == 0`, exact division by multiplication), or the
+//! (then the offset in the slice must lie in the region's span and on the
+//! class's object grid, `offset mod size == 0`: segments are whole numbers
+//! of objects; the remainder is computed exactly by multiplication), or the
 //! metadata slices, or else a lookup in the large-object table. A pointer
 //! that passes none of these — foreign, or inside an object — is reported
 //! on stderr with its address and the process aborts; it is never followed.
@@ -39,7 +40,7 @@
 //!
 //! # Re-entrancy and process life
 //!
-//! See the [`front`](crate::front) module docs: a const-initialised
+//! See the docs of module `front` (source): a const-initialised
 //! thread-local front, a busy flag routing the framework's own allocations
 //! to an internal metadata allocator, a `pthread_key_t` destructor for
 //! thread exit, `pthread_atfork` handlers, and maintenance from the slow
@@ -69,7 +70,7 @@
 //!
 //! # Safety
 //!
-//! Each module states its invariants: [`classes`](crate::classes) (the
+//! Each module states its invariants: `classes` (the
 //! ladder), `reserve` (the reservation and its source), `front` (the
 //! fronts, the busy flag, fork), `meta`, `large`, `lock`.
 
@@ -133,7 +134,10 @@ fn home_of(ptr: *mut u8, what: &str) -> Home {
         let o = off & (SLICE - 1);
         let info = &INFO[c];
         if o < info.span
-            && fast_mod(fast_mod(o, info.m_seg, info.seg), info.m_size, info.size) == 0
+            // A segment is a whole number of objects, so the offset in the
+            // slice is on the object grid exactly when it is a multiple of
+            // the size.
+            && fast_mod(o, info.m_size, info.size) == 0
             && front::CLASSES[c].is_ready()
         {
             return Home::Class(c);
@@ -155,7 +159,7 @@ fn bad_class_pointer(addr: usize, c: usize, o: usize, what: &str) -> ! {
     }
     report::die(format_args!(
         "{what}({addr:#x}): interior pointer, {} bytes into a {}-byte object of size class {c}",
-        (o % info.seg) % info.size,
+        o % info.size,
         info.size
     ))
 }
@@ -595,6 +599,13 @@ impl SkmemAlloc {
         }
         block(q)
     }
+}
+
+/// Test hook: how many times this process ran the allocator's atfork
+/// child handler (1 in a child forked once, after the allocator's first use).
+#[doc(hidden)]
+pub fn debug_fork_children() -> u64 {
+    front::fork_children()
 }
 
 /// Test hook: `true` while the calling thread is inside a slow path.

@@ -110,6 +110,7 @@ pub(crate) fn block_of(addr: usize) -> Option<(usize, bool)> {
 ///
 /// `ptr` is the start of a block `alloc` returned and not freed since
 /// (checked by the caller with [`block_of`]); nothing uses it afterwards.
+#[allow(clippy::cast_ptr_alignment)] // blocks are at least 16-aligned
 pub(crate) unsafe fn free(ptr: *mut u8, size: usize) {
     let k = power_of(size);
     if size >= 16 * 1024 {
@@ -119,7 +120,7 @@ pub(crate) unsafe fn free(ptr: *mut u8, size: usize) {
     let _g = LOCK.lock();
     let head = FREE[k].load(Ordering::Relaxed);
     // SAFETY: the block is ours, at least 16 bytes, 16-aligned.
-    unsafe { (ptr as *mut usize).write(head) };
+    unsafe { ptr.cast::<usize>().write(head) };
     FREE[k].store(ptr as usize, Ordering::Relaxed);
     IN_USE.fetch_sub(1 << k, Ordering::Relaxed);
 }

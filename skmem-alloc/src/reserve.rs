@@ -38,10 +38,12 @@ use crate::classes::{NCLASSES, PAGE, SLICE, SLICE_SHIFT};
 
 /// Bytes reserved: 128 slices of 1 GiB.
 pub(crate) const RESERVE: usize = 128 << SLICE_SHIFT;
+const _: () = assert!(NCLASSES <= LARGE_TABLE_SLICE && LARGE_TABLE_SLICE < META_FIRST_SLICE);
+
 /// Bytes of the reservation holding class regions.
 pub(crate) const CLASS_SPAN: usize = NCLASSES << SLICE_SHIFT;
 /// The slice holding the large-object table.
-pub(crate) const LARGE_TABLE_SLICE: usize = 96;
+pub(crate) const LARGE_TABLE_SLICE: usize = 108;
 /// First slice of the metadata allocator.
 pub(crate) const META_FIRST_SLICE: usize = 112;
 

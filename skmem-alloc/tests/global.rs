@@ -85,7 +85,7 @@ fn every_kind_of_block_is_ours_and_sized() {
     let mid = vec![1u8; 3000];
     let large = vec![2u8; 1 << 20];
     for (p, want) in [
-        (&*small as *const u8, 1),
+        (std::ptr::addr_of!(*small), 1),
         (mid.as_ptr(), 3000),
         (large.as_ptr(), 1 << 20),
     ] {

@@ -422,3 +422,44 @@ proptest! {
         prop_assert_eq!((l.seg_size, l.seg_count as usize, l.objs_per_seg, l.obj_count, l.align), (l.obj_size, cnt, 1, cnt, align));
     }
 }
+
+/// A non-pseudo region with a power-of-two `align` from 8 up to below the
+/// cache line packs objects to that granule (size-class allocators); any
+/// other `align` leaves the cache-line rounding as it was.
+#[test]
+fn packed_regions_round_objects_to_the_requested_granule() {
+    let packed = |obj: usize, count: usize, seg: usize, align: usize| {
+        RegionParams::new("packed", obj, count)
+            .seg_size(seg)
+            .align(align)
+            .configure()
+            .unwrap()
+    };
+    // 24-byte objects in 12 KiB segments: 512 per segment, nothing wasted.
+    let l = packed(24, 1024, 12288, 8);
+    assert_eq!(
+        (l.obj_size, l.seg_size, l.objs_per_seg, l.align),
+        (24, 12288, 512, 8)
+    );
+    // 144 = 16 * 9 in 36 KiB segments (lcm with the page).
+    let l = packed(144, 256 * 4, 36864, 16);
+    assert_eq!(
+        (l.obj_size, l.seg_size, l.objs_per_seg, l.align),
+        (144, 36864, 256, 16)
+    );
+    // 20 bytes at granule 8: rounded to 24.
+    assert_eq!(packed(20, 512, 12288, 8).obj_size, 24);
+    // The default and out-of-range values keep cache-line objects.
+    assert_eq!(
+        RegionParams::new("d", 24, 512)
+            .seg_size(12288)
+            .configure()
+            .unwrap()
+            .obj_size,
+        64
+    );
+    for align in [4, 64, 128, 24] {
+        let l = packed(24, 512, 12288, align);
+        assert_eq!((l.obj_size, l.align), (64, 64), "align {align}");
+    }
+}

@@ -14,10 +14,25 @@ prefix=""
 if [ "${1:-}" = --install ]; then
     prefix=${2:?"--install needs a prefix, e.g. /usr/local"}
 fi
-cargo build --release -p skmem-malloc --lib --quiet >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+# The thread fronts are thread-locals. In a shared library rustc defaults
+# to the general-dynamic TLS model: a __tls_get_addr call on every malloc
+# and free. A library that is preloaded or linked (not dlopen'ed late)
+# may use initial-exec, a fixed offset from the thread pointer; only
+# nightly rustc takes -Z tls-model, so use it when it is installed. Its own
+# target directory keeps the stable build's cache intact.
+if cargo +nightly --version >/dev/null 2>&1; then
+    out=$target_dir/libskmem
+    RUSTFLAGS="-Z tls-model=initial-exec" CARGO_TARGET_DIR=$out \
+        cargo +nightly build --release -p skmem-malloc --lib --quiet >&2
+else
+    echo "build-libskmem: no nightly toolchain, building with the default TLS model (slower)" >&2
+    out=$target_dir
+    cargo build --release -p skmem-malloc --lib --quiet >&2
+fi
 lib=$target_dir/release/libskmem.so
-cp -f "$target_dir/release/libskmem_malloc.so" "$lib"
+mkdir -p "$target_dir/release"
+cp -f "$out/release/libskmem_malloc.so" "$lib"
 if [ -n "$prefix" ]; then
     version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "skmem-malloc"))')
     install -D -m 755 "$lib" "$prefix/lib/libskmem.so"

@@ -157,7 +157,8 @@ fn allocate(size: usize) -> *mut u8 {
 /// (errno untouched).
 fn allocate_aligned(size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
-    if size > MAX_SIZE {
+    // No object can be aligned beyond half the address space either.
+    if size > MAX_SIZE || align > MAX_SIZE {
         return ptr::null_mut();
     }
     if align <= MAX_ALIGN {

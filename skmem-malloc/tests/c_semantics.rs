@@ -220,11 +220,13 @@ fn posix_memalign_returns_errors_and_leaves_errno_and_memptr_alone() {
         assert_eq!(out, sentinel, "memptr changed on error");
         assert_eq!(errno(), 777, "posix_memalign must not set errno");
     }
-    let mut out = sentinel;
-    // SAFETY: `out` is writable.
-    let rc = unsafe { posix_memalign(&mut out, 64, usize::MAX) };
-    assert_eq!(rc, libc::ENOMEM);
-    assert_eq!(out, sentinel);
+    for (align, size) in [(64, usize::MAX), (1 << 63, 8), (1 << 62, 8)] {
+        let mut out = sentinel;
+        // SAFETY: `out` is writable.
+        let rc = unsafe { posix_memalign(&mut out, align, size) };
+        assert_eq!(rc, libc::ENOMEM, "posix_memalign({align:#x}, {size:#x})");
+        assert_eq!(out, sentinel);
+    }
     for shift in 3..=22 {
         let align = 1usize << shift;
         for size in [0, 1, 100, align, 3 * align + 5] {
@@ -251,6 +253,14 @@ fn aligned_family_rules() {
     expect_null_with(aligned_alloc(0, 100), libc::EINVAL, "aligned_alloc(0)");
     set_errno(0);
     expect_null_with(memalign(usize::MAX, 8), libc::EINVAL, "memalign(SIZE_MAX)");
+    set_errno(0);
+    expect_null_with(memalign(1 << 63, 8), libc::ENOMEM, "memalign(2^63)");
+    set_errno(0);
+    expect_null_with(
+        aligned_alloc(1 << 63, 8),
+        libc::ENOMEM,
+        "aligned_alloc(2^63)",
+    );
     let mut blocks = Vec::new();
     for (align, size) in [
         (1, 1),

@@ -2,6 +2,8 @@
 //! the system `cc` runs with `LD_PRELOAD` set to the `cdylib` cargo built
 //! for this package, and
 //!
+//! * binds every allocator symbol, glibc's extras and `__libc_*` aliases
+//!   included, to the library (`dlsym` + `dladdr`);
 //! * really allocates from skmem (it asks `skmem_owns`, found with `dlsym`,
 //!   about its own `malloc`, `calloc`, `strdup` and `posix_memalign`
 //!   results, which glibc's `strdup` gets from the preloaded `malloc`);
@@ -31,6 +33,26 @@ static void close_stderr(void) { close(2); }
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "owned";
     char *p = malloc(64);
+    if (strcmp(mode, "exports") == 0) {
+        /* Which object defines each allocator symbol the program would
+         * bind to: every one must be ours, none glibc's. */
+        static const char *names[] = {
+            "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
+            "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size",
+            "malloc_trim", "mallopt", "mallinfo", "mallinfo2", "malloc_stats", "malloc_info",
+            "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc",
+            "__libc_memalign", "__libc_valloc", "__libc_pvalloc",
+        };
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            Dl_info info;
+            void *sym = dlsym(RTLD_DEFAULT, names[i]);
+            const char *where = sym != NULL && dladdr(sym, &info) && info.dli_fname != NULL
+                                    ? strrchr(info.dli_fname, '/') : NULL;
+            printf("%s %s\n", names[i], where != NULL ? where + 1 : "?");
+        }
+        free(p);
+        return 0;
+    }
     if (strcmp(mode, "close-stderr") == 0) {
         /* What coreutils' close_stdout does at exit. */
         atexit(close_stderr);
@@ -125,6 +147,20 @@ fn preloaded_program_allocates_from_skmem() {
         "malloc 1 calloc 1 strdup 1 posix_memalign 1 stack 0\n"
     );
     assert!(out.stderr.is_empty(), "no summary unless asked: {out:?}");
+}
+
+#[test]
+fn every_allocator_symbol_binds_to_the_library() {
+    let out = run("exports", false);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 24, "{stdout}");
+    for line in stdout.lines() {
+        assert!(
+            line.ends_with(" libskmem_malloc.so"),
+            "not bound to the preloaded library: {line}"
+        );
+    }
 }
 
 #[test]

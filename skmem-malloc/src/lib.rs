@@ -44,8 +44,9 @@
 //!   siblings, `malloc_trim`, `mallopt`, `mallinfo`, `mallinfo2`,
 //!   `malloc_stats`, `malloc_info`): exported here so that no program
 //!   reaches glibc's allocator with one of our pointers. The `__libc_*`
-//!   names are the same functions; the tuning and statistics calls are
-//!   harmless (see each one).
+//!   names are the same functions; `malloc_trim` returns freed slabs to
+//!   the system, `mallinfo`/`mallinfo2`/`malloc_stats` report skmem's own
+//!   counts, `mallopt` accepts and ignores glibc's tunables.
 //! * **`SKMEM_SHOW_STATS=1`** (read when the library is loaded): the
 //!   one-line [`skmem_alloc::print_summary`] on stderr when the process
 //!   exits normally, printed from an ELF destructor that does not allocate.
@@ -351,12 +352,16 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     unsafe { skmem_alloc::usable_size(ptr.cast()) }
 }
 
-/// glibc's `malloc_trim`: skmem-alloc returns idle memory to the system on
-/// its own (reap and purge), so there is nothing to do on demand; returns 0
-/// ("no memory was released by this call").
+/// glibc's `malloc_trim`: returns memory to the system now — flushes the
+/// calling thread's cached objects, empties every class's magazines and
+/// gives back every empty slab ([`skmem_alloc::reclaim`]; skmem-alloc also
+/// does this on its own when classes go idle). Returns 1 if slab memory
+/// was released, 0 if not, as glibc. `pad` has no meaning here.
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    0
+    let before = skmem_alloc::summary().slab_bytes;
+    skmem_alloc::reclaim();
+    c_int::from(skmem_alloc::summary().slab_bytes < before)
 }
 
 /// glibc's `mallopt`: glibc's tunables (arena counts, mmap thresholds, trim
@@ -368,19 +373,53 @@ pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
 
-/// glibc's `mallinfo`: all fields 0 (glibc's arena statistics do not
-/// exist here; `malloc_stats` prints skmem's own).
-#[no_mangle]
-pub extern "C" fn mallinfo() -> libc::mallinfo {
-    // SAFETY: `mallinfo` is a plain struct of integers; all-zero is valid.
-    unsafe { core::mem::zeroed() }
-}
-
-/// glibc's `mallinfo2`: all fields 0, as [`mallinfo`].
+/// glibc's `mallinfo2`, filled from skmem-alloc's [`skmem_alloc::summary`]:
+/// `arena` = bytes of class slabs and metadata, `uordblks` = bytes of them
+/// in use (class sizes and metadata blocks), `fordblks` = the rest,
+/// `hblks` / `hblkhd` = large objects and their mapped bytes. The fields
+/// that describe glibc's bins (`ordblks`, `smblks`, `usmblks`, `fsmblks`,
+/// `keepcost`) are 0. Objects cached in threads' magazines count as in
+/// use, so the numbers are approximate while other threads run.
 #[no_mangle]
 pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
-    // SAFETY: `mallinfo2` is a plain struct of integers; all-zero is valid.
-    unsafe { core::mem::zeroed() }
+    let s = skmem_alloc::summary();
+    let slabs = usize::try_from(s.slab_bytes).unwrap_or(usize::MAX);
+    let in_use = usize::try_from(s.bytes_in_use).unwrap_or(0);
+    let arena = slabs.saturating_add(s.meta_bytes);
+    let used = in_use.saturating_add(s.meta_bytes).min(arena);
+    libc::mallinfo2 {
+        arena,
+        ordblks: 0,
+        smblks: 0,
+        hblks: s.large_objects,
+        hblkhd: s.large_bytes,
+        usmblks: 0,
+        fsmblks: 0,
+        uordblks: used,
+        fordblks: arena - used,
+        keepcost: 0,
+    }
+}
+
+/// glibc's older `mallinfo`: [`mallinfo2`] with each field truncated to
+/// `int`, as glibc does.
+#[no_mangle]
+pub extern "C" fn mallinfo() -> libc::mallinfo {
+    let info = mallinfo2();
+    // glibc truncates the same way; the function is deprecated for it.
+    let truncate = |value: usize| value as c_int;
+    libc::mallinfo {
+        arena: truncate(info.arena),
+        ordblks: truncate(info.ordblks),
+        smblks: truncate(info.smblks),
+        hblks: truncate(info.hblks),
+        hblkhd: truncate(info.hblkhd),
+        usmblks: truncate(info.usmblks),
+        fsmblks: truncate(info.fsmblks),
+        uordblks: truncate(info.uordblks),
+        fordblks: truncate(info.fordblks),
+        keepcost: truncate(info.keepcost),
+    }
 }
 
 /// glibc's `malloc_stats`: prints skmem's one-line summary on stderr

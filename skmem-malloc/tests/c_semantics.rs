@@ -306,10 +306,25 @@ fn aligned_family_rules() {
 
 #[test]
 fn glibc_extras_are_harmless() {
-    assert_eq!(malloc_trim(0), 0);
+    assert!(matches!(malloc_trim(0), 0 | 1));
     assert_eq!(mallopt(libc::M_ARENA_MAX, 1), 1);
-    assert_eq!(mallinfo().uordblks, 0);
-    assert_eq!(mallinfo2().uordblks, 0);
+    // Other tests run concurrently: only what this test holds is certain.
+    let big = malloc(3 << 20);
+    let small: Vec<_> = (0..1000).map(|_| malloc(1000)).collect();
+    let info = mallinfo2();
+    assert!(
+        info.hblks >= 1 && info.hblkhd >= 3 << 20,
+        "large object counted"
+    );
+    assert!(info.uordblks >= 1000 * 1000, "small blocks counted");
+    assert!(info.arena >= info.uordblks);
+    assert_eq!(info.arena, info.uordblks + info.fordblks);
+    assert!(mallinfo().hblkhd >= 3 << 20);
+    // SAFETY: live blocks of ours.
+    unsafe {
+        free(big);
+        small.into_iter().for_each(|p| free(p));
+    }
     let on_stack = 0u64;
     assert_eq!(
         skmem_owns(ptr::from_ref(&on_stack).cast()),

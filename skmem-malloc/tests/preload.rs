@@ -11,6 +11,7 @@
 //!   on stderr with the address and aborts (SIGABRT), before the program
 //!   can go on. (A double free passes `free`'s O(1) checks; skmem-alloc
 //!   documents that its slab layer catches it later, not at the call.)
+//! * `malloc_trim` gives freed slabs back (and says so once);
 //! * `SKMEM_SHOW_STATS=1` prints the exit summary, and only then, even
 //!   when the program closed its stderr in an `atexit` handler.
 
@@ -22,6 +23,7 @@ use std::sync::OnceLock;
 const PROGRAM: &str = r#"
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,17 @@ int main(int argc, char **argv) {
                                     ? strrchr(info.dli_fname, '/') : NULL;
             printf("%s %s\n", names[i], where != NULL ? where + 1 : "?");
         }
+        free(p);
+        return 0;
+    }
+    if (strcmp(mode, "trim") == 0) {
+        enum { N = 20000 };
+        static void *blocks[N];
+        for (int i = 0; i < N; i++) blocks[i] = malloc(1000);
+        for (int i = 0; i < N; i++) free(blocks[i]);
+        int first = malloc_trim(0);
+        int second = malloc_trim(0);
+        printf("trim %d %d\n", first, second);
         free(p);
         return 0;
     }
@@ -161,6 +174,14 @@ fn every_allocator_symbol_binds_to_the_library() {
             "not bound to the preloaded library: {line}"
         );
     }
+}
+
+#[test]
+fn malloc_trim_returns_freed_slabs_once() {
+    let out = run("trim", false);
+    assert!(out.status.success(), "{out:?}");
+    // 20 MB freed: the first trim releases slabs, the second finds none.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "trim 1 0\n");
 }
 
 #[test]

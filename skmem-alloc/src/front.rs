@@ -16,7 +16,9 @@
 //!   list) and the first free (count ≥ limit) both fall into the slow path,
 //!   which registers the thread and sets the limits. Alloc is: class from a
 //!   table, pop; free is: class from the address, check, push. No lock, no
-//!   atomic read-modify-write.
+//!   atomic read-modify-write. Refills start at one object per thread and
+//!   class and double up to the class's batch, so a class a thread touches
+//!   once costs one object rather than a front of touched pages.
 //! * **Behind the fronts, each class is a [`Cache`] with [`Global`]
 //!   locality** over a [`SlabCache`] over a [`Region`] carved from the
 //!   reservation ([`Carve`]): a front refills with
@@ -170,6 +172,10 @@ struct Bin {
     limit: u32,
     /// `count` as last added to the class's `in_fronts`.
     synced: u32,
+    /// Objects the next refill takes: 1 at first, doubling per refill up
+    /// to the class's batch (slow start: a class a thread uses once costs
+    /// it one object, not a batch of touched pages).
+    burst: u32,
 }
 
 /// A thread's front: per-class lists and the slow-path state.
@@ -187,6 +193,7 @@ impl Front {
             count: 0,
             limit: 0,
             synced: 0,
+            burst: 1,
         }; NCLASSES],
         busy: false,
         state: NEW,
@@ -536,7 +543,18 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
     let st = &CLASSES[c];
     // SAFETY: the thread's own front.
     let dead = unsafe { (*f).state } == DEAD;
-    let want = if dead { 1 } else { INFO[c].batch as usize };
+    // SAFETY: the thread's own front.
+    let bin = unsafe { ptr::addr_of_mut!((*f).bins[c]) };
+    let want = if dead {
+        1
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            let want = (*bin).burst.clamp(1, INFO[c].batch.max(1));
+            (*bin).burst = (want * 2).min(INFO[c].batch.max(1));
+            want as usize
+        }
+    };
     let mut buf = [MaybeUninit::<NonNull<u8>>::uninit(); MAX_BATCH];
     let n = {
         let _g = st.lock.lock();
@@ -550,7 +568,6 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
     // thread's own; each object is a free object of class c, which the
     // list now owns. The bin is relinked only now, after the framework call.
     unsafe {
-        let bin = ptr::addr_of_mut!((*f).bins[c]);
         for slot in &buf[1..n] {
             push(bin, slot.assume_init().as_ptr());
         }

@@ -27,7 +27,10 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate::classes::PAGE;
 use crate::reserve::{slice_base, LARGE_TABLE_SLICE};
 
-const TABLE_BITS: u32 = 20;
+/// 2^16 entries of 16 bytes: 1 MiB of address space, touched a page at a
+/// time as entries are used; linear probing stays short below ~48 K live
+/// large objects (each at least 256 KiB, so 12 GiB and more).
+const TABLE_BITS: u32 = 16;
 const TABLE_LEN: usize = 1 << TABLE_BITS;
 const TOMB: usize = 1;
 
@@ -45,7 +48,7 @@ fn table() -> &'static [Entry] {
     // SAFETY: the table slice is part of the reservation (which exists:
     // callers only get here after initialisation), readable and writable,
     // zero until written, never unmapped, and used for nothing else; all
-    // accesses are atomic. 2^20 entries of 16 bytes fit its 1 GiB.
+    // accesses are atomic. 2^16 entries of 16 bytes fit its 1 GiB.
     unsafe { core::slice::from_raw_parts(slice_base(LARGE_TABLE_SLICE) as *const Entry, TABLE_LEN) }
 }
 

@@ -55,6 +55,17 @@
 //! page is served natively by the smallest class whose objects have it;
 //! larger ones by the large-object path (mapped with slack and trimmed).
 //!
+//! # Statistics
+//!
+//! Every class cache is registered in skmem's registry under the name
+//! `skmem-alloc.<size>`, so `skmem::all_stats()` (and whatever reads the
+//! registry) lists it with its magazine and slab counters. [`class_stats`]
+//! adds what only this crate knows (objects resting in thread fronts, so
+//! objects and bytes the program holds, refills, flushes); [`summary`]
+//! totals it with the large objects and the metadata; [`print_summary`]
+//! writes that as one line on stderr without allocating (what
+//! `SKMEM_SHOW_STATS=1` prints at exit in the C library).
+//!
 //! # `realloc(p, 0)`
 //!
 //! Frees `p` and returns a fresh minimal object (never null on success):

@@ -55,6 +55,19 @@
 //!   duplicate of the initial stderr (descriptor 64 or above) and prints to
 //!   it if descriptor 2 is closed by the time the destructor runs.
 //!
+//! # Building and installing
+//!
+//! `scripts/build-libskmem.sh` builds the release library and names it
+//! `libskmem.so` (cargo calls it `libskmem_malloc.so`);
+//! `scripts/build-libskmem.sh --install PREFIX` also installs the header
+//! `include/skmem.h` (the two skmem-only functions, [`skmem_owns`] and
+//! [`skmem_print_summary`]) and `skmem.pc` for `pkg-config --libs skmem`.
+//! With a nightly toolchain the script compiles the thread fronts'
+//! thread-locals with the initial-exec TLS model (no `__tls_get_addr` call
+//! per `malloc`), which is right for a library that is preloaded or linked
+//! at start-up, the two ways a malloc replacement is used; a late
+//! `dlopen` of that build may fail for want of static TLS space.
+//!
 //! # Safety and correctness
 //!
 //! * Rust code inside the library allocates through

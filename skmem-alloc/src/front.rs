@@ -319,12 +319,26 @@ pub(crate) unsafe fn free_class(p: *mut u8, c: usize) {
     // SAFETY: the thread's own front; `p` is a free object of class c.
     unsafe {
         let bin = ptr::addr_of_mut!((*f).bins).cast::<Bin>().add(c);
+        if (*bin).head == p {
+            // The commonest double free (`free(p); free(p)`), caught for
+            // one compare: pushing it again would make the list a cycle.
+            double_free(p, c);
+        }
         if (*bin).count < (*bin).limit {
             push(bin, p);
             return;
         }
         free_slow(p, c)
     }
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(p: *mut u8, c: usize) -> ! {
+    crate::report::die(format_args!(
+        "free({:#x}): double free of a {}-byte object (it is the last block this thread freed)",
+        p as usize, INFO[c].size
+    ))
 }
 
 /// Runs the one-time initialisation (reservation, thread-exit key, fork
@@ -465,6 +479,21 @@ fn make_cache(c: usize, info: &ClassInfo) -> skmem_traits::Result<ClassCache> {
     Cache::new(slab, CacheConfig::default())
 }
 
+/// Runs a call into a class cache. The layers panic only on a broken
+/// invariant (a double free the slab layer catches, a corrupted block);
+/// unwinding out of an allocator is undefined behaviour, so such a panic
+/// ends the process here, after the panic hook has printed its message.
+#[inline(always)]
+fn in_cache<R>(c: usize, what: &str, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => crate::report::die(format_args!(
+            "the {}-byte size class panicked during {what} (double free or corrupted block?)",
+            INFO[c].size
+        )),
+    }
+}
+
 /// Makes the thread known: its exit key is set (so [`thread_exit`] runs)
 /// and its limits come into force.
 ///
@@ -558,7 +587,9 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
     let mut buf = [MaybeUninit::<NonNull<u8>>::uninit(); MAX_BATCH];
     let n = {
         let _g = st.lock.lock();
-        cache.alloc_batch(&mut buf[..want], AllocFlags::NoSleep)
+        in_cache(c, "a refill", || {
+            cache.alloc_batch(&mut buf[..want], AllocFlags::NoSleep)
+        })
     };
     if n == 0 {
         return ptr::null_mut();
@@ -593,7 +624,7 @@ unsafe fn fallback(c: usize) -> *mut u8 {
         };
         let got = {
             let _g = CLASSES[up].lock.lock();
-            cache.alloc()
+            in_cache(up, "a fallback allocation", || cache.alloc())
         };
         if let Some(p) = got {
             return p.as_ptr();
@@ -622,7 +653,9 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
             // After this thread's exit destructor: straight to the cache.
             if let Some(cache) = CLASSES[c].built() {
                 let _g = CLASSES[c].lock.lock();
-                cache.free(NonNull::new_unchecked(p));
+                let obj = NonNull::new_unchecked(p);
+                // SAFETY: forwarded from the caller.
+                in_cache(c, "a free", || cache.free(obj));
             }
             return;
         }
@@ -667,7 +700,7 @@ unsafe fn flush(f: *mut Front, c: usize, mut n: usize) {
         {
             let _g = CLASSES[c].lock.lock();
             // SAFETY: objects of this cache, each once, no longer used.
-            unsafe { cache.free_batch(&buf[..k]) };
+            in_cache(c, "a flush", || unsafe { cache.free_batch(&buf[..k]) });
         }
         CLASSES[c].flushes.fetch_add(1, Ordering::Relaxed);
         n -= k;
@@ -750,20 +783,22 @@ fn coarse_millis() -> u64 {
 /// thread busy): idle classes (or all, with `purge_all`) are purged, the
 /// others reclaimed; every slab layer returns its empty slabs.
 fn reclaim_classes(purge_all: bool) {
-    for st in CLASSES.iter() {
+    for (c, st) in CLASSES.iter().enumerate() {
         let Some(cache) = st.built() else {
             continue;
         };
         let activity = st.refills.load(Ordering::Relaxed) + st.flushes.load(Ordering::Relaxed);
         let idle = st.idle_mark.swap(activity, Ordering::Relaxed) == activity;
         let _g = st.lock.lock();
-        if purge_all || idle {
-            cache.purge();
-        } else {
-            cache.update();
-            cache.reclaim(false);
-        }
-        cache.layer().reap();
+        in_cache(c, "maintenance", || {
+            if purge_all || idle {
+                cache.purge();
+            } else {
+                cache.update();
+                cache.reclaim(false);
+            }
+            cache.layer().reap();
+        });
     }
 }
 
@@ -876,7 +911,7 @@ pub fn class_stats(index: usize) -> Option<ClassStats> {
     let _busy = unsafe { Busy::enter(front()) };
     let s = {
         let _g = st.lock.lock();
-        cache.stats()
+        in_cache(index, "a stats snapshot", || cache.stats())
     };
     let out_of_slab = s.slab.sl_bufinuse as i64;
     out.in_magazines = s.cached_objs;

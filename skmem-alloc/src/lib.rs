@@ -73,11 +73,14 @@
 //!
 //! # What is not detected
 //!
-//! A double free, or the free of a grid-aligned address in a class
-//! segment the region has not handed out, is not detected at `free` time:
-//! the address passes the O(1) checks. The slab layer catches it when the
-//! object goes back to it (it keeps an allocated/free state per object) and
-//! panics there.
+//! A block freed twice in a row by the same thread is reported and aborts
+//! (it is the head of the thread's front list: one compare). Other double
+//! frees, or the free of a grid-aligned address in a class segment the
+//! region has not handed out, pass the O(1) checks; the slab layer catches
+//! them when the object goes back to it (it keeps an allocated/free state
+//! per object), and a panic inside a class cache ends the process with a
+//! message (unwinding out of an allocator is not allowed). Between the two,
+//! such a block may be handed out twice.
 //!
 //! # Safety
 //!
@@ -101,7 +104,6 @@ use allocator_api2::alloc::{AllocError, Allocator};
 
 pub use classes::{class_align, class_index, class_size, MAX_SMALL, NCLASSES};
 pub use front::{class_stats, reclaim, ClassStats};
-pub use reserve::{Carve, CarveConfig};
 
 use classes::{class_of, fast_mod, INFO, PAGE, SLICE, SLICE_SHIFT};
 use reserve::{base, CLASS_SPAN};

@@ -111,16 +111,16 @@ pub(crate) unsafe fn discard_pages(addr: usize, len: usize) {
 
 /// Which class slice a [`Carve`] source serves.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CarveConfig {
+pub(crate) struct CarveConfig {
     /// The class index (`< NCLASSES`).
-    pub class: usize,
+    pub(crate) class: usize,
 }
 
 /// A segment source carving one class's region out of the reservation:
 /// segment `i` is at `slice + i * seg_size`, already mapped; create is free,
 /// discard and purge are `madvise(MADV_DONTNEED)`.
 #[derive(Debug)]
-pub struct Carve {
+pub(crate) struct Carve {
     geometry: SegmentGeometry,
     class: usize,
     span: NonNull<u8>,

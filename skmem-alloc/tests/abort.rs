@@ -29,6 +29,12 @@ fn child_case() {
         "libc" => unsafe { libc::malloc(64) }.cast(),
         "large-interior" => big.wrapping_add(4096),
         "realloc-interior" => obj.wrapping_add(8),
+        "double" => {
+            // SAFETY: a live block, freed once here; the free below is the
+            // second.
+            unsafe { skmem_alloc::free(obj) };
+            obj
+        }
         other => panic!("unknown case {other}"),
     };
     println!("\nADDR {:#x}", addr as usize);
@@ -78,6 +84,7 @@ fn bad_frees_abort_naming_the_address() {
             "realloc-interior",
             "interior pointer, 8 bytes into a 48-byte object",
         ),
+        ("double", "double free of a 48-byte object"),
     ] {
         let (stdout, stderr, status) = run(case);
         let addr = stdout

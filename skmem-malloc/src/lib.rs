@@ -37,9 +37,9 @@
 //! * **Bad pointers.** `free(NULL)` does nothing. A pointer this allocator
 //!   did not return (foreign, interior) is reported on stderr with its
 //!   address and the process aborts, by [`skmem_alloc::free`]; nothing is
-//!   followed or corrupted. A double free is not caught at the call (it
-//!   passes the O(1) address checks); see skmem-alloc's "What is not
-//!   detected".
+//!   followed or corrupted. A double free is caught at the call when the
+//!   block is still the last one its thread freed in its class, otherwise
+//!   later by the slab layer; see skmem-alloc's "What is not detected".
 //! * **glibc's other allocator entry points** (`__libc_malloc` and its
 //!   siblings, `malloc_trim`, `mallopt`, `mallinfo`, `mallinfo2`,
 //!   `malloc_stats`, `malloc_info`): exported here so that no program

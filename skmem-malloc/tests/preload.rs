@@ -7,10 +7,12 @@
 //! * really allocates from skmem (it asks `skmem_owns`, found with `dlsym`,
 //!   about its own `malloc`, `calloc`, `strdup` and `posix_memalign`
 //!   results, which glibc's `strdup` gets from the preloaded `malloc`);
-//! * freeing an interior pointer or a pointer into its stack is reported
-//!   on stderr with the address and aborts (SIGABRT), before the program
-//!   can go on. (A double free passes `free`'s O(1) checks; skmem-alloc
-//!   documents that its slab layer catches it later, not at the call.)
+//! * freeing an interior pointer, a pointer into its stack, or the block
+//!   it has just freed is reported on stderr with the address and aborts
+//!   (SIGABRT), before the program can go on. (skmem-alloc catches a
+//!   double free at the call when the block is still the most recently
+//!   freed one of its class on that thread; other double frees are caught
+//!   later by its slab layer.)
 //! * `malloc_trim` gives freed slabs back (and says so once);
 //! * `SKMEM_SHOW_STATS=1` prints the exit summary, and only then, even
 //!   when the program closed its stderr in an `atexit` handler.
@@ -95,6 +97,9 @@ int main(int argc, char **argv) {
         bad = p + 8;
     } else if (strcmp(mode, "stack") == 0) {
         bad = &on_stack;
+    } else if (strcmp(mode, "double") == 0) {
+        free(p);
+        bad = p;
     } else {
         return 3;
     }
@@ -225,4 +230,9 @@ fn free_of_interior_pointer_aborts_naming_it() {
 #[test]
 fn free_of_stack_pointer_aborts_naming_it() {
     assert_aborts_naming_address("stack");
+}
+
+#[test]
+fn immediate_double_free_aborts_naming_the_block() {
+    assert_aborts_naming_address("double");
 }

@@ -98,14 +98,14 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "stack") == 0) {
         bad = &on_stack;
     } else if (strcmp(mode, "double") == 0) {
-        /* A program that has been running: its thread caches blocks of
-         * this class (the very first frees of a class bypass the thread's
-         * cache, where skmem-alloc looks for an immediate double free). */
-        void *warm[100];
-        for (int i = 0; i < 100; i++) warm[i] = malloc(64);
-        for (int i = 0; i < 100; i++) free(warm[i]);
+        /* Printed before the first free: printf may allocate, and would
+         * then be handed the freed block back. */
+        printf("%p\n", (void *)p);
+        fflush(stdout);
         free(p);
-        bad = p;
+        free(p);
+        printf("still running\n");
+        return 0;
     } else {
         return 3;
     }

@@ -409,6 +409,8 @@ pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
     chunk: usize,
     config: CacheConfig,
     registry_id: Option<u64>,
+    /// Debug path (the layer beneath is in debug mode): see `debug.rs`.
+    debug: Option<crate::debug::DebugMags>,
 }
 
 /// A magazine cache stacked on an object layer `B` (normally a
@@ -476,6 +478,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         let rounds = G::rounds(step);
         let enabled_rounds = Arc::new(StdAtomicU32::new(0));
         let registry_id = config.register.then(registry::next_id);
+        let debug = crate::debug::DebugMags::for_layer(&below, rounds, &config);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L, G>>| {
             let init_rounds = enabled_rounds.clone();
             let exit_owner = weak.clone();
@@ -504,9 +507,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
                 chunk,
                 config,
                 registry_id,
+                debug,
             }
         });
-        if inner.config.no_magazines {
+        if inner.config.no_magazines || inner.debug.is_some() {
             L::fast_disable(&inner.slots);
         }
         inner.enable();
@@ -830,6 +834,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     fn alloc_cpu_layer(&self, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
+        if let Some(d) = &self.debug {
+            return d.take(&self.below, out);
+        }
         if self.config.no_magazines {
             return 0;
         }
@@ -911,6 +918,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     #[cold]
     #[inline(never)]
     unsafe fn free_slow(&self, objs: &[NonNull<u8>]) {
+        if let Some(d) = &self.debug {
+            // SAFETY: forwarded from the caller.
+            return unsafe { d.free(&self.below, objs) };
+        }
         let mut rest = objs;
         if !self.config.no_magazines {
             loop {
@@ -1051,6 +1062,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     fn purge_cpu_layer(&self, owed: &mut Owed<'_, B, L, G>) -> bool {
         self.enabled_rounds
             .store(0, std::sync::atomic::Ordering::Release);
+        if let Some(d) = &self.debug {
+            d.drain(&self.below);
+        }
         let mut front = Vec::new();
         L::fast_drain_all(&self.slots, &mut front);
         let before = owed.mags.len();
@@ -1084,7 +1098,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     /// slot it walks, and slots created while the size is 0 hold none), so
     /// they already run at that size.
     fn enable(&self) {
-        if self.config.no_magazines {
+        if self.config.no_magazines || self.debug.is_some() {
             return;
         }
         let rounds = self.depot.lock().rounds;
@@ -1216,6 +1230,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             slots += 1;
         });
         rounds += L::fast_cached(&self.slots) as u64;
+        rounds += self.debug.as_ref().map_or(0, |d| d.len()) as u64;
         let (depot_full, depot_empty, full_alloc, empty_alloc, ws_zero, mag_size) = {
             let d = self.depot.lock();
             (

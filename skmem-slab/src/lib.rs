@@ -11,8 +11,8 @@ pub mod debug;
 pub mod region;
 pub mod slab;
 
+pub use debug::DebugFlags;
 pub use region::{
     leaked_segments, FaultInjection, Reap, Region, RegionLayout, RegionParams, Segment, Shadow,
 };
-pub use debug::DebugFlags;
 pub use slab::{SlabCache, SlabConfig};

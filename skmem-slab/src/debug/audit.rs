@@ -20,7 +20,7 @@ use std::cell::Cell;
 /// Transactions kept per object (newest replaces oldest).
 pub const AUDIT_DEPTH: usize = 4;
 /// Caller return addresses kept per transaction.
-pub const AUDIT_FRAMES: usize = 8;
+pub const AUDIT_FRAMES: usize = 12;
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,13 +209,24 @@ mod tests {
     #[test]
     fn ring_keeps_the_newest() {
         let mut ring = Ring::default();
-        for k in [TxnKind::Alloc, TxnKind::Free, TxnKind::Alloc, TxnKind::ToMagazine, TxnKind::FromMagazine] {
+        for k in [
+            TxnKind::Alloc,
+            TxnKind::Free,
+            TxnKind::Alloc,
+            TxnKind::ToMagazine,
+            TxnKind::FromMagazine,
+        ] {
             ring.push(Txn::now(k));
         }
         let kinds: Vec<_> = ring.newest_first().map(|t| t.kind).collect();
         assert_eq!(
             kinds,
-            [TxnKind::FromMagazine, TxnKind::ToMagazine, TxnKind::Alloc, TxnKind::Free]
+            [
+                TxnKind::FromMagazine,
+                TxnKind::ToMagazine,
+                TxnKind::Alloc,
+                TxnKind::Free
+            ]
         );
     }
 
@@ -223,7 +234,11 @@ mod tests {
     #[test]
     fn capture_records_callers() {
         let txn = Txn::now(TxnKind::Alloc);
-        assert!(txn.frames[0] != 0 && txn.frames[1] != 0, "{:x?}", txn.frames);
+        assert!(
+            txn.frames[0] != 0 && txn.frames[1] != 0,
+            "{:x?}",
+            txn.frames
+        );
         assert!(txn.thread != 0 && txn.nanos != 0);
     }
 }

@@ -106,7 +106,12 @@ pub(crate) fn write_ring(out: &mut StackBuf, ring: &Ring) {
             txn.nanos / 1_000_000_000,
             txn.nanos % 1_000_000_000
         );
-        for &ip in txn.frames.iter().take(AUDIT_FRAMES).take_while(|&&ip| ip != 0) {
+        for &ip in txn
+            .frames
+            .iter()
+            .take(AUDIT_FRAMES)
+            .take_while(|&&ip| ip != 0)
+        {
             let _ = write!(out, " {ip:#x}");
         }
         let _ = writeln!(out);
@@ -134,9 +139,9 @@ impl Report<'_> {
             ),
             ReportKind::Overrun { offset } => writeln!(
                 out,
-                "redzone damaged (buffer overrun): first damaged byte at offset {offset} (object size {}, {} bytes past its end)",
-                self.obj_size,
-                offset - self.obj_size
+                "redzone damaged (buffer overrun): first damaged byte at offset {offset}, byte {} past the end of the object (object size {})",
+                offset + 1 - self.obj_size,
+                self.obj_size
             ),
             ReportKind::UseAfterFree {
                 offset,

@@ -112,7 +112,12 @@ impl SlabDebug {
         self.tags.lock().drop_segment(seg);
     }
 
-    fn report(&self, addr: usize, kind: ReportKind, ring: Option<&crate::debug::audit::Ring>) -> report::StackBuf {
+    fn report(
+        &self,
+        addr: usize,
+        kind: ReportKind,
+        ring: Option<&crate::debug::audit::Ring>,
+    ) -> report::StackBuf {
         Report {
             cache: &self.name,
             addr,
@@ -178,8 +183,9 @@ impl SlabDebug {
             }
             None => None,
         };
-        let overrun =
-            overrun.map(|offset| self.report(addr as usize, ReportKind::Overrun { offset }, ring.as_ref()));
+        let overrun = overrun.map(|offset| {
+            self.report(addr as usize, ReportKind::Overrun { offset }, ring.as_ref())
+        });
         Ok((obj, overrun))
     }
 
@@ -206,7 +212,9 @@ impl SlabDebug {
         if poisoned {
             // SAFETY: the object is ours (just taken, or leaving a magazine
             // under the caller's exclusion) in a live segment.
-            if let Some(offset) = unsafe { patterns::first_mismatch(addr, self.obj_size, FREE_PATTERN) } {
+            if let Some(offset) =
+                unsafe { patterns::first_mismatch(addr, self.obj_size, FREE_PATTERN) }
+            {
                 damage = Some(ReportKind::UseAfterFree {
                     offset,
                     in_magazine: was == TagState::Cached,
@@ -215,7 +223,9 @@ impl SlabDebug {
         }
         if damage.is_none() && self.guard_len != 0 && was != TagState::Fresh {
             // SAFETY: as above; the redzone is inside the chunk.
-            if let Some(offset) = unsafe { patterns::check_guard(addr, self.obj_size, self.guard_len) } {
+            if let Some(offset) =
+                unsafe { patterns::check_guard(addr, self.obj_size, self.guard_len) }
+            {
                 damage = Some(ReportKind::Overrun { offset });
             }
         }
@@ -325,7 +335,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         let wake = {
             let mut state = d.state.lock();
             for obj in objs.iter().rev() {
-                if let Ok((obj, _)) = d.take_from_user(&state, obj.addr.as_ptr(), TagState::Free, TxnKind::Free) {
+                if let Ok((obj, _)) =
+                    d.take_from_user(&state, obj.addr.as_ptr(), TagState::Free, TxnKind::Free)
+                {
                     let obj = state
                         .begin_free(obj.addr.as_ptr())
                         .expect("an object just taken is allocated");
@@ -367,7 +379,11 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// Validates a free against the debug record and, when it is sound,
     /// begins it; `Err` carries the report.
-    fn debug_begin_free(&self, d: &SlabDebug, addr: *const u8) -> std::result::Result<(Obj, Option<report::StackBuf>), report::StackBuf> {
+    fn debug_begin_free(
+        &self,
+        d: &SlabDebug,
+        addr: *const u8,
+    ) -> std::result::Result<(Obj, Option<report::StackBuf>), report::StackBuf> {
         let mut state = d.state.lock();
         let (obj, overrun) = d.take_from_user(&state, addr, TagState::Free, TxnKind::Free)?;
         let obj = state
@@ -388,7 +404,8 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         if C::ACTIVE {
             let (info, shadow) = super::inner::info(obj, self.chunk, self.objs);
             outcome = catch_unwind(AssertUnwindSafe(|| self.ctor.destruct(info, shadow)));
-            self.dtor_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.dtor_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.debug_scrub(d, obj) };
@@ -503,7 +520,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// As [`free`](Self::free); the caller keeps the object (constructed)
     /// until it hands it out with [`debug_from_magazine`](Self::debug_from_magazine).
     pub unsafe fn debug_to_magazine(&self, obj: NonNull<u8>) -> bool {
-        let d = self.debug.as_deref().expect("debug_to_magazine on a cache not in debug mode");
+        let d = self
+            .debug
+            .as_deref()
+            .expect("debug_to_magazine on a cache not in debug mode");
         let taken = {
             let state = d.state.lock();
             d.take_from_user(&state, obj.as_ptr(), TagState::Cached, TxnKind::ToMagazine)
@@ -541,7 +561,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// `obj` was taken by `debug_to_magazine` of this cache and is handed
     /// out (or freed) by the caller alone.
     pub unsafe fn debug_from_magazine(&self, obj: NonNull<u8>) {
-        let d = self.debug.as_deref().expect("debug_from_magazine on a cache not in debug mode");
+        let d = self
+            .debug
+            .as_deref()
+            .expect("debug_from_magazine on a cache not in debug mode");
         let found = d.state.lock().lookup(obj.as_ptr());
         let found = found.expect("an object resting in a magazine is allocated");
         if let Some(text) = d.hand_out(&found, TagState::Cached) {

@@ -15,6 +15,13 @@ use skmem_slab::SlabCache;
 
 const CHILD: &str = "SKMEM_DEBUG_CHILD";
 
+/// The report count is process-wide: tests that read it run one at a time.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn counting() -> std::sync::MutexGuard<'static, ()> {
+    COUNTING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn in_child() -> bool {
     std::env::var_os(CHILD).is_some()
 }
@@ -114,6 +121,7 @@ fn double_free_through_a_magazine_is_reported_with_audit_and_aborts() {
 
 #[test]
 fn double_free_report_and_continue_keeps_the_cache_sound() {
+    let _serial = counting();
     // In process: the double free is reported and refused; the next two
     // allocations are distinct (without the debug mode they would both be
     // `a`).
@@ -146,6 +154,7 @@ fn double_free_report_and_continue_keeps_the_cache_sound() {
 
 #[test]
 fn double_free_with_percpu_locality_is_caught_too() {
+    let _serial = counting();
     let c = cache::<PerCpu>("dbl-percpu", 64, DebugFlags::AUDIT | DebugFlags::CONTINUE);
     let a = c.alloc().unwrap();
     let before = skmem_slab::debug::report_count();
@@ -258,6 +267,7 @@ fn overrun_by_sixteen_bytes_is_reported() {
 
 #[test]
 fn overrun_of_sixteen_bytes_in_continue_mode_is_counted_and_the_free_goes_on() {
+    let _serial = counting();
     let c = cache::<Global>(
         "over16-continue",
         64,
@@ -310,6 +320,7 @@ fn use_after_free_write_into_a_magazine_is_reported_with_its_offset() {
 
 #[test]
 fn poison_patterns_are_visible_and_writes_after_free_in_the_slab_are_caught() {
+    let _serial = counting();
     // Straight on a slab cache (no magazine): the uninitialised pattern on
     // allocation, the freed pattern checked when handed out again.
     let region = skmem_slab::Region::<Heap>::new(
@@ -515,4 +526,119 @@ fn caches_without_flags_are_not_in_debug_mode() {
         1,
         "the object rests in a CPU magazine"
     );
+}
+
+/// Writes a magic word at the start of each object; counts calls.
+#[derive(Default)]
+struct Stamp {
+    built: AtomicUsize,
+    torn: AtomicUsize,
+}
+
+const MAGIC: u64 = 0x5354_414d_5053_4b4d;
+
+impl skmem_traits::ObjectCtor for Stamp {
+    fn construct(
+        &self,
+        obj: skmem_traits::ObjectInfo,
+        _: Option<skmem_traits::ObjectInfo>,
+        _: skmem_magazine::AllocFlags,
+    ) -> skmem_traits::Result<()> {
+        // SAFETY: the slab layer hands the constructor an object it owns.
+        unsafe { obj.addr.as_ptr().cast::<u64>().write_unaligned(MAGIC) };
+        self.built.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn destruct(&self, obj: skmem_traits::ObjectInfo, _: Option<skmem_traits::ObjectInfo>) {
+        // SAFETY: as above.
+        let word = unsafe { obj.addr.as_ptr().cast::<u64>().read_unaligned() };
+        assert_eq!(word, MAGIC, "destructed an object whose constructed state was lost");
+        self.torn.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn stamped(name: &str, flags: DebugFlags) -> Cache<SlabCache<Heap, std::sync::Arc<Stamp>>, Global> {
+    Cache::builder(name, 64)
+        .capacity(16)
+        .locality::<Global>()
+        .ctor(std::sync::Arc::new(Stamp::default()))
+        .debug(flags)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn constructed_objects_keep_their_state_in_the_debug_magazine() {
+    // Without poison the debug magazine keeps constructed objects: no
+    // destructor on free, none on the second allocation, state intact.
+    let c = stamped("stamp-audit", DebugFlags::AUDIT | DebugFlags::GUARDS);
+    let a = c.alloc().unwrap();
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(a) };
+    assert_eq!(c.stats().cpu_rounds, 1, "rests in the debug magazine");
+    let b = c.alloc().unwrap();
+    assert_eq!(b, a);
+    // SAFETY: a constructed object we hold.
+    assert_eq!(unsafe { b.as_ptr().cast::<u64>().read_unaligned() }, MAGIC);
+    let ctor = c.layer().ctor().clone();
+    assert_eq!((ctor.built.load(Ordering::SeqCst), ctor.torn.load(Ordering::SeqCst)), (1, 0));
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(b) };
+    c.purge();
+    assert_eq!(ctor.torn.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn constructed_caches_with_poison_verify_on_the_way_to_the_slab_layer() {
+    let _serial = counting();
+    // With poison every free reaches the slab layer: destructor, then the
+    // freed pattern; the next allocation checks it, then constructs.
+    let c = stamped("stamp-poison", DebugFlags::POISON | DebugFlags::CONTINUE);
+    let a = c.alloc().unwrap();
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(a) };
+    let ctor = c.layer().ctor().clone();
+    assert_eq!(ctor.torn.load(Ordering::SeqCst), 1, "destructed at once");
+    assert_eq!(c.stats().cpu_rounds, 0, "no constructed object rests poisoned");
+    // SAFETY: the freed object's memory is still the cached slab's.
+    let word = unsafe { a.as_ptr().add(8).cast::<u32>().read_unaligned() };
+    assert_eq!(word, skmem_slab::debug::FREE_PATTERN);
+    // SAFETY: the bug under test: a write after free.
+    unsafe { a.as_ptr().add(12).write(0) };
+    let before = skmem_slab::debug::report_count();
+    let b = c.alloc().unwrap();
+    assert_eq!(b, a);
+    assert_eq!(skmem_slab::debug::report_count(), before + 1, "write after free seen");
+    // SAFETY: a constructed object we hold.
+    assert_eq!(unsafe { b.as_ptr().cast::<u64>().read_unaligned() }, MAGIC);
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(b) };
+}
+
+#[test]
+fn batches_and_purge_run_the_checks() {
+    let _serial = counting();
+    let c = cache::<PerThread>("batch", 64, DebugFlags::ALL | DebugFlags::CONTINUE);
+    let mut out = [std::mem::MaybeUninit::uninit(); 40];
+    assert_eq!(c.alloc_batch(&mut out, skmem_magazine::AllocFlags::NoSleep), 40);
+    // SAFETY: `alloc_batch` initialised all 40.
+    let objs: Vec<NonNull<u8>> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
+    let distinct: std::collections::HashSet<_> = objs.iter().collect();
+    assert_eq!(distinct.len(), 40);
+    let before = skmem_slab::debug::report_count();
+    // SAFETY: the bug under test: object 3 overrun by one byte.
+    unsafe { objs[3].as_ptr().add(64).write(0) };
+    // SAFETY: allocated above, freed once each.
+    unsafe { c.free_batch(&objs) };
+    assert_eq!(skmem_slab::debug::report_count(), before + 1, "the overrun");
+    let cached = c.stats().cpu_rounds;
+    assert!(cached > 0);
+    // A write into an object resting in the magazine shows at purge.
+    // SAFETY: the bug under test (the memory stays the cache's).
+    unsafe { objs[0].as_ptr().add(5).write(1) };
+    c.purge();
+    assert_eq!(skmem_slab::debug::report_count(), before + 2, "write after free at purge");
+    assert_eq!(c.stats().cpu_rounds, 0);
+    assert_eq!(c.stats().slab.sl_bufinuse, 0);
+    c.layer().check_invariants().unwrap();
 }

@@ -31,7 +31,9 @@
 //!   [`FREE_PATTERN`] and checked when it is handed out again (a write after
 //!   free is reported with its offset); an object handed out is filled with
 //!   [`UNINIT_PATTERN`] first, so reading it before writing shows the
-//!   pattern. **Constructed caches** (an active `ObjectCtor`) are checked on
+//!   pattern. A [clear-on-free](crate::SlabConfig::clear_on_free) cache
+//!   keeps its contract: its freed pattern is zero (checked the same way)
+//!   and handed-out objects are not filled. **Constructed caches** (an active `ObjectCtor`) are checked on
 //!   the way to the slab layer: the pattern is written after the destructor
 //!   and verified before the constructor; the magazine layer keeps no
 //!   constructed object in a debug magazine then, so every free reaches the

@@ -48,6 +48,12 @@ pub(super) struct SlabDebug {
     /// Redzone bytes after each object (0: no guards).
     guard_len: usize,
     poison: bool,
+    /// The pattern of a freed object: [`FREE_PATTERN`], or zero for a
+    /// clear-on-free cache (whose contract is zeroed objects).
+    free_pat: u32,
+    /// Fill handed-out objects with [`UNINIT_PATTERN`] (poison, and not
+    /// clear-on-free).
+    uninit: bool,
     /// The cache has an active constructor: objects in magazines are
     /// constructed and are not poisoned there.
     constructed: bool,
@@ -92,6 +98,8 @@ impl SlabDebug {
             obj_size: config.obj_size,
             guard_len,
             poison: flags.contains(DebugFlags::POISON),
+            free_pat: if config.clear_on_free { 0 } else { FREE_PATTERN },
+            uninit: flags.contains(DebugFlags::POISON) && !config.clear_on_free,
             constructed,
             state: Mutex::new(State::new(geometry)),
             tags: Mutex::new(Tags::new(
@@ -213,7 +221,7 @@ impl SlabDebug {
             // SAFETY: the object is ours (just taken, or leaving a magazine
             // under the caller's exclusion) in a live segment.
             if let Some(offset) =
-                unsafe { patterns::first_mismatch(addr, self.obj_size, FREE_PATTERN) }
+                unsafe { patterns::first_mismatch(addr, self.obj_size, self.free_pat) }
             {
                 damage = Some(ReportKind::UseAfterFree {
                     offset,
@@ -244,7 +252,7 @@ impl SlabDebug {
             // SAFETY: as above.
             unsafe { patterns::fill_guard(addr, self.obj_size, self.guard_len) };
         }
-        if self.poison && (from != TagState::Cached || !self.constructed) {
+        if self.uninit && (from != TagState::Cached || !self.constructed) {
             // SAFETY: as above; for a constructed cache this runs before
             // the constructor (objects from the slab layer only).
             unsafe { patterns::fill(addr, self.obj_size, UNINIT_PATTERN) };
@@ -367,9 +375,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             // SAFETY: forwarded from the caller.
             unsafe { self.clear(obj) };
         }
-        if d.poison {
+        if d.poison && d.free_pat != 0 {
             // SAFETY: forwarded from the caller.
-            unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, FREE_PATTERN) };
+            unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, d.free_pat) };
         }
         if d.guard_len != 0 {
             // SAFETY: forwarded from the caller.
@@ -541,7 +549,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 if d.poison && !d.constructed {
                     // SAFETY: the user gave the object up; no constructed
                     // state to keep.
-                    unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, FREE_PATTERN) };
+                    unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, d.free_pat) };
                 }
                 true
             }

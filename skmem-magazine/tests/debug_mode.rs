@@ -552,7 +552,10 @@ impl skmem_traits::ObjectCtor for Stamp {
     fn destruct(&self, obj: skmem_traits::ObjectInfo, _: Option<skmem_traits::ObjectInfo>) {
         // SAFETY: as above.
         let word = unsafe { obj.addr.as_ptr().cast::<u64>().read_unaligned() };
-        assert_eq!(word, MAGIC, "destructed an object whose constructed state was lost");
+        assert_eq!(
+            word, MAGIC,
+            "destructed an object whose constructed state was lost"
+        );
         self.torn.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -581,7 +584,13 @@ fn constructed_objects_keep_their_state_in_the_debug_magazine() {
     // SAFETY: a constructed object we hold.
     assert_eq!(unsafe { b.as_ptr().cast::<u64>().read_unaligned() }, MAGIC);
     let ctor = c.layer().ctor().clone();
-    assert_eq!((ctor.built.load(Ordering::SeqCst), ctor.torn.load(Ordering::SeqCst)), (1, 0));
+    assert_eq!(
+        (
+            ctor.built.load(Ordering::SeqCst),
+            ctor.torn.load(Ordering::SeqCst)
+        ),
+        (1, 0)
+    );
     // SAFETY: allocated above, freed once.
     unsafe { c.free(b) };
     c.purge();
@@ -599,7 +608,11 @@ fn constructed_caches_with_poison_verify_on_the_way_to_the_slab_layer() {
     unsafe { c.free(a) };
     let ctor = c.layer().ctor().clone();
     assert_eq!(ctor.torn.load(Ordering::SeqCst), 1, "destructed at once");
-    assert_eq!(c.stats().cpu_rounds, 0, "no constructed object rests poisoned");
+    assert_eq!(
+        c.stats().cpu_rounds,
+        0,
+        "no constructed object rests poisoned"
+    );
     // SAFETY: the freed object's memory is still the cached slab's.
     let word = unsafe { a.as_ptr().add(8).cast::<u32>().read_unaligned() };
     assert_eq!(word, skmem_slab::debug::FREE_PATTERN);
@@ -608,7 +621,11 @@ fn constructed_caches_with_poison_verify_on_the_way_to_the_slab_layer() {
     let before = skmem_slab::debug::report_count();
     let b = c.alloc().unwrap();
     assert_eq!(b, a);
-    assert_eq!(skmem_slab::debug::report_count(), before + 1, "write after free seen");
+    assert_eq!(
+        skmem_slab::debug::report_count(),
+        before + 1,
+        "write after free seen"
+    );
     // SAFETY: a constructed object we hold.
     assert_eq!(unsafe { b.as_ptr().cast::<u64>().read_unaligned() }, MAGIC);
     // SAFETY: allocated above, freed once.
@@ -620,7 +637,10 @@ fn batches_and_purge_run_the_checks() {
     let _serial = counting();
     let c = cache::<PerThread>("batch", 64, DebugFlags::ALL | DebugFlags::CONTINUE);
     let mut out = [std::mem::MaybeUninit::uninit(); 40];
-    assert_eq!(c.alloc_batch(&mut out, skmem_magazine::AllocFlags::NoSleep), 40);
+    assert_eq!(
+        c.alloc_batch(&mut out, skmem_magazine::AllocFlags::NoSleep),
+        40
+    );
     // SAFETY: `alloc_batch` initialised all 40.
     let objs: Vec<NonNull<u8>> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
     let distinct: std::collections::HashSet<_> = objs.iter().collect();
@@ -637,7 +657,11 @@ fn batches_and_purge_run_the_checks() {
     // SAFETY: the bug under test (the memory stays the cache's).
     unsafe { objs[0].as_ptr().add(5).write(1) };
     c.purge();
-    assert_eq!(skmem_slab::debug::report_count(), before + 2, "write after free at purge");
+    assert_eq!(
+        skmem_slab::debug::report_count(),
+        before + 2,
+        "write after free at purge"
+    );
     assert_eq!(c.stats().cpu_rounds, 0);
     assert_eq!(c.stats().slab.sl_bufinuse, 0);
     c.layer().check_invariants().unwrap();

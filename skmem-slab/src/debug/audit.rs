@@ -197,7 +197,7 @@ fn capture(frames: &mut [usize; AUDIT_FRAMES]) {
     // SAFETY: `on_frame` matches the callback type and only uses `arg` as
     // the `Walk` passed here, which outlives the call.
     unsafe {
-        unwind::_Unwind_Backtrace(on_frame, (&mut walk as *mut Walk<'_>).cast::<c_void>());
+        unwind::_Unwind_Backtrace(on_frame, std::ptr::addr_of_mut!(walk).cast::<c_void>());
     }
     let _ = &mut walk;
 }

@@ -98,7 +98,11 @@ impl SlabDebug {
             obj_size: config.obj_size,
             guard_len,
             poison: flags.contains(DebugFlags::POISON),
-            free_pat: if config.clear_on_free { 0 } else { FREE_PATTERN },
+            free_pat: if config.clear_on_free {
+                0
+            } else {
+                FREE_PATTERN
+            },
             uninit: flags.contains(DebugFlags::POISON) && !config.clear_on_free,
             constructed,
             state: Mutex::new(State::new(geometry)),
@@ -141,6 +145,9 @@ impl SlabDebug {
     /// object is still allocated in the bookkeeping; on failure nothing
     /// changed and the report's text is returned. A damaged redzone is
     /// returned as a report next to the success.
+    // The report is formatted on the stack (no allocation: the allocator
+    // may be skmem itself), hence the large error.
+    #[allow(clippy::result_large_err)]
     fn take_from_user(
         &self,
         state: &State,
@@ -174,16 +181,13 @@ impl SlabDebug {
             return Err(self.report(addr as usize, ReportKind::DoubleFree(why), ring.as_ref()));
         }
         tag.state = next;
-        let mut overrun = None;
-        if self.guard_len != 0 {
+        let overrun = if self.guard_len != 0 {
             // SAFETY: the redzone lies inside the object's chunk, in a live
             // segment; the user gave the object up.
-            if let Some(offset) =
-                unsafe { patterns::check_guard(obj.addr.as_ptr(), self.obj_size, self.guard_len) }
-            {
-                overrun = Some(offset);
-            }
-        }
+            unsafe { patterns::check_guard(obj.addr.as_ptr(), self.obj_size, self.guard_len) }
+        } else {
+            None
+        };
         let ring = match ring {
             Some(ring) => {
                 ring.push(Txn::now(kind));
@@ -220,9 +224,8 @@ impl SlabDebug {
         if poisoned {
             // SAFETY: the object is ours (just taken, or leaving a magazine
             // under the caller's exclusion) in a live segment.
-            if let Some(offset) =
-                unsafe { patterns::first_mismatch(addr, self.obj_size, self.free_pat) }
-            {
+            let written = unsafe { patterns::first_mismatch(addr, self.obj_size, self.free_pat) };
+            if let Some(offset) = written {
                 damage = Some(ReportKind::UseAfterFree {
                     offset,
                     in_magazine: was == TagState::Cached,
@@ -231,9 +234,8 @@ impl SlabDebug {
         }
         if damage.is_none() && self.guard_len != 0 && was != TagState::Fresh {
             // SAFETY: as above; the redzone is inside the chunk.
-            if let Some(offset) =
-                unsafe { patterns::check_guard(addr, self.obj_size, self.guard_len) }
-            {
+            let overrun = unsafe { patterns::check_guard(addr, self.obj_size, self.guard_len) };
+            if let Some(offset) = overrun {
                 damage = Some(ReportKind::Overrun { offset });
             }
         }
@@ -387,6 +389,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// Validates a free against the debug record and, when it is sound,
     /// begins it; `Err` carries the report.
+    #[allow(clippy::result_large_err)] // as `take_from_user`
     fn debug_begin_free(
         &self,
         d: &SlabDebug,

@@ -666,3 +666,29 @@ fn batches_and_purge_run_the_checks() {
     assert_eq!(c.stats().slab.sl_bufinuse, 0);
     c.layer().check_invariants().unwrap();
 }
+
+#[test]
+fn skmem_debug_leaks_reports_the_cache_and_its_region_at_drop() {
+    if in_child() {
+        let c: DebugCache = Cache::builder("region-leak", 64)
+            .capacity(8)
+            .build()
+            .unwrap();
+        let _kept = c.alloc().unwrap();
+        drop(c);
+        return;
+    }
+    let out = child(
+        "skmem_debug_leaks_reports_the_cache_and_its_region_at_drop",
+        &[("SKMEM_DEBUG", "leaks")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let cache = err
+        .find("skmem debug: cache `region-leak`: leak report at drop: 1 objects still out (1 held by users, 0 in magazines)")
+        .expect(&err);
+    let region = err
+        .find("skmem debug: region `region-leak`: leak report at drop: 1 segments still in use")
+        .expect(&err);
+    assert!(cache < region, "the cache goes first: {err}");
+}

@@ -37,3 +37,15 @@ pub(crate) fn register_for_exit(cache: Weak<dyn Outstanding>) {
     live.retain(|w| w.strong_count() > 0);
     live.push(cache);
 }
+
+/// Reports a region dropped with `segments` still in use (their memory is
+/// leaked so that whoever holds objects in them can go on using them).
+pub(crate) fn report_region(name: &str, segments: u64) {
+    use core::fmt::Write;
+    let mut text = super::report::StackBuf::new();
+    let _ = writeln!(
+        text,
+        "skmem debug: region `{name}`: leak report at drop: {segments} segments still in use (their memory is leaked)"
+    );
+    super::report::write_stderr(text.as_bytes());
+}

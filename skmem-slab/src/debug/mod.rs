@@ -48,7 +48,11 @@
 //!   time and up to [`AUDIT_FRAMES`] caller return addresses, shown in every
 //!   report about the object and in leak reports.
 //! * [`LEAKS`](DebugFlags::LEAKS): a report on stderr of what is still out
-//!   when the cache is dropped and when the process exits.
+//!   when the cache is dropped and when the process exits (caches still
+//!   alive then, e.g. in a `static`); with `SKMEM_DEBUG=leaks` also when a
+//!   region is dropped with segments in use (regions have no per-region
+//!   flags). The report is written whether or not a `tracing` subscriber
+//!   is installed (and also sent to it).
 //!
 //! # Reports
 //!

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use skmem_backends::Heap;
 use skmem_packet::{AllocFlags, PacketPoolConfig};
+use skmem_slab::DebugFlags;
 
 const CHILD: &str = "SKMEM_DEBUG_CHILD";
 
@@ -57,4 +58,30 @@ fn packet_freed_twice_is_reported_and_aborts() {
     );
     assert!(err.contains("free (into magazine)"), "{err}");
     assert!(!stdout.contains("NOT REACHED"));
+}
+
+#[test]
+fn per_pool_flags_in_continue_mode_refuse_the_double_free() {
+    let pool = PacketPoolConfig::new("dbg-pool-continue")
+        .md_count(64)
+        .debug(DebugFlags::AUDIT | DebugFlags::CONTINUE)
+        .build::<Heap>(Default::default())
+        .unwrap();
+    let p = pool.alloc_packet(1, AllocFlags::NoSleep).unwrap();
+    let before = skmem_slab::debug::report_count();
+    // SAFETY: allocated above; the second free is refused by the debug
+    // check.
+    unsafe {
+        pool.free_packet(p).unwrap();
+        let _ = pool.free_packet(p);
+    }
+    assert_eq!(skmem_slab::debug::report_count(), before + 1);
+    let a = pool.alloc_packet(1, AllocFlags::NoSleep).unwrap();
+    let b = pool.alloc_packet(1, AllocFlags::NoSleep).unwrap();
+    assert_ne!(a.raw(), b.raw(), "the same packet is not handed out twice");
+    // SAFETY: allocated above, freed once each.
+    unsafe {
+        pool.free_packet(a).unwrap();
+        pool.free_packet(b).unwrap();
+    }
 }

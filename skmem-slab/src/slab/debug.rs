@@ -484,10 +484,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// # Safety
     ///
     /// As `free_many`.
+    // Out of line and not generic over `next`: the batch free that calls
+    // it stays as it was for caches without debug flags.
+    #[cold]
+    #[inline(never)]
     pub(super) unsafe fn debug_free_many(
         &self,
         first: NonNull<u8>,
-        mut next: impl FnMut(Option<&Obj>) -> Option<NonNull<u8>>,
+        next: &mut dyn FnMut(Option<&Obj>) -> Option<NonNull<u8>>,
     ) {
         let d = self.debug.as_deref().expect("debug cache");
         let mut pending = Some(first);

@@ -863,7 +863,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                             // call goes to the debug path.
                             drop(state);
                             // SAFETY: forwarded from the caller.
-                            return unsafe { self.debug_free_many(addr, next) };
+                            return unsafe { self.debug_free_many(addr, &mut next) };
                         }
                         Err(fault) => {
                             for obj in group[..n].iter().flatten() {

@@ -478,20 +478,37 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// The batch and chain frees of a debug cache, from `first` on; `next`
     /// as in `free_many`. A bad address is reported; with
-    /// [`DebugFlags::CONTINUE`] it ends the call (the elements after it
-    /// stay allocated: a chain cannot be followed past it).
+    /// [`DebugFlags::CONTINUE`] it is skipped, and for a `chain` it ends the
+    /// call (the objects after it stay allocated: a chain cannot be followed
+    /// past a bad link).
     ///
     /// # Safety
     ///
     /// As `free_many`.
-    // Out of line and not generic over `next`: the batch free that calls
-    // it stays as it was for caches without debug flags.
+    /// `free_batch` of a debug cache.
+    ///
+    /// # Safety
+    ///
+    /// As [`free_batch`](Self::free_batch).
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn debug_free_slice(&self, objs: &[NonNull<u8>]) {
+        let Some((&first, rest)) = objs.split_first() else {
+            return;
+        };
+        let mut rest = rest.iter();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.debug_free_many(first, &mut |_| rest.next().copied(), false) };
+    }
+
+    // Out of line and not generic over `next`.
     #[cold]
     #[inline(never)]
     pub(super) unsafe fn debug_free_many(
         &self,
         first: NonNull<u8>,
         next: &mut dyn FnMut(Option<&Obj>) -> Option<NonNull<u8>>,
+        chain: bool,
     ) {
         let d = self.debug.as_deref().expect("debug cache");
         let mut pending = Some(first);
@@ -512,7 +529,11 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 }
                 Err(text) => {
                     report::emit(&text, d.flags);
-                    break;
+                    if chain {
+                        // The link of a bad object cannot be trusted.
+                        break;
+                    }
+                    pending = next(None);
                 }
             }
         }

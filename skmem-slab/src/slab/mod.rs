@@ -824,6 +824,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     ///
     /// A destructor's panic is resumed after every element is back.
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        if self.debug.is_some() {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.debug_free_slice(objs) };
+        }
         let mut iter = objs.iter();
         // SAFETY: forwarded from the caller; the addresses come from a slice
         // and no object memory is read to find the next one.
@@ -857,13 +861,6 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                             group[n] = Some(obj);
                             n += 1;
                             pending = next(Some(&obj));
-                        }
-                        Err(_) if n == 0 && self.debug.is_some() => {
-                            // A debug cache's fast state is empty: the whole
-                            // call goes to the debug path.
-                            drop(state);
-                            // SAFETY: forwarded from the caller.
-                            return unsafe { self.debug_free_many(addr, &mut next) };
                         }
                         Err(fault) => {
                             for obj in group[..n].iter().flatten() {
@@ -1099,6 +1096,13 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 NonNull::new(unsafe { ptr::read_unaligned(obj.addr.as_ptr().cast::<*mut u8>()) })
             }
         };
+        if self.debug.is_some() {
+            let mut next = next;
+            // SAFETY: forwarded from the caller; `next` reads each link only
+            // after the object holding it was validated.
+            unsafe { self.debug_free_many(head, &mut next, true) };
+            return count;
+        }
         // SAFETY: forwarded from the caller; `next` reads each link only
         // after the object holding it was validated.
         unsafe { self.free_many(next) };

@@ -692,3 +692,45 @@ fn skmem_debug_leaks_reports_the_cache_and_its_region_at_drop() {
         .expect(&err);
     assert!(cache < region, "the cache goes first: {err}");
 }
+
+#[test]
+fn slab_chains_and_batches_run_the_debug_checks() {
+    let _serial = counting();
+    let region = skmem_slab::Region::<Heap>::new(
+        skmem_slab::RegionParams::new("chain-slab", 80, 64),
+        Default::default(),
+    )
+    .unwrap();
+    let slab = SlabCache::new(
+        region,
+        skmem_slab::SlabConfig::new("chain-slab", 64)
+            .batch(true)
+            .debug(DebugFlags::ALL | DebugFlags::CONTINUE),
+        skmem_traits::NoCtor,
+    )
+    .unwrap();
+    let (head, n) = slab
+        .alloc_chain(5, skmem_magazine::AllocFlags::NoSleep)
+        .unwrap();
+    assert_eq!(n, 5);
+    assert_eq!(slab.stats().sl_bufinuse, 5);
+    let before = skmem_slab::debug::report_count();
+    // SAFETY: the chain was allocated above and is freed once.
+    assert_eq!(unsafe { slab.free_chain(head) }, 5);
+    assert_eq!(skmem_slab::debug::report_count(), before, "a sound chain");
+    assert_eq!(slab.stats().sl_bufinuse, 0);
+    // A batch with a repeated element: the repeat is reported and skipped,
+    // the rest is freed.
+    let mut out = [std::mem::MaybeUninit::uninit(); 3];
+    assert_eq!(
+        slab.alloc_batch(&mut out, skmem_magazine::AllocFlags::NoSleep),
+        3
+    );
+    // SAFETY: `alloc_batch` initialised all three.
+    let objs: Vec<NonNull<u8>> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
+    // SAFETY: the repeat of `objs[0]` is the bug under test.
+    unsafe { slab.free_batch(&[objs[0], objs[1], objs[0], objs[2]]) };
+    assert_eq!(skmem_slab::debug::report_count(), before + 1);
+    assert_eq!(slab.stats().sl_bufinuse, 0);
+    slab.check_invariants().unwrap();
+}

@@ -20,7 +20,7 @@ use core::any::TypeId;
 use core::marker::PhantomData;
 
 use skmem_backends::Heap;
-use skmem_slab::{Region, RegionLayout, RegionParams, SlabCache, SlabConfig};
+use skmem_slab::{DebugFlags, Region, RegionLayout, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{CpuLocal, Error, Mirror, NoCtor, NoMirror, ObjectCtor, Result, SegmentSource};
 
 use crate::cache::{Cache, CacheConfig};
@@ -136,6 +136,7 @@ pub struct CacheBuilder<
     ctor: C,
     mirror: M,
     config: CacheConfig,
+    debug: DebugFlags,
     _l: PhantomData<fn() -> L>,
 }
 
@@ -149,6 +150,7 @@ impl<S: SegmentSource, L: CpuLocal, C, M> core::fmt::Debug for CacheBuilder<S, L
             .field("source", &S::NAME)
             .field("locality", &L::NAME)
             .field("config", &self.config)
+            .field("debug", &self.debug)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +177,7 @@ impl Cache<SlabCache<Heap>, DefaultLocal> {
             ctor: NoCtor,
             mirror: NoMirror,
             config: CacheConfig::default(),
+            debug: skmem_slab::debug::env_flags(),
             _l: PhantomData,
         }
     }
@@ -207,6 +210,15 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
         self
     }
 
+    /// Debug checks of the cache (see `skmem_slab::debug`), replacing the
+    /// process-wide `SKMEM_DEBUG` flags. With
+    /// [`GUARDS`](DebugFlags::GUARDS) the region's object stride grows by
+    /// the redzone.
+    pub fn debug(mut self, flags: DebugFlags) -> Self {
+        self.debug = flags;
+        self
+    }
+
     /// The magazine cache's behaviour (dynamic sizing, no magazines, ...).
     pub fn config(mut self, config: CacheConfig) -> Self {
         self.config = config;
@@ -224,6 +236,7 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
             ctor: self.ctor,
             mirror: self.mirror,
             config: self.config,
+            debug: self.debug,
             _l: PhantomData,
         }
     }
@@ -239,6 +252,7 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
             ctor: self.ctor,
             mirror: self.mirror,
             config: self.config,
+            debug: self.debug,
             _l: PhantomData,
         }
     }
@@ -254,6 +268,7 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
             ctor,
             mirror: self.mirror,
             config: self.config,
+            debug: self.debug,
             _l: PhantomData,
         }
     }
@@ -276,14 +291,16 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
             ctor: self.ctor,
             mirror: MirrorWith(make),
             config: self.config,
+            debug: self.debug,
             _l: PhantomData,
         }
     }
 
     /// The region parameters `build` will use (sizes computed, checked).
     pub fn region_params(&self) -> Result<RegionParams> {
+        let stride = skmem_slab::debug::region_obj_size(self.obj_size, self.debug);
         self.capacity
-            .region_params::<L>(&self.name, self.obj_size, !self.config.no_magazines)
+            .region_params::<L>(&self.name, stride, !self.config.no_magazines)
     }
 
     /// Stacks the region (with the mirror `mirror` makes from the layout),
@@ -296,7 +313,7 @@ impl<S: SegmentSource, L: CpuLocal, C: ObjectCtor + 'static, M> CacheBuilder<S, 
         let layout = params.configure()?;
         let mirror = mirror(self.mirror, &layout)?;
         let region = Region::<S, M2>::with_mirror(params, self.source, mirror)?;
-        let mut slab = SlabConfig::new(self.name, self.obj_size);
+        let mut slab = SlabConfig::new(self.name, self.obj_size).debug(self.debug);
         if let Some(align) = self.align {
             slab = slab.align(align);
         }

@@ -411,6 +411,8 @@ pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
     /// The cache's entry in the process registry (none when
     /// `config.register` is off); dropped with the cache.
     registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
+    /// Debug path (the layer beneath is in debug mode): see `debug.rs`.
+    debug: Option<crate::debug::DebugMags>,
 }
 
 /// A magazine cache stacked on an object layer `B` (normally a
@@ -477,6 +479,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         let step = G::start_step(chunk);
         let rounds = G::rounds(step);
         let enabled_rounds = Arc::new(StdAtomicU32::new(0));
+        let debug = crate::debug::DebugMags::for_layer(&below, rounds, &config);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L, G>>| {
             let init_rounds = enabled_rounds.clone();
             let exit_owner = weak.clone();
@@ -505,9 +508,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
                 chunk,
                 config,
                 registration: std::sync::OnceLock::new(),
+                debug,
             }
         });
-        if inner.config.no_magazines {
+        if inner.config.no_magazines || inner.debug.is_some() {
             L::fast_disable(&inner.slots);
         }
         inner.enable();
@@ -832,6 +836,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     }
 
     fn alloc_cpu_layer(&self, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
+        if let Some(d) = &self.debug {
+            return d.take(&self.below, out);
+        }
         if self.config.no_magazines {
             return 0;
         }
@@ -913,6 +920,10 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     #[cold]
     #[inline(never)]
     unsafe fn free_slow(&self, objs: &[NonNull<u8>]) {
+        if let Some(d) = &self.debug {
+            // SAFETY: forwarded from the caller.
+            return unsafe { d.free(&self.below, objs) };
+        }
         let mut rest = objs;
         if !self.config.no_magazines {
             loop {
@@ -1053,6 +1064,9 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     fn purge_cpu_layer(&self, owed: &mut Owed<'_, B, L, G>) -> bool {
         self.enabled_rounds
             .store(0, std::sync::atomic::Ordering::Release);
+        if let Some(d) = &self.debug {
+            d.drain(&self.below);
+        }
         let mut front = Vec::new();
         L::fast_drain_all(&self.slots, &mut front);
         let before = owed.mags.len();
@@ -1086,7 +1100,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     /// slot it walks, and slots created while the size is 0 hold none), so
     /// they already run at that size.
     fn enable(&self) {
-        if self.config.no_magazines {
+        if self.config.no_magazines || self.debug.is_some() {
             return;
         }
         let rounds = self.depot.lock().rounds;
@@ -1218,6 +1232,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             slots += 1;
         });
         rounds += L::fast_cached(&self.slots) as u64;
+        rounds += self.debug.as_ref().map_or(0, |d| d.len()) as u64;
         let (depot_full, depot_empty, full_alloc, empty_alloc, ws_zero, mag_size) = {
             let d = self.depot.lock();
             (

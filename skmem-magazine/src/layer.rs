@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
 use parking_lot::Mutex;
-use skmem_slab::{Reap, SlabCache};
+use skmem_slab::{DebugFlags, Reap, SlabCache};
 use skmem_traits::stats::SlabStats;
 use skmem_traits::{
     AllocFlags, Capabilities, Error, Mirror, NoCtor, ObjectCtor, ObjectInfo, RegionMode, Result,
@@ -73,6 +73,38 @@ pub unsafe trait ObjectLayer: Send + Sync + 'static {
     /// layer may ask to reap (a region on exhaustion).
     fn add_reaper(&self, reaper: Weak<dyn Reap>) {
         let _ = reaper;
+    }
+    /// The layer's debug flags (see `skmem_slab::debug`); empty (the
+    /// default) when it has no debug mode. A cache over a layer in debug
+    /// mode runs its debug path.
+    fn debug_flags(&self) -> DebugFlags {
+        DebugFlags::empty()
+    }
+    /// `true` when objects carry constructed state between `alloc` and
+    /// `free` (an active constructor).
+    fn is_constructed(&self) -> bool {
+        false
+    }
+    /// Validates a user's free of `obj` into a magazine and marks it as
+    /// resting there; `false` when refused (reported). Called only when
+    /// [`debug_flags`](Self::debug_flags) is not empty.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free); the caller then keeps `obj` until it hands
+    /// it out after [`debug_from_magazine`](Self::debug_from_magazine).
+    unsafe fn debug_to_magazine(&self, obj: NonNull<u8>) -> bool {
+        let _ = obj;
+        true
+    }
+    /// Checks an object leaving a magazine (taken in by
+    /// [`debug_to_magazine`](Self::debug_to_magazine)) and marks it held.
+    ///
+    /// # Safety
+    ///
+    /// The caller alone holds `obj`, taken in by `debug_to_magazine`.
+    unsafe fn debug_from_magazine(&self, obj: NonNull<u8>) {
+        let _ = obj;
     }
 }
 
@@ -141,6 +173,20 @@ unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> Obje
     }
     fn add_reaper(&self, reaper: Weak<dyn Reap>) {
         self.region().add_reaper(reaper)
+    }
+    fn debug_flags(&self) -> DebugFlags {
+        SlabCache::debug_flags(self)
+    }
+    fn is_constructed(&self) -> bool {
+        C::ACTIVE
+    }
+    unsafe fn debug_to_magazine(&self, obj: NonNull<u8>) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { SlabCache::debug_to_magazine(self, obj) }
+    }
+    unsafe fn debug_from_magazine(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { SlabCache::debug_from_magazine(self, obj) }
     }
 }
 

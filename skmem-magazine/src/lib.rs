@@ -73,6 +73,7 @@ mod alloc_api;
 #[cfg(not(loom))]
 mod builder;
 mod cache;
+mod debug;
 mod depot;
 pub mod ladder;
 mod layer;
@@ -115,5 +116,6 @@ pub type DefaultLocal = PerThread;
 #[cfg(loom)]
 pub type DefaultLocal = PerCpu;
 
+pub use skmem_slab::DebugFlags;
 pub use skmem_traits::stats::CacheStats;
 pub use skmem_traits::{AllocFlags, CpuLocal, Error, Result};

@@ -215,7 +215,11 @@ where
                 "larger than a cache line",
             ));
         }
-        let params: RegionParams = sizing.region_params::<L>(&name, size, !config.no_magazines)?;
+        // The process-wide debug flags; with guards the stride grows by the
+        // redzone.
+        let stride = skmem_slab::debug::region_obj_size(size, skmem_slab::debug::env_flags());
+        let params: RegionParams =
+            sizing.region_params::<L>(&name, stride, !config.no_magazines)?;
         let region = Region::<S>::new(params, source)?;
         let slab = SlabCache::new(
             region,

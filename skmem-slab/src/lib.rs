@@ -7,9 +7,11 @@
 //!   sized objects (one slab per segment), with constructors, clear-on-free
 //!   and batch operations.
 
+pub mod debug;
 pub mod region;
 pub mod slab;
 
+pub use debug::DebugFlags;
 pub use region::{
     leaked_segments, FaultInjection, Reap, Region, RegionLayout, RegionParams, Segment, Shadow,
 };

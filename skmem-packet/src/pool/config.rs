@@ -77,6 +77,7 @@ pub struct PacketPoolConfig {
     pub(crate) buf_nocache: bool,
     pub(crate) hooks: Option<Arc<dyn BufferSegmentHooks>>,
     pub(crate) redzone_secret: Option<u64>,
+    pub(crate) debug: skmem_slab::DebugFlags,
 }
 
 impl core::fmt::Debug for PacketPoolConfig {
@@ -92,6 +93,7 @@ impl core::fmt::Debug for PacketPoolConfig {
             .field("kernel_only", &self.kernel_only)
             .field("on_demand", &self.on_demand)
             .field("md_magazines", &self.md_magazines)
+            .field("debug", &self.debug)
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +130,17 @@ impl PacketPoolConfig {
             buf_nocache: false,
             hooks: None,
             redzone_secret: None,
+            debug: skmem_slab::debug::env_flags(),
         }
+    }
+
+    /// Debug checks of every cache of the pool (see `skmem_slab::debug`),
+    /// replacing the process-wide `SKMEM_DEBUG` flags. Redzones fit only
+    /// where a cache's chunk has room after its objects (the pool does not
+    /// grow its strides); the others say so on stderr when built.
+    pub fn debug(mut self, flags: skmem_slab::DebugFlags) -> Self {
+        self.debug = flags;
+        self
     }
 
     setter!(

@@ -268,11 +268,12 @@ fn bft_caches<S: SegmentSource, L: CpuLocal, M: Mirror + 'static>(
     pool_name: &str,
     bufs: &Arc<Buffers<S, L>>,
     magazines: bool,
+    debug: skmem_slab::DebugFlags,
 ) -> Result<(
     Cache<SlabCache<S, BftCtor<S, L>, M>, L>,
     Option<Cache<SlabCache<S, BftCtor<S, L>, M>, L>>,
 )> {
-    let slab = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64);
+    let slab = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64).debug(debug);
     let ctor = |large: bool| BftCtor {
         bufs: Arc::clone(bufs),
         large,
@@ -315,7 +316,9 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 let count = region.layout().obj_count;
                 let slab = SlabCache::new(
                     region,
-                    SlabConfig::new(params.name.clone(), size).align(64),
+                    SlabConfig::new(params.name.clone(), size)
+                        .align(64)
+                        .debug(cfg.debug),
                     skmem_traits::NoCtor,
                 )?;
                 let cache = Cache::new(slab, cache_config(size >= MIN_STRIDING_BUF_SIZE))?;
@@ -345,7 +348,9 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             secret,
             seg_size: plan.kmd.1.seg_size,
         };
-        let md_slab_cfg = SlabConfig::new(format!("kmd.{n}"), KMD_SIZE).align(64);
+        let md_slab_cfg = SlabConfig::new(format!("kmd.{n}"), KMD_SIZE)
+            .align(64)
+            .debug(cfg.debug);
         let md: MdCache<S, L> = match &plan.umd {
             None => {
                 let region = Region::<S>::new(plan.kmd.0.clone(), src.clone())?;
@@ -371,13 +376,13 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 let (def, lg) = match &plan.ubft {
                     None => {
                         let region = Region::<S>::new(kp.clone(), src.clone())?;
-                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines)?;
+                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines, cfg.debug)?;
                         (Mirrored::Kernel(d), l.map(Mirrored::Kernel))
                     }
                     Some((up, _)) => {
                         let ubft = Region::<S>::new(up.clone(), src.clone())?;
                         let region = Region::with_mirror(kp.clone(), src.clone(), Shadow(ubft))?;
-                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines)?;
+                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines, cfg.debug)?;
                         (Mirrored::User(d), l.map(Mirrored::User))
                     }
                 };

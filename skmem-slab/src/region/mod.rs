@@ -795,6 +795,9 @@ impl<S: SegmentSource, M: Mirror> Drop for Region<S, M> {
     fn drop(&mut self) {
         let outstanding = self.state.get_mut().live.len() as u64;
         if outstanding != 0 {
+            if crate::debug::env_flags().contains(crate::debug::DebugFlags::LEAKS) {
+                crate::debug::leaks::report_region(&self.params.name, outstanding);
+            }
             LEAKED_SEGMENTS.fetch_add(outstanding, Ordering::Relaxed);
             tracing::error!(
                 region = %self.params.name,

@@ -97,6 +97,7 @@
 //!
 //! [`object_info`]: SlabCache::object_info
 
+mod debug;
 mod inner;
 mod sync;
 
@@ -116,6 +117,7 @@ use skmem_traits::{
 
 use self::inner::{Fault, Geometry, Obj, Slab, State, MAX_OBJS_PER_SLAB};
 use self::sync::{Condvar, Mutex};
+use crate::debug::DebugFlags;
 use crate::region::{Reap, Region, Segment};
 
 /// Empty slabs kept cached after frees (more are returned to the region).
@@ -152,6 +154,9 @@ pub struct SlabConfig {
     /// Allow chain batch operations, which link objects through their first
     /// word. Refused on regions another process may map.
     pub batch: bool,
+    /// Debug checks (see [`crate::debug`]); [`SlabConfig::new`] starts from
+    /// the process-wide `SKMEM_DEBUG` flags.
+    pub debug: DebugFlags,
 }
 
 impl SlabConfig {
@@ -173,7 +178,14 @@ impl SlabConfig {
             align: natural,
             clear_on_free: false,
             batch: false,
+            debug: crate::debug::env_flags(),
         }
+    }
+
+    /// Sets the debug flags (replacing the process-wide ones).
+    pub fn debug(mut self, flags: DebugFlags) -> Self {
+        self.debug = flags;
+        self
     }
 
     /// Sets the alignment.
@@ -211,6 +223,9 @@ pub struct SlabCache<S: SegmentSource, C: ObjectCtor = NoCtor, M: Mirror = NoMir
     freed: Condvar,
     ctor_calls: AtomicU64,
     dtor_calls: AtomicU64,
+    /// Debug mode: the real bookkeeping and the object records. `state`
+    /// then stays empty, so every operation falls into the cold paths.
+    debug: Option<Arc<debug::SlabDebug>>,
 }
 
 impl<S: SegmentSource, C: ObjectCtor, M: Mirror> std::fmt::Debug for SlabCache<S, C, M> {
@@ -307,13 +322,15 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 "objects per segment out of the slab layer's range",
             ));
         }
-        let state = State::new(Geometry {
+        let geometry = Geometry {
             chunk,
             objs: layout.objs_per_seg,
             seg_size: layout.seg_size,
             seg_count: layout.seg_count,
             span: region.span(),
-        });
+        };
+        let state = State::new(geometry);
+        let debug = debug::SlabDebug::new(&config, geometry, mode, C::ACTIVE);
         tracing::debug!(
             cache = %config.name,
             region = %region.name(),
@@ -333,7 +350,17 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             freed: Condvar::new(),
             ctor_calls: AtomicU64::new(0),
             dtor_calls: AtomicU64::new(0),
+            debug,
         })
+    }
+
+    /// The lock holding the real bookkeeping: the debug state in debug
+    /// mode. For the paths that are not fast paths.
+    fn book(&self) -> &Mutex<State> {
+        match &self.debug {
+            Some(d) => &d.state,
+            None => &self.state,
+        }
     }
 
     /// The cache's name.
@@ -456,6 +483,19 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     #[cold]
     #[inline(never)]
     fn grow(&self, flags: AllocFlags, out: &mut [Option<Obj>]) -> Result<usize> {
+        if let Some(d) = &self.debug {
+            return self.debug_take(d, flags, out);
+        }
+        self.grow_in(&self.state, flags, out)
+    }
+
+    /// [`grow`](Self::grow)'s work on the bookkeeping behind `book`.
+    fn grow_in(
+        &self,
+        book: &Mutex<State>,
+        flags: AllocFlags,
+        out: &mut [Option<Obj>],
+    ) -> Result<usize> {
         let sleep = flags.may_wait_for_free();
         let region_flags = if sleep { AllocFlags::FailOk } else { flags };
         let mut pause = Duration::from_millis(1);
@@ -464,10 +504,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 Ok(seg) => {
                     let slab = Slab::new(seg, self.objs);
                     tracing::trace!(cache = %self.config.name, segment = seg.index, "slab created");
-                    return Ok(self.state.lock().insert_and_take(slab, out));
+                    return Ok(book.lock().insert_and_take(slab, out));
                 }
                 Err(Error::Exhausted { .. }) if sleep => {
-                    let mut state = self.state.lock();
+                    let mut state = book.lock();
                     let n = state.take_into(out);
                     if n != 0 {
                         return Ok(n);
@@ -486,7 +526,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                     // magazine cache above this very slab cache) to give
                     // memory back before failing: objects may be on this
                     // cache's free lists now, although no segment came free.
-                    let n = self.state.lock().take_into(out);
+                    let n = book.lock().take_into(out);
                     return if n != 0 { Ok(n) } else { Err(err) };
                 }
                 Err(err) => return Err(err),
@@ -638,6 +678,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     #[inline(never)]
     fn ctor_failed_partial(&self, objs: &[Obj], count_failure: bool) {
         tracing::debug!(cache = %self.config.name, objects = objs.len(), "constructor failed");
+        if let Some(d) = &self.debug {
+            return self.debug_put_back(d, objs, count_failure);
+        }
         if self.config.clear_on_free {
             for obj in objs {
                 // SAFETY: the object is allocated to this call (not handed
@@ -686,7 +729,25 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     pub unsafe fn free(&self, obj: NonNull<u8>) {
         // SAFETY: forwarded from the caller.
         if let Err(fault) = unsafe { self.free_one(obj.as_ptr()) } {
-            self.bad_free(obj.as_ptr(), fault);
+            // SAFETY: forwarded from the caller.
+            unsafe { self.free_missed(obj.as_ptr(), fault) };
+        }
+    }
+
+    /// A free the fast bookkeeping refused: a debug cache's every free (its
+    /// fast state is empty), else a bad address.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    unsafe fn free_missed(&self, addr: *mut u8, fault: Fault) {
+        match &self.debug {
+            // SAFETY: forwarded from the caller.
+            Some(d) => unsafe { self.debug_free(d, addr) },
+            None => self.bad_free(addr, fault),
         }
     }
 
@@ -704,7 +765,12 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             return Err(self.invalid_free(obj, Fault::Foreign));
         }
         // SAFETY: forwarded from the caller.
-        unsafe { self.free_one(obj) }.map_err(|fault| self.invalid_free(obj, fault))
+        match unsafe { self.free_one(obj) } {
+            Ok(()) => Ok(()),
+            // SAFETY: forwarded from the caller.
+            Err(_) if self.debug.is_some() => unsafe { self.debug_try_free(obj) },
+            Err(fault) => Err(self.invalid_free(obj, fault)),
+        }
     }
 
     /// # Safety
@@ -758,6 +824,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     ///
     /// A destructor's panic is resumed after every element is back.
     pub unsafe fn free_batch(&self, objs: &[NonNull<u8>]) {
+        if self.debug.is_some() {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.debug_free_slice(objs) };
+        }
         let mut iter = objs.iter();
         // SAFETY: forwarded from the caller; the addresses come from a slice
         // and no object memory is read to find the next one.
@@ -878,6 +948,9 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// Gives segments of removed (empty) slabs back to the region.
     fn release_segments(&self, segs: impl IntoIterator<Item = Segment>) {
         for seg in segs {
+            if let Some(d) = &self.debug {
+                d.forget_segment(seg.index);
+            }
             tracing::trace!(cache = %self.config.name, segment = seg.index, "slab destroyed");
             // SAFETY: the segment came from this region's `alloc_segment`;
             // its slab was empty and has been removed from every table under
@@ -1023,6 +1096,13 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                 NonNull::new(unsafe { ptr::read_unaligned(obj.addr.as_ptr().cast::<*mut u8>()) })
             }
         };
+        if self.debug.is_some() {
+            let mut next = next;
+            // SAFETY: forwarded from the caller; `next` reads each link only
+            // after the object holding it was validated.
+            unsafe { self.debug_free_many(head, &mut next, true) };
+            return count;
+        }
         // SAFETY: forwarded from the caller; `next` reads each link only
         // after the object holding it was validated.
         unsafe { self.free_many(next) };
@@ -1057,7 +1137,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// any address that is not the start of an allocated object of this
     /// cache (free objects included).
     pub fn object_info(&self, obj: *const u8) -> Option<ObjectInfo> {
-        let found = self.state.lock().lookup(obj)?;
+        let found = self.book().lock().lookup(obj)?;
         Some(inner::info(&found, self.chunk, self.objs).0)
     }
 
@@ -1067,13 +1147,13 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         &self,
         obj: *const u8,
     ) -> Option<(ObjectInfo, Option<ObjectInfo>)> {
-        let found = self.state.lock().lookup(obj)?;
+        let found = self.book().lock().lookup(obj)?;
         Some(inner::info(&found, self.chunk, self.objs))
     }
 
     /// Returns every empty slab's segment to the region.
     pub fn reap(&self) {
-        let segs = self.state.lock().take_empty_slabs(0);
+        let segs = self.book().lock().take_empty_slabs(0);
         if !segs.is_empty() {
             tracing::debug!(cache = %self.config.name, slabs = segs.len(), "reaped empty slabs");
         }
@@ -1082,9 +1162,13 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// A snapshot of the slab layer's statistics.
     pub fn stats(&self) -> SlabStats {
-        let state = self.state.lock();
+        let state = self.book().lock();
         let (partial, empty, full) = state.list_lens();
-        let c = state.counters;
+        let mut c = state.counters;
+        if self.debug.is_some() {
+            // Failures are counted on the fast state.
+            c.alloc_fail += self.state.lock().counters.alloc_fail;
+        }
         SlabStats {
             name: self.config.name.clone(),
             objsize: self.config.obj_size as u64,
@@ -1112,7 +1196,14 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// one. Costs time linear in the objects of all slabs: for tests and
     /// debugging.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
-        self.state.lock().check()
+        self.book().lock().check()
+    }
+
+    /// The debug flags in force (empty when the cache is not in debug
+    /// mode; guards and poison are dropped on regions read-only to their
+    /// owner).
+    pub fn debug_flags(&self) -> DebugFlags {
+        self.debug.as_ref().map_or(DebugFlags::empty(), |d| d.flags)
     }
 }
 
@@ -1125,7 +1216,12 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> Reap for SlabCache<S, C, M> {
 
 impl<S: SegmentSource, C: ObjectCtor, M: Mirror> Drop for SlabCache<S, C, M> {
     fn drop(&mut self) {
-        let state = self.state.get_mut();
+        if let Some(d) = &self.debug {
+            if d.flags.contains(DebugFlags::LEAKS) {
+                d.report_outstanding_now("at drop");
+            }
+        }
+        let state = self.book().lock();
         let outstanding = state.in_use();
         let mut empty = Vec::new();
         let mut leaked = 0u64;
@@ -1136,6 +1232,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> Drop for SlabCache<S, C, M> {
                 leaked += 1;
             }
         }
+        drop(state);
         for seg in empty {
             // SAFETY: an empty slab's segment came from this region and no
             // object of it is out; the cache is going away, so nothing

@@ -32,6 +32,12 @@ FUZZ_RUNS="${FUZZ_RUNS:-10000000}"
 FUZZ_WORK="${FUZZ_WORK:-$fuzz_dir/target/campaign-corpus}"
 FUZZ_LOG_DIR="${FUZZ_LOG_DIR:-$fuzz_dir/target/campaign-logs}"
 FUZZ_ARTIFACTS="${FUZZ_ARTIFACTS:-$fuzz_dir/artifacts}"
+# Seconds one input may take before libFuzzer calls it a hang. Alone an
+# input takes milliseconds; on a machine shared by a dozen busy processes
+# (CPU pressure 99%), cache_ops inputs that hand work to their other thread
+# were seen taking 13-21 s of wall time and 20 s cut a campaign short. A
+# deadlock never finishes, so a generous limit still catches it.
+FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-120}"
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
@@ -62,7 +68,7 @@ for t in "${targets[@]}"; do
     # disturb a running campaign.
     "$bin_dir/$t" "$FUZZ_WORK/$t" "$fuzz_dir/corpus/$t" \
         -artifact_prefix="$FUZZ_ARTIFACTS/$t/" \
-        -runs="$FUZZ_RUNS" -timeout=20 -rss_limit_mb=8192 -detect_leaks=0 \
+        -runs="$FUZZ_RUNS" -timeout="$FUZZ_TIMEOUT" -rss_limit_mb=8192 -detect_leaks=0 \
         -print_final_stats=1 >>"$log" 2>&1 || status=$?
     secs=$((SECONDS - start))
     execs=$(grep -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$log" | tail -1 || true)

@@ -2,56 +2,90 @@
 # Long fuzzing campaign, run by hand: every target (or those named as
 # arguments) for FUZZ_RUNS executions (default 10,000,000) from the
 # committed corpus plus a working corpus that persists between campaigns
-# (FUZZ_WORK, default fuzz/target/campaign-corpus; not committed). Prints
-# executions, wall time, executions per second and crashes per target; a
-# crash stops that target's run and leaves its input in fuzz/artifacts/.
+# (FUZZ_WORK, default fuzz/target/campaign-corpus; not committed).
 #
-#   scripts/fuzz-campaign.sh                      # all three, 10M each
+# Each target's libFuzzer output goes to FUZZ_LOG_DIR/campaign-<target>.log
+# (default fuzz/target/campaign-logs); progress lines (`#<execs> ...
+# exec/s: N`) show how far it is. When a target ends, one summary line is
+# appended to that log and printed:
+#
+#   CAMPAIGN <target>: <execs> execs in <s> s (<n> execs/s), <k> crashes, exit <status>, artifacts in <dir>
+#
+# A crash stops that target's run and leaves its input in FUZZ_ARTIFACTS/<target>/
+# (default fuzz/artifacts/<target>/).
+#
+#   scripts/fuzz-campaign.sh                      # all three, 10M each, one after the other
 #   FUZZ_RUNS=1000000 scripts/fuzz-campaign.sh cache_ops
+#   # one process per target, in parallel, surviving the shell:
+#   FUZZ_LOG_DIR=/some/dir nohup scripts/fuzz-campaign.sh cache_ops >/dev/null 2>&1 &
 #
 # Exits non-zero when any target crashed.
 set -euo pipefail
-# The slab layer leaks, by design, the slab of an object whose constructor
-# panicked (cache_ops injects such panics); the targets' models check that
-# nothing else leaks, so LeakSanitizer stays off (per input and at exit).
+# The targets' models check every object and packet comes back;
+# LeakSanitizer at process exit would also report what libFuzzer itself
+# keeps (and the slab's by-design leaks), so it stays off.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 cd "$(dirname "$0")/../fuzz"
+fuzz_dir=$PWD
 
 FUZZ_RUNS="${FUZZ_RUNS:-10000000}"
-FUZZ_WORK="${FUZZ_WORK:-target/campaign-corpus}"
+FUZZ_WORK="${FUZZ_WORK:-$fuzz_dir/target/campaign-corpus}"
+FUZZ_LOG_DIR="${FUZZ_LOG_DIR:-$fuzz_dir/target/campaign-logs}"
+FUZZ_ARTIFACTS="${FUZZ_ARTIFACTS:-$fuzz_dir/artifacts}"
+# Seconds one input may take before libFuzzer calls it a hang. Alone an
+# input takes milliseconds; on a machine shared by a dozen busy processes
+# (CPU pressure 99%), cache_ops inputs that hand work to their other thread
+# were seen taking 13-21 s of wall time and 20 s cut a campaign short. A
+# deadlock never finishes, so a generous limit still catches it.
+FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-120}"
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
     targets=(cache_ops packet_pool_ops arena_receive)
 fi
 
-cargo +nightly fuzz build -O -a
+if [ ${#targets[@]} -eq 1 ]; then
+    cargo +nightly fuzz build -O -a "${targets[0]}"
+else
+    cargo +nightly fuzz build -O -a
+fi
+bin_dir="$fuzz_dir/target/x86_64-unknown-linux-gnu/release"
+mkdir -p "$FUZZ_LOG_DIR"
 results=()
 failed=0
 for t in "${targets[@]}"; do
-    mkdir -p "$FUZZ_WORK/$t" "artifacts/$t"
-    log="$FUZZ_WORK/$t.log"
-    before=$(ls "artifacts/$t" | wc -l)
+    mkdir -p "$FUZZ_WORK/$t" "$FUZZ_ARTIFACTS/$t"
+    log="$FUZZ_LOG_DIR/campaign-$t.log"
+    before=$(ls "$FUZZ_ARTIFACTS/$t" | wc -l)
     start=$SECONDS
-    echo "=== $t: $FUZZ_RUNS executions (log: fuzz/$log)"
+    {
+        echo "CAMPAIGN $t: start $(date -u '+%F %T') UTC, $FUZZ_RUNS executions, host $(hostname), $(git -C "$fuzz_dir" rev-parse --short HEAD)"
+        echo "CAMPAIGN $t: $bin_dir/$t $FUZZ_WORK/$t $fuzz_dir/corpus/$t"
+    } >"$log"
+    echo "=== $t: $FUZZ_RUNS executions (log: $log)"
     status=0
-    cargo +nightly fuzz run -O -a "$t" "$FUZZ_WORK/$t" "corpus/$t" -- \
-        -runs="$FUZZ_RUNS" -timeout=20 -rss_limit_mb=8192 -detect_leaks=0 \
-        -print_final_stats=1 >"$log" 2>&1 || status=$?
+    # The binary directly (built above): a later build in this tree does not
+    # disturb a running campaign.
+    "$bin_dir/$t" "$FUZZ_WORK/$t" "$fuzz_dir/corpus/$t" \
+        -artifact_prefix="$FUZZ_ARTIFACTS/$t/" \
+        -runs="$FUZZ_RUNS" -timeout="$FUZZ_TIMEOUT" -rss_limit_mb=8192 -detect_leaks=0 \
+        -print_final_stats=1 >>"$log" 2>&1 || status=$?
     secs=$((SECONDS - start))
     execs=$(grep -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$log" | tail -1 || true)
     if [ -z "$execs" ]; then
         # A crash skips the final stats: take the last progress line.
         execs=$(grep -oP '^#\K[0-9]+' "$log" | tail -1 || echo 0)
     fi
-    crashes=$(($(ls "artifacts/$t" | wc -l) - before))
+    crashes=$(($(ls "$FUZZ_ARTIFACTS/$t" | wc -l) - before))
     if [ "$status" -ne 0 ]; then
         failed=1
         [ "$crashes" -gt 0 ] || crashes=1
         grep -E 'panicked at|^==[0-9]+==ERROR|^SUMMARY|Test unit written' "$log" | head -n 5 || true
     fi
-    results+=("$(printf '%-16s %12s execs %7s s %9s execs/s %3s crashes' \
-        "$t" "$execs" "$secs" "$((execs / (secs > 0 ? secs : 1)))" "$crashes")")
+    summary=$(printf 'CAMPAIGN %s: %s execs in %s s (%s execs/s), %s crashes, exit %s, artifacts in %s' \
+        "$t" "$execs" "$secs" "$((execs / (secs > 0 ? secs : 1)))" "$crashes" "$status" "$FUZZ_ARTIFACTS/$t/")
+    echo "$summary (end $(date -u '+%F %T') UTC)" >>"$log"
+    results+=("$summary")
 done
 echo
 printf '%s\n' "${results[@]}"

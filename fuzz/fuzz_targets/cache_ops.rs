@@ -35,7 +35,8 @@ use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{mpsc, Arc, Mutex, Once};
+use std::thread;
 
 use allocator_api2::alloc::{Allocator, Layout};
 use arbitrary::Arbitrary;
@@ -165,7 +166,12 @@ enum Op {
     ArmCtorPanic { after: u8 },
     ArmCtorFail { after: u8 },
     ArmDtorPanic { after: u8 },
-    /// Allocates on a short-lived thread and frees some of ours there.
+    /// Allocates `allocs % 32` objects on another thread and frees
+    /// `frees % 32` of ours there. That thread stays, with its slot and
+    /// magazines, for the next such operation, of this input or of a later
+    /// one (so a cache also dies under another thread's live slot), unless
+    /// bit 6 of `allocs` is set: it then exits (its slots flush at exit)
+    /// before the operation ends. See [`on_worker`].
     OtherThread { allocs: u8, frees: u8 },
     ApiAlloc { size: u16, align_log: u8, zeroed: bool },
     ApiFree { pick: u16 },
@@ -190,7 +196,8 @@ type RawAlloc<L> = CacheAllocator<SlabCache<Heap, NoCtor>, L>;
 
 struct Harness<L: CpuLocal> {
     ctl: Arc<Ctl>,
-    cache: ObjCache<L>,
+    /// Shared with the jobs [`Harness::other_thread`] sends to the worker.
+    cache: Arc<ObjCache<L>>,
     raw: RawCache<L>,
     api: RawAlloc<L>,
     live: Vec<usize>,
@@ -229,7 +236,7 @@ impl<L: CpuLocal> Harness<L> {
         let api = raw.allocator().expect("a heap region is plain private memory");
         Some(Harness {
             ctl,
-            cache,
+            cache: Arc::new(cache),
             raw,
             api,
             live: Vec::new(),
@@ -434,8 +441,8 @@ impl<L: CpuLocal> Harness<L> {
 
     fn other_thread(&mut self, allocs: u8, frees: u8) {
         // A destructor panic at thread exit (PerThread flushes the slot)
-        // would abort by Rust's rules, so no injection while the thread
-        // runs.
+        // would abort by Rust's rules, so no injection while the other
+        // thread runs.
         let saved = [
             self.ctl.ctor_panic_in.swap(0, Ordering::Relaxed),
             self.ctl.ctor_fail_in.swap(0, Ordering::Relaxed),
@@ -448,9 +455,10 @@ impl<L: CpuLocal> Harness<L> {
                 None => break,
             }
         }
-        let cache = &self.cache;
-        let got: Vec<usize> = std::thread::scope(|s| {
-            s.spawn(move || {
+        let cache = Arc::clone(&self.cache);
+        let exit = allocs & 0x40 != 0;
+        let got = on_worker(
+            Box::new(move || {
                 let mut got = Vec::new();
                 for _ in 0..allocs % 32 {
                     if let Some(obj) = cache.alloc() {
@@ -463,10 +471,9 @@ impl<L: CpuLocal> Harness<L> {
                     unsafe { cache.free(NonNull::new(addr as *mut u8).expect("non-null")) };
                 }
                 got
-            })
-            .join()
-            .expect("no panic is injected on the other thread")
-        });
+            }),
+            exit,
+        );
         for addr in got {
             self.take(NonNull::new(addr as *mut u8).expect("non-null"));
         }
@@ -537,6 +544,57 @@ impl<L: CpuLocal> Harness<L> {
         assert_eq!(r.slab.sl_bufinuse, 0);
         assert_eq!(self.raw.layer().region().segments_in_use(), 0, "raw segments back");
     }
+}
+
+/// A job for the other thread: it owns what it uses (an `Arc` of the
+/// cache) and drops it before it returns, so the cache never dies there.
+type Job = Box<dyn FnOnce() -> Vec<usize> + Send>;
+
+/// The other thread of [`Op::OtherThread`], kept between operations and
+/// inputs: spawning a thread per operation (with ASan's per-thread setup)
+/// took more than half of every execution.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    results: mpsc::Receiver<Vec<usize>>,
+    thread: thread::JoinHandle<()>,
+}
+
+static WORKER: Mutex<Option<Worker>> = Mutex::new(None);
+
+/// Runs `job` on the worker thread (spawned if there is none) and returns
+/// its result; with `exit`, the worker then ends and is joined, so its
+/// thread-exit hooks (PerThread slots flushing to the depot) have run when
+/// this returns, as they had after the `join` of a short-lived thread.
+fn on_worker(job: Job, exit: bool) -> Vec<usize> {
+    let mut worker = WORKER.lock().unwrap_or_else(|e| e.into_inner());
+    let w = worker.get_or_insert_with(|| {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (outbox, results) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            for job in inbox {
+                // The job's captures are dropped when the call returns,
+                // before the result goes out.
+                let got = job();
+                if outbox.send(got).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker {
+            jobs,
+            results,
+            thread,
+        }
+    });
+    w.jobs.send(job).expect("the worker thread is alive");
+    // A job panics only on a finding, which aborts through libFuzzer's hook.
+    let got = w.results.recv().expect("the worker thread ran the job");
+    if exit {
+        let Worker { jobs, thread, .. } = worker.take().expect("just used");
+        drop(jobs);
+        thread.join().expect("the worker thread exits cleanly");
+    }
+    got
 }
 
 fn check_fill(b: &Block) {

@@ -188,20 +188,34 @@ impl<L: CpuLocal> Harness<L> {
             || self.held.iter().any(|&(_, q, _)| q == p)
     }
 
-    /// Takes a packet the pool handed out (fresh or handed back).
-    fn take(&mut self, p: Packet, fresh: bool) {
+    /// Takes a packet the pool handed back (its buffers were already held).
+    fn take(&mut self, p: Packet) {
         assert!(!self.is_known(p), "packet {p:?} handed out twice");
-        if fresh {
-            let bufs = self.held_buffers();
-            // SAFETY: just allocated, ours.
-            for b in unsafe { p.buflets() } {
-                // SAFETY: a buflet of that packet.
-                let a = unsafe { b.addr() } as usize;
-                assert!(a == 0 || !bufs.contains(&a), "fresh packet got a held buffer {a:#x}");
+        self.owned.push(p);
+    }
+
+    /// Takes a packet the pool just allocated: none of its buffers may be
+    /// in `held`, the buffers of everything the test owns ([`held_buffers`]
+    /// once per operation; this adds the packet's own, so a batch is
+    /// checked against itself too, without rebuilding the set per packet,
+    /// which used to take most of every execution).
+    ///
+    /// [`held_buffers`]: Self::held_buffers
+    fn take_fresh(&mut self, p: Packet, held: &mut HashSet<usize>) {
+        assert!(!self.is_known(p), "packet {p:?} handed out twice");
+        let mut mine = Vec::new();
+        // SAFETY: just allocated, ours.
+        for b in unsafe { p.buflets() } {
+            // SAFETY: a buflet of that packet.
+            let a = unsafe { b.addr() } as usize;
+            assert!(a == 0 || !held.contains(&a), "fresh packet got a held buffer {a:#x}");
+            if a != 0 {
+                mine.push(a);
             }
-            // SAFETY: as above.
-            assert_eq!(unsafe { p.owner() }, None, "fresh packet held by a user");
         }
+        held.extend(mine);
+        // SAFETY: as above.
+        assert_eq!(unsafe { p.owner() }, None, "fresh packet held by a user");
         self.owned.push(p);
     }
 
@@ -219,7 +233,8 @@ impl<L: CpuLocal> Harness<L> {
         match op {
             &Op::Alloc { bufcnt } => {
                 if let Ok(p) = self.pool.alloc_packet(u16::from(bufcnt) % (max + 2), NS) {
-                    self.take(p, true);
+                    let mut held = self.held_buffers();
+                    self.take_fresh(p, &mut held);
                 }
             }
             &Op::AllocBatch { bufcnt, n } => {
@@ -230,8 +245,9 @@ impl<L: CpuLocal> Harness<L> {
                 if let Ok(got) = r {
                     assert_eq!(got, v.len());
                 }
+                let mut held = self.held_buffers();
                 for p in v {
-                    self.take(p, true);
+                    self.take_fresh(p, &mut held);
                 }
             }
             &Op::Free { pick: i } => {
@@ -413,7 +429,7 @@ impl<L: CpuLocal> Harness<L> {
                     self.held.swap_remove(j);
                     // SAFETY: handed back, ours.
                     assert_eq!(unsafe { p.owner() }, None);
-                    self.take(p, false);
+                    self.take(p);
                 }
             }
             &Op::UppRemoveBuflet { pick: i, wrong_owner, made_up } => {
@@ -456,7 +472,7 @@ impl<L: CpuLocal> Harness<L> {
         self.armed.store(0, Ordering::Relaxed);
         for (idx, _, owner) in std::mem::take(&mut self.held) {
             if let Ok(p) = self.pool.upp_remove(owner, idx) {
-                self.take(p, false);
+                self.take(p);
             }
         }
         for (idx, owner) in std::mem::take(&mut self.held_bufs) {

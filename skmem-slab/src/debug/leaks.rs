@@ -17,8 +17,11 @@ pub(crate) trait Outstanding: Send + Sync {
 static LIVE: Mutex<Vec<Weak<dyn Outstanding>>> = Mutex::new(Vec::new());
 
 extern "C" fn at_exit() {
-    // Upgrade under the lock, report without it.
-    let live: Vec<Arc<dyn Outstanding>> = LIVE.lock().iter().filter_map(Weak::upgrade).collect();
+    // Take the list out under the lock and work on it without: collecting
+    // allocates, and when skmem is the process's malloc that allocation may
+    // build a class cache whose debug slab registers here (the same lock).
+    let registered = core::mem::take(&mut *LIVE.lock());
+    let live: Vec<Arc<dyn Outstanding>> = registered.iter().filter_map(Weak::upgrade).collect();
     for cache in live {
         cache.report_outstanding("at process exit");
     }

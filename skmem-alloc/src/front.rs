@@ -145,7 +145,6 @@ impl ClassState {
             None
         }
     }
-
 }
 
 pub(crate) static CLASSES: [ClassState; NCLASSES] = [const { ClassState::new() }; NCLASSES];
@@ -595,7 +594,9 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
         // SAFETY: as above.
         unsafe {
             (*bin).limit = INFO[c].limit;
-            let want = (*bin).burst.clamp(INFO[c].first_refill, INFO[c].batch.max(1));
+            let want = (*bin)
+                .burst
+                .clamp(INFO[c].first_refill, INFO[c].batch.max(1));
             (*bin).burst = (want * 2).min(INFO[c].batch.max(1));
             want as usize
         }

@@ -35,7 +35,10 @@ fn a_foreign_free_is_not_the_next_allocation_of_the_freeing_thread() {
     })
     .join()
     .unwrap();
-    assert_ne!(mine, handed_over, "the thread got the foreign object back first");
+    assert_ne!(
+        mine, handed_over,
+        "the thread got the foreign object back first"
+    );
     assert_ne!(
         mine / LINE,
         neighbour / LINE,

@@ -59,6 +59,9 @@ const FRONT_BYTES: usize = 128 * 1024;
 const FRONT_MAX: usize = 128;
 const FRONT_MIN: usize = 2;
 
+/// Bytes of a cache line (x86-64; aarch64 parts have 64 or 128).
+const CACHE_LINE: usize = 64;
+
 /// The largest batch moved between a front and a class cache.
 pub(crate) const MAX_BATCH: usize = FRONT_MAX / 2;
 
@@ -115,6 +118,10 @@ pub(crate) struct ClassInfo {
     pub(crate) limit: u32,
     /// Objects moved per refill and per flush.
     pub(crate) batch: u32,
+    /// Fewest objects a refill takes: a cache line's worth (at most
+    /// `batch`), so that the objects two threads take first from the same
+    /// fresh slab, one after the other, do not share a line.
+    pub(crate) first_refill: u32,
 }
 
 const fn info(c: usize) -> ClassInfo {
@@ -149,6 +156,11 @@ const fn info(c: usize) -> ClassInfo {
         m_size: u64::MAX / size as u64 + 1,
         limit: limit as u32,
         batch: (limit / 2) as u32,
+        first_refill: {
+            let line = CACHE_LINE.div_ceil(size);
+            let batch = limit / 2;
+            (if line > batch { batch } else { line }) as u32
+        },
     }
 }
 

@@ -14,11 +14,20 @@
 //!   a thread allocates nothing and the fast path has no "first use" branch:
 //!   a fresh front has empty lists and **limit 0**, so the first alloc (empty
 //!   list) and the first free (count ≥ limit) both fall into the slow path,
-//!   which registers the thread and sets the limits. Alloc is: class from a
-//!   table, pop; free is: class from the address, check, push. No lock, no
-//!   atomic read-modify-write. Refills start at one object per thread and
-//!   class and double up to the class's batch, so a class a thread touches
-//!   once costs one object rather than a front of touched pages.
+//!   which registers the thread; a bin's limit is set by its first refill.
+//!   Alloc is: class from a table, pop; free is: class from the address,
+//!   check, push. No lock, no atomic read-modify-write. Refills start at a
+//!   cache line's worth of objects (one object for classes of 64 bytes and
+//!   up) per thread and class and double up to the class's batch, so a
+//!   class a thread touches once costs little rather than a front of
+//!   touched pages.
+//! * **No passive false sharing**: a thread's first free of a class it has
+//!   never allocated (limit still 0) is an object another thread allocated,
+//!   whose neighbours that thread may be writing. The slow path refills the
+//!   bin with the thread's own objects first and keeps the foreign one
+//!   beneath them, so the thread's next allocations do not write into the
+//!   other thread's cache line (Hoard's cache-scratch pattern; mimalloc gets
+//!   the same by returning remote frees to the owning page).
 //! * **Behind the fronts, each class is a [`Cache`] with [`Global`]
 //!   locality** over a [`SlabCache`] over a [`Region`] carved from the
 //!   reservation ([`Carve`]): a front refills with
@@ -73,7 +82,7 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use skmem_magazine::{Cache, CacheConfig, Global};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
@@ -136,15 +145,23 @@ impl ClassState {
             None
         }
     }
-
-    /// `true` once the class has a region (its addresses can be ours).
-    #[inline(always)]
-    pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) == READY
-    }
 }
 
 pub(crate) static CLASSES: [ClassState; NCLASSES] = [const { ClassState::new() }; NCLASSES];
+
+/// Class `c` has a region (its addresses can be ours): a copy of
+/// `CLASSES[c].ready == READY` that every `free` reads. It lives apart from
+/// [`ClassState`] because that one's cache line also holds the class lock
+/// and counters, which other threads' refills and flushes write: reading
+/// the flag there made frees miss the cache whenever another thread had
+/// just taken the lock. This array is written once per class.
+static CLASS_READY: [AtomicBool; NCLASSES] = [const { AtomicBool::new(false) }; NCLASSES];
+
+/// `true` once class `c` has a region (its addresses can be ours).
+#[inline(always)]
+pub(crate) fn class_ready(c: usize) -> bool {
+    CLASS_READY[c].load(Ordering::Relaxed)
+}
 
 static INIT_LOCK: SpinLock = SpinLock::new();
 static RECLAIM_LOCK: SpinLock = SpinLock::new();
@@ -167,8 +184,8 @@ const DEAD: u8 = 2;
 struct Bin {
     head: *mut u8,
     count: u32,
-    /// Pushes beyond this go to the slow path (0 until registered, and
-    /// after thread exit).
+    /// Pushes beyond this go to the slow path (0 until the bin's first
+    /// refill, and after thread exit).
     limit: u32,
     /// `count` as last added to the class's `in_fronts`.
     synced: u32,
@@ -442,6 +459,7 @@ fn build_class(c: usize) -> Option<&'static ClassCache> {
             // the cell until READY is published below.
             unsafe { (*st.cache.get()).write(cache) };
             st.ready.store(READY, Ordering::Release);
+            CLASS_READY[c].store(true, Ordering::Release);
             st.built()
         }
         Err(err) => {
@@ -494,8 +512,8 @@ fn in_cache<R>(c: usize, what: &str, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Makes the thread known: its exit key is set (so [`thread_exit`] runs)
-/// and its limits come into force.
+/// Makes the thread known: its exit key is set (so [`thread_exit`] runs).
+/// A bin's limit comes into force at its first refill (see [`refill`]).
 ///
 /// # Safety
 ///
@@ -504,11 +522,7 @@ unsafe fn register(f: *mut Front) {
     // SAFETY: KEY was created by the initialisation (done: callers checked
     // it); any non-null value makes the destructor run at thread exit.
     unsafe { libc::pthread_setspecific(KEY.load(Ordering::Relaxed), 1 as *const libc::c_void) };
-    for (c, info) in INFO.iter().enumerate() {
-        // SAFETY: the thread's own front.
-        unsafe { (*f).bins[c].limit = info.limit };
-    }
-    // SAFETY: as above.
+    // SAFETY: the thread's own front.
     unsafe { (*f).state = LIVE };
 }
 
@@ -579,7 +593,10 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
     } else {
         // SAFETY: as above.
         unsafe {
-            let want = (*bin).burst.clamp(1, INFO[c].batch.max(1));
+            (*bin).limit = INFO[c].limit;
+            let want = (*bin)
+                .burst
+                .clamp(INFO[c].first_refill, INFO[c].batch.max(1));
             (*bin).burst = (want * 2).min(INFO[c].batch.max(1));
             want as usize
         }
@@ -657,6 +674,23 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
                 // SAFETY: forwarded from the caller.
                 in_cache(c, "a free", || cache.free(obj));
             }
+            return;
+        }
+        if (*bin).limit == 0 {
+            // The thread's first free of this class, before it ever
+            // allocated one: `p` was allocated by another thread, which
+            // may still be writing its neighbours. Handing it out here
+            // would have two threads writing one cache line (passive
+            // false sharing), so the thread takes its own objects first
+            // and keeps `p` beneath them, used only once they are all out.
+            push(bin, p);
+            let own = refill(f, c);
+            if !own.is_null() {
+                push(bin, own);
+                sync_count(bin, c);
+            }
+            drop(busy);
+            maintain(f);
             return;
         }
         push(bin, p);

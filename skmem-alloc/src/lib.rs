@@ -151,7 +151,7 @@ fn home_of(ptr: *mut u8, what: &str) -> Home {
             // slice is on the object grid exactly when it is a multiple of
             // the size.
             && fast_mod(o, info.m_size, info.size) == 0
-            && front::CLASSES[c].is_ready()
+            && front::class_ready(c)
         {
             return Home::Class(c);
         }
@@ -164,7 +164,7 @@ fn home_of(ptr: *mut u8, what: &str) -> Home {
 #[inline(never)]
 fn bad_class_pointer(addr: usize, c: usize, o: usize, what: &str) -> ! {
     let info = &INFO[c];
-    if o >= info.span || !front::CLASSES[c].is_ready() {
+    if o >= info.span || !front::class_ready(c) {
         report::die(format_args!(
             "{what}({addr:#x}): not a block of this allocator (unused part of the {}-byte class region)",
             info.size
@@ -267,7 +267,9 @@ fn zeroed(size: usize, align: usize) -> *mut u8 {
 /// `ptr` is null or a block from this allocator not freed since, not used
 /// afterwards. A foreign or interior pointer is reported on stderr (naming
 /// it) and aborts the process.
-#[inline]
+// Always inlined: `free` is the hottest call of a C program after
+// `malloc`, and the C library's `free` would otherwise be a call to a call.
+#[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
     if ptr.is_null() {
         return;
@@ -277,15 +279,26 @@ pub unsafe fn free(ptr: *mut u8) {
         Home::Class(c) => unsafe { front::free_class(ptr, c) },
         // SAFETY: the start of a metadata block (checked).
         Home::Meta(size) => unsafe { meta::free(ptr, size) },
-        Home::Large(_) => {
-            // SAFETY: the caller gives the object up.
-            if !unsafe { large::free(ptr as usize) } {
-                report::die(format_args!(
-                    "free({:#x}): large object freed twice concurrently",
-                    ptr as usize
-                ));
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        Home::Large(_) => unsafe { free_large(ptr) },
+    }
+}
+
+/// `free` of a large object, out of line so that the small-object path
+/// needs no stack frame for the report's formatting.
+///
+/// # Safety
+///
+/// As [`free`], for a large object.
+#[cold]
+#[inline(never)]
+unsafe fn free_large(ptr: *mut u8) {
+    // SAFETY: the caller gives the object up.
+    if !unsafe { large::free(ptr as usize) } {
+        report::die(format_args!(
+            "free({:#x}): large object freed twice concurrently",
+            ptr as usize
+        ));
     }
 }
 
@@ -378,7 +391,7 @@ pub fn owns(ptr: *const u8) -> bool {
     let off = addr.wrapping_sub(b);
     if off < CLASS_SPAN {
         let c = off >> SLICE_SHIFT;
-        return (off & (SLICE - 1)) < INFO[c].span && front::CLASSES[c].is_ready();
+        return (off & (SLICE - 1)) < INFO[c].span && front::class_ready(c);
     }
     if meta::contains(addr) {
         return meta::block_of(addr).is_some();
@@ -420,7 +433,7 @@ pub fn summary() -> Summary {
         ..Summary::default()
     };
     for c in 0..NCLASSES {
-        if !front::CLASSES[c].is_ready() {
+        if !front::class_ready(c) {
             continue;
         }
         let Some(cs) = class_stats(c) else { continue };

@@ -568,13 +568,16 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     ///
     /// The fast path pops from the policy's lock-free front when it has one
     /// (`PerCpu` on rseq), else takes the slot and pops a pointer from its
-    /// loaded magazine.
-    #[inline]
+    /// loaded magazine. Only the hit is inline: a policy with a front takes
+    /// everything else (refill, the locked fallback) out of line, so that
+    /// the caller's fast path is the front's section and one branch.
+    #[inline(always)]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
-        match L::fast_pop(&self.inner.slots) {
-            FastPath::Hit(obj) => return Some(obj),
-            FastPath::Miss => return self.alloc_refill_nosleep(),
-            FastPath::Off => {}
+        if L::FRONT_OBJS_PER_SLOT != 0 {
+            return match L::fast_pop(&self.inner.slots) {
+                FastPath::Hit(obj) => Some(obj),
+                other => self.alloc_front_missed(other),
+            };
         }
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Some(obj),
@@ -582,11 +585,19 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         }
     }
 
-    /// `alloc`'s front refill, error dropped, out of line.
+    /// `alloc` of a policy with a front, after anything but a hit: refill
+    /// the front (`Miss`) or use the locked slot (`Off`).
     #[cold]
     #[inline(never)]
-    fn alloc_refill_nosleep(&self) -> Option<NonNull<u8>> {
-        self.inner.alloc_refill(AllocFlags::NoSleep).ok()
+    fn alloc_front_missed(&self, how: FastPath<NonNull<u8>>) -> Option<NonNull<u8>> {
+        match how {
+            FastPath::Hit(obj) => Some(obj),
+            FastPath::Miss => self.inner.alloc_refill(AllocFlags::NoSleep).ok(),
+            FastPath::Off => match L::with_slot(&self.inner.slots, CpuCache::pop) {
+                Some(Some(obj)) => Some(obj),
+                _ => self.inner.alloc_slow(AllocFlags::NoSleep).ok(),
+            },
+        }
     }
 
     /// `alloc`'s slow path, error dropped out of line (keeps `alloc` small
@@ -670,17 +681,41 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// `obj` was allocated from this cache (any clone of it), is not freed
     /// yet, and is not used after this call. It must be in its constructed
     /// state, as the constructor left it or as the user restored it.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, obj: NonNull<u8>) {
-        match L::fast_push(&self.inner.slots, obj) {
-            FastPath::Hit(()) => return,
-            // SAFETY: forwarded from the caller.
-            FastPath::Miss => return unsafe { self.inner.free_spill(obj) },
-            FastPath::Off => {}
+        if L::FRONT_OBJS_PER_SLOT != 0 {
+            match L::fast_push(&self.inner.slots, obj) {
+                FastPath::Hit(()) => {}
+                // SAFETY: forwarded from the caller.
+                other => unsafe { self.free_front_missed(other, obj) },
+            }
+            return;
         }
         if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.free_slow(&[obj]) }
+        }
+    }
+
+    /// `free` of a policy with a front, after anything but a hit: spill
+    /// the front (`Miss`) or use the locked slot (`Off`).
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_front_missed(&self, how: FastPath<()>, obj: NonNull<u8>) {
+        match how {
+            FastPath::Hit(()) => {}
+            // SAFETY: forwarded from the caller.
+            FastPath::Miss => unsafe { self.inner.free_spill(obj) },
+            FastPath::Off => {
+                if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { self.inner.free_slow(&[obj]) }
+                }
+            }
         }
     }
 

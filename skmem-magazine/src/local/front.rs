@@ -212,6 +212,16 @@ const ABORTED: u32 = 2;
 /// slot.
 const UNREGISTERED: u32 = 3;
 
+/// What the pop section returns instead of an object: refused (empty or
+/// stopped).
+const POP_REFUSED: usize = 0;
+/// Pop: this thread has no registered rseq area.
+const POP_UNREGISTERED: usize = 1;
+/// Pop: aborted by the kernel; retry.
+const POP_ABORTED: usize = 2;
+/// The largest pop code; objects live above it.
+const POP_CODES_END: usize = POP_ABORTED;
+
 /// The descriptor and the prologue shared by every section: publishes the
 /// descriptor (`66`), then (label `2`, the section's start) finds this
 /// CPU's block in `{t}`, leaving through label `9` when the thread's rseq
@@ -267,6 +277,33 @@ macro_rules! hot_prologue {
             "add {t}, qword ptr [{f} + 16]\n",
             "cmp dword ptr [{t} + 4], 0\n",
             "jne 7f\n",
+        )
+    };
+}
+
+/// The exits of a single-object section other than its commit, placed in
+/// a cold text section so that the committed path falls straight through
+/// label `3` (the end of the section) with no taken jump: `7` (refused),
+/// `9` (unregistered) and, after the signature, the abort handler `4`; each
+/// sets its status with the given instruction and jumps back to `3`.
+macro_rules! cold_exits {
+    ($refused:literal, $unregistered:literal, $aborted:literal) => {
+        concat!(
+            ".pushsection .text.unlikely.skmem_rseq, \"ax\", @progbits\n",
+            "7:\n",
+            $refused,
+            "\n",
+            "jmp 3b\n",
+            "9:\n",
+            $unregistered,
+            "\n",
+            "jmp 3b\n",
+            ".long 0x53053053\n",
+            "4:\n",
+            $aborted,
+            "\n",
+            "jmp 3b\n",
+            ".popsection\n",
         )
     };
 }
@@ -333,105 +370,99 @@ impl Fronts {
     /// Pops one object from this CPU's front: `Some(Some(obj))`, `Some(None)`
     /// when refused (empty, stopped), `None` when off or this thread has no
     /// rseq registration.
+    ///
+    /// Inline: one section and one compare; everything but a hit (refusal,
+    /// abort and retry) is out of line, so the caller's fast path stays a
+    /// straight line without calls.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<Option<NonNull<u8>>> {
         if !self.is_on() {
             return None;
         }
+        let res = self.pop_once();
+        if res > POP_CODES_END {
+            // SAFETY: any value above the codes is a round below `count`:
+            // an object pointer, never null (module docs, Safety).
+            return Some(Some(unsafe { NonNull::new_unchecked(res as *mut u8) }));
+        }
+        self.pop_not_hit(res)
+    }
+
+    /// `pop` after a section that did not hand out an object: decodes the
+    /// refusal, or counts the abort and retries.
+    #[cold]
+    #[inline(never)]
+    fn pop_not_hit(&self, mut res: usize) -> Option<Option<NonNull<u8>>> {
         loop {
-            let res: usize;
-            // SAFETY: `is_on` means `blocks` holds `mask + 1` blocks at
-            // `base` and `area` is glibc's `__rseq_offset`, with an area
-            // registered (module docs, Fallback); `f` points to `self.hot`.
-            // The section reads `fs:[area + 4]` (cpu_id), writes
-            // `fs:[area + 8]` (rseq_cs) with the address of its static
-            // descriptor, and touches only the block at `cpu_id & mask`:
-            // `count` and `rounds[count - 1]`, after checking
-            // `stopped == 0` and `count > 0`; it commits with one store of
-            // `count` (module docs, Safety). No stack, no calls. The result
-            // is the object, or a code below 4 (no object lives there).
-            unsafe {
-                core::arch::asm!(
-                    hot_prologue!(),
-                    "mov {a:e}, dword ptr [{t}]",
-                    "test {a:e}, {a:e}",
-                    "jz 7f",
-                    "sub {a:e}, 1",
-                    "mov {f}, qword ptr [{t} + {a} * 8 + 8]",
-                    "mov dword ptr [{t}], {a:e}",
-                    "3:",
-                    "jmp 8f",
-                    "7:",
-                    "xor {f:e}, {f:e}",
-                    "jmp 8f",
-                    "9:",
-                    "mov {f:e}, 1",
-                    "jmp 8f",
-                    ".long 0x53053053",
-                    "4:",
-                    "mov {f:e}, 2",
-                    "8:",
-                    f = inout(reg) core::ptr::addr_of!(self.hot) => res,
-                    a = out(reg) _,
-                    t = out(reg) _,
-                    options(nostack),
-                );
-            }
             match res {
-                0 => return Some(None),
-                1 => return None,
-                // An aborted section; retry.
-                2 => count_abort(),
-                // SAFETY: any other value is a round below `count`: an
-                // object pointer, never null (module docs, Safety).
+                POP_REFUSED => return Some(None),
+                POP_UNREGISTERED => return None,
+                POP_ABORTED => {
+                    count_abort();
+                    res = self.pop_once();
+                }
+                // SAFETY: as in `pop`.
                 obj => return Some(Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })),
             }
         }
     }
 
+    /// One pop section: the object, or one of the `POP_*` codes (no object
+    /// lives at an address below 4).
+    #[inline(always)]
+    fn pop_once(&self) -> usize {
+        let res: usize;
+        // SAFETY: `is_on` (checked by every caller) means `blocks` holds
+        // `mask + 1` blocks at `base` and `area` is glibc's `__rseq_offset`,
+        // with an area registered (module docs, Fallback); `f` points to
+        // `self.hot`. The section reads `fs:[area + 4]` (cpu_id), writes
+        // `fs:[area + 8]` (rseq_cs) with the address of its static
+        // descriptor, and touches only the block at `cpu_id & mask`:
+        // `count` and `rounds[count - 1]`, after checking `stopped == 0`
+        // and `count > 0`; it commits with one store of `count` (module
+        // docs, Safety). No stack, no calls.
+        unsafe {
+            core::arch::asm!(
+                hot_prologue!(),
+                "mov {a:e}, dword ptr [{t}]",
+                "test {a:e}, {a:e}",
+                "jz 7f",
+                "sub {a:e}, 1",
+                "mov {f}, qword ptr [{t} + {a} * 8 + 8]",
+                "mov dword ptr [{t}], {a:e}",
+                "3:",
+                cold_exits!("xor {f:e}, {f:e}", "mov {f:e}, 1", "mov {f:e}, 2"),
+                f = inout(reg) core::ptr::addr_of!(self.hot) => res,
+                a = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+        res
+    }
+
     /// Pushes one object onto this CPU's front: `Some(true)` done,
     /// `Some(false)` refused (full, stopped), `None` when off or this
-    /// thread has no rseq registration.
+    /// thread has no rseq registration. Like [`pop`](Self::pop), only the
+    /// commit is inline.
     #[inline(always)]
     pub(crate) fn push(&self, obj: NonNull<u8>) -> Option<bool> {
         if !self.is_on() {
             return None;
         }
+        let status = self.push_once(obj);
+        if status == DONE {
+            return Some(true);
+        }
+        self.push_not_done(status, obj)
+    }
+
+    /// `push` after a section that did not commit: decodes the refusal, or
+    /// counts the abort and retries.
+    #[cold]
+    #[inline(never)]
+    fn push_not_done(&self, mut status: u32, obj: NonNull<u8>) -> Option<bool> {
         loop {
-            let status: usize;
-            // SAFETY: as in `pop`; the section stores `obj` into
-            // `rounds[count]` after checking `count < 31 == FRONT_CAP`
-            // and commits `count + 1`.
-            unsafe {
-                core::arch::asm!(
-                    hot_prologue!(),
-                    "mov {a:e}, dword ptr [{t}]",
-                    "cmp {a:e}, 31",
-                    "jae 7f",
-                    "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
-                    "add {a:e}, 1",
-                    "mov dword ptr [{t}], {a:e}",
-                    "3:",
-                    "xor {f:e}, {f:e}",
-                    "jmp 8f",
-                    "7:",
-                    "mov {f:e}, 1",
-                    "jmp 8f",
-                    "9:",
-                    "mov {f:e}, 3",
-                    "jmp 8f",
-                    ".long 0x53053053",
-                    "4:",
-                    "mov {f:e}, 2",
-                    "8:",
-                    f = inout(reg) core::ptr::addr_of!(self.hot) => status,
-                    obj = in(reg) obj.as_ptr(),
-                    a = out(reg) _,
-                    t = out(reg) _,
-                    options(nostack),
-                );
-            }
-            let status = status as u32;
             match status {
                 DONE => return Some(true),
                 REFUSED => return Some(false),
@@ -439,9 +470,41 @@ impl Fronts {
                 _ => {
                     debug_assert_eq!(status, ABORTED);
                     count_abort();
+                    status = self.push_once(obj);
                 }
             }
         }
+    }
+
+    /// One push section: `DONE`, `REFUSED`, `ABORTED` or `UNREGISTERED`.
+    #[inline(always)]
+    fn push_once(&self, obj: NonNull<u8>) -> u32 {
+        let status: usize;
+        // SAFETY: as in `pop_once`; the section stores `obj` into
+        // `rounds[count]` after checking `count < 31 == FRONT_CAP` and
+        // commits `count + 1`.
+        unsafe {
+            core::arch::asm!(
+                hot_prologue!(),
+                "mov {a:e}, dword ptr [{t}]",
+                "cmp {a:e}, 31",
+                "jae 7f",
+                "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
+                "add {a:e}, 1",
+                // The status `DONE`, set before the commit (an abort
+                // overwrites it); the commit stays the last instruction.
+                "xor {f:e}, {f:e}",
+                "mov dword ptr [{t}], {a:e}",
+                "3:",
+                cold_exits!("mov {f:e}, 1", "mov {f:e}, 3", "mov {f:e}, 2"),
+                f = inout(reg) core::ptr::addr_of!(self.hot) => status,
+                obj = in(reg) obj.as_ptr(),
+                a = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+        status as u32
     }
 
     /// Pushes a prefix of `objs` onto this CPU's front in one commit and

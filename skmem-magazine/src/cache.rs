@@ -189,11 +189,12 @@ impl<N: ArrayLength> CpuCache<N> {
     #[inline(always)]
     fn push(&mut self, obj: NonNull<u8>) -> bool {
         // `-1 as u32` is larger than any size, and a size of 0 refuses all.
-        if (self.rounds as u32) < self.magsize {
+        let r = self.rounds as u32;
+        if r < self.magsize {
             // SAFETY: `rounds >= 0` implies `loaded` is `Some`.
             let mag = unsafe { self.loaded.as_deref_mut().unwrap_unchecked() };
-            mag.set_round(self.rounds as usize, obj.as_ptr());
-            self.rounds += 1;
+            mag.set_round(r as usize, obj.as_ptr());
+            self.rounds = r as i32 + 1;
             self.free += 1;
             true
         } else {

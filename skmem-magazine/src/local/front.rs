@@ -86,10 +86,10 @@ use std::mem::MaybeUninit;
 
 use super::FRONT_CAP;
 
-/// One CPU's front. Exactly 256 bytes (the critical sections index blocks
-/// with a shift by 8) and aligned to them, so no two CPUs share a cache
+/// One CPU's front. Exactly `1 << BLOCK_SHIFT` = 1024 bytes (the critical
+/// sections index blocks with that shift) and aligned to them, so no two CPUs share a cache
 /// line.
-#[repr(C, align(256))]
+#[repr(C, align(1024))]
 pub(crate) struct Front {
     /// Valid rounds; written by a section's commit and by stopped remotes.
     count: AtomicU32,
@@ -100,10 +100,16 @@ pub(crate) struct Front {
     rounds: [AtomicPtr<u8>; FRONT_CAP],
 }
 
-const _: () = assert!(size_of::<Front>() == 256);
+/// log2 of a block's size: the sections find a CPU's block with a shift.
+const BLOCK_SHIFT: u32 = 10;
+
+const _: () = assert!(size_of::<Front>() == 1 << BLOCK_SHIFT);
 const _: () = assert!(core::mem::offset_of!(Front, stopped) == 4);
 const _: () = assert!(core::mem::offset_of!(Front, rounds) == 8);
-const _: () = assert!(FRONT_CAP == 31, "the sections hard-code 31");
+const _: () = assert!(
+    8 + 8 * FRONT_CAP == 1 << BLOCK_SHIFT,
+    "a block is its header and FRONT_CAP rounds"
+);
 
 impl Front {
     fn new() -> Self {
@@ -246,7 +252,7 @@ macro_rules! cs_prologue {
             "test {t:e}, {t:e}\n",
             "js 9f\n",
             "and {t}, {mask}\n",
-            "shl {t}, 8\n",
+            "shl {t}, {shift}\n",
             "add {t}, {blocks}\n",
             "cmp dword ptr [{t} + 4], 0\n",
             "jne 7f\n",
@@ -273,7 +279,7 @@ macro_rules! hot_prologue {
             "test {t:e}, {t:e}\n",
             "js 9f\n",
             "and {t}, qword ptr [{f} + 8]\n",
-            "shl {t}, 8\n",
+            "shl {t}, {shift}\n",
             "add {t}, qword ptr [{f} + 16]\n",
             "cmp dword ptr [{t} + 4], 0\n",
             "jne 7f\n",
@@ -435,6 +441,7 @@ impl Fronts {
                 f = inout(reg) core::ptr::addr_of!(self.hot) => res,
                 a = out(reg) _,
                 t = out(reg) _,
+                shift = const BLOCK_SHIFT,
                 options(nostack),
             );
         }
@@ -481,13 +488,13 @@ impl Fronts {
     fn push_once(&self, obj: NonNull<u8>) -> u32 {
         let status: usize;
         // SAFETY: as in `pop_once`; the section stores `obj` into
-        // `rounds[count]` after checking `count < 31 == FRONT_CAP` and
+        // `rounds[count]` after checking `count < FRONT_CAP` and
         // commits `count + 1`.
         unsafe {
             core::arch::asm!(
                 hot_prologue!(),
                 "mov {a:e}, dword ptr [{t}]",
-                "cmp {a:e}, 31",
+                "cmp {a:e}, {cap}",
                 "jae 7f",
                 "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
                 "add {a:e}, 1",
@@ -501,6 +508,8 @@ impl Fronts {
                 obj = in(reg) obj.as_ptr(),
                 a = out(reg) _,
                 t = out(reg) _,
+                shift = const BLOCK_SHIFT,
+                cap = const FRONT_CAP,
                 options(nostack),
             );
         }
@@ -516,16 +525,16 @@ impl Fronts {
         loop {
             let status: u32;
             let placed: usize;
-            // SAFETY: as in `pop`. With `room = 31 - count > 0` (refused
+            // SAFETY: as in `pop`. With `room = FRONT_CAP - count > 0` (refused
             // otherwise) and `m = min(room, objs.len()) >= 1`, the section
             // copies `objs[..m]` (reads within the slice) into
             // `rounds[count..count + m]` (within the block, as
-            // `count + m <= 31`) and commits `count + m`.
+            // `count + m <= FRONT_CAP`) and commits `count + m`.
             unsafe {
                 core::arch::asm!(
                     cs_prologue!(),
                     "mov {n:e}, dword ptr [{t}]",
-                    "mov {end:e}, 31",
+                    "mov {end:e}, {cap}",
                     "sub {end:e}, {n:e}",
                     "jbe 7f",
                     "cmp {k}, {end}",
@@ -550,7 +559,9 @@ impl Fronts {
                     end = out(reg) _,
                     x = out(reg) _,
                     st = out(reg) status,
-                    options(nostack),
+                    shift = const BLOCK_SHIFT,
+                    cap = const FRONT_CAP,
+                options(nostack),
                 );
             }
             match status {
@@ -610,7 +621,8 @@ impl Fronts {
                     i = out(reg) _,
                     x = out(reg) _,
                     st = out(reg) status,
-                    options(nostack),
+                    shift = const BLOCK_SHIFT,
+                options(nostack),
                 );
             }
             match status {
@@ -757,23 +769,24 @@ mod tests {
             assert_eq!(f.pop(), Some(Some(obj(i))), "LIFO");
         }
         assert_eq!(f.pop(), Some(None), "an empty front refuses");
-        // Batches: 40 offered, 31 placed; take 10, then the remaining 21.
-        let objs: Vec<_> = (0..40).map(obj).collect();
+        // Batches: FRONT_CAP + 9 offered, FRONT_CAP placed; take 10, then
+        // the remaining FRONT_CAP - 10.
+        let objs: Vec<_> = (0..FRONT_CAP + 9).map(obj).collect();
         assert_eq!(f.push_batch(&objs), FRONT_CAP);
         assert_eq!(f.push_batch(&objs), 0, "full");
         let mut out = [MaybeUninit::uninit(); 10];
         assert_eq!(f.pop_batch(&mut out), 10);
         // SAFETY: the prefix of 10 was written.
         let got: Vec<_> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
-        assert_eq!(got, objs[21..31]);
-        let mut rest = [MaybeUninit::uninit(); 64];
-        assert_eq!(f.pop_batch(&mut rest), 21);
-        // SAFETY: the prefix of 21 was written.
-        let got: Vec<_> = rest[..21]
+        assert_eq!(got, objs[FRONT_CAP - 10..FRONT_CAP]);
+        let mut rest = [MaybeUninit::uninit(); FRONT_CAP + 1];
+        assert_eq!(f.pop_batch(&mut rest), FRONT_CAP - 10);
+        // SAFETY: the prefix of FRONT_CAP - 10 was written.
+        let got: Vec<_> = rest[..FRONT_CAP - 10]
             .iter()
             .map(|o| unsafe { o.assume_init() })
             .collect();
-        assert_eq!(got, objs[..21]);
+        assert_eq!(got, objs[..FRONT_CAP - 10]);
         assert_eq!(f.pop_batch(&mut rest), 0, "empty");
         assert_eq!(f.cached(), 0);
     }

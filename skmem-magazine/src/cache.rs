@@ -577,28 +577,34 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         if L::FRONT_OBJS_PER_SLOT != 0 {
             return match L::fast_pop(&self.inner.slots) {
                 FastPath::Hit(obj) => Some(obj),
-                other => self.alloc_front_missed(other),
+                FastPath::Miss => self.alloc_refill_nosleep(),
+                FastPath::Off => self.alloc_from_slot(),
             };
         }
+        self.alloc_from_slot_inline()
+    }
+
+    /// The slot path of `alloc`: pop from the loaded magazine.
+    #[inline(always)]
+    fn alloc_from_slot_inline(&self) -> Option<NonNull<u8>> {
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Some(obj),
             _ => self.alloc_slow_nosleep(),
         }
     }
 
-    /// `alloc` of a policy with a front, after anything but a hit: refill
-    /// the front (`Miss`) or use the locked slot (`Off`).
+    /// The slot path of `alloc` out of line: a policy with a front uses it
+    /// where its front is off (the locked fallback).
+    #[inline(never)]
+    fn alloc_from_slot(&self) -> Option<NonNull<u8>> {
+        self.alloc_from_slot_inline()
+    }
+
+    /// `alloc`'s front refill, error dropped, out of line.
     #[cold]
     #[inline(never)]
-    fn alloc_front_missed(&self, how: FastPath<NonNull<u8>>) -> Option<NonNull<u8>> {
-        match how {
-            FastPath::Hit(obj) => Some(obj),
-            FastPath::Miss => self.inner.alloc_refill(AllocFlags::NoSleep).ok(),
-            FastPath::Off => match L::with_slot(&self.inner.slots, CpuCache::pop) {
-                Some(Some(obj)) => Some(obj),
-                _ => self.inner.alloc_slow(AllocFlags::NoSleep).ok(),
-            },
-        }
+    fn alloc_refill_nosleep(&self) -> Option<NonNull<u8>> {
+        self.inner.alloc_refill(AllocFlags::NoSleep).ok()
     }
 
     /// `alloc`'s slow path, error dropped out of line (keeps `alloc` small
@@ -688,36 +694,39 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
             match L::fast_push(&self.inner.slots, obj) {
                 FastPath::Hit(()) => {}
                 // SAFETY: forwarded from the caller.
-                other => unsafe { self.free_front_missed(other, obj) },
+                FastPath::Miss => unsafe { self.inner.free_spill(obj) },
+                // SAFETY: forwarded from the caller.
+                FastPath::Off => unsafe { self.free_to_slot(obj) },
             }
             return;
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_to_slot_inline(obj) }
+    }
+
+    /// The slot path of `free`: push onto the loaded magazine.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[inline(always)]
+    unsafe fn free_to_slot_inline(&self, obj: NonNull<u8>) {
         if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.free_slow(&[obj]) }
         }
     }
 
-    /// `free` of a policy with a front, after anything but a hit: spill
-    /// the front (`Miss`) or use the locked slot (`Off`).
+    /// The slot path of `free` out of line: a policy with a front uses it
+    /// where its front is off (the locked fallback).
     ///
     /// # Safety
     ///
     /// As [`free`](Self::free).
-    #[cold]
     #[inline(never)]
-    unsafe fn free_front_missed(&self, how: FastPath<()>, obj: NonNull<u8>) {
-        match how {
-            FastPath::Hit(()) => {}
-            // SAFETY: forwarded from the caller.
-            FastPath::Miss => unsafe { self.inner.free_spill(obj) },
-            FastPath::Off => {
-                if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
-                    // SAFETY: forwarded from the caller.
-                    unsafe { self.inner.free_slow(&[obj]) }
-                }
-            }
-        }
+    unsafe fn free_to_slot(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_to_slot_inline(obj) }
     }
 
     /// Frees many constructed objects (two empty magazines at once when

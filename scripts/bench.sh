@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the benchmarks of skmem-benches and regenerates BENCHMARKS.md.
+# Runs the benchmarks of skmem-benches and regenerates the fast-path section of BENCHMARKS.md
+# (between its BEGIN/END markers; other sections of the file are kept).
 #
 #   scripts/bench.sh                   # the fast-path suite (wall, ~3 min on 2 cores) + iai-callgrind, then the report
 #   BENCH_ROUNDS=3 scripts/bench.sh    # three rounds of the wall suite; the report takes the median of the medians

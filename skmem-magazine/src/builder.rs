@@ -24,7 +24,7 @@ use skmem_slab::{DebugFlags, Region, RegionLayout, RegionParams, SlabCache, Slab
 use skmem_traits::{CpuLocal, Error, Mirror, NoCtor, NoMirror, ObjectCtor, Result, SegmentSource};
 
 use crate::cache::{Cache, CacheConfig};
-use crate::ladder::{magazine_max_objs_for, SeedLadder};
+use crate::ladder::{magazine_max_objs_local, SeedLadder};
 use crate::local::PerThread;
 use crate::DefaultLocal;
 
@@ -67,7 +67,7 @@ impl Capacity {
             let chunk = RegionParams::new(name, obj_size, count)
                 .configure()?
                 .obj_size;
-            magazine_max_objs_for::<SeedLadder>(chunk, self.slots::<L>())
+            magazine_max_objs_local::<SeedLadder, L>(chunk, self.slots::<L>())
         } else {
             0
         };
@@ -105,8 +105,9 @@ impl Capacity {
 /// * [`capacity(n)`](CacheBuilder::capacity) is a **floor**: at least `n`
 ///   objects can be allocated even while every magazine of the cache is
 ///   full. The builder adds the magazine allowance, two magazines of the
-///   largest size the ladder can reach for this chunk size, per slot
-///   (`magazine_max_objs_for`), with the slot count of the locality: the CPU
+///   largest size the ladder can reach for this chunk size, per slot, plus
+///   the policy's rseq front where it has one (`magazine_max_objs_local`),
+///   with the slot count of the locality: the CPU
 ///   count for [`PerCpu`](crate::PerCpu), one for [`Global`](crate::Global),
 ///   and for [`PerThread`] the hardware parallelism or the
 ///   [`threads`](CacheBuilder::threads) hint. The region then rounds up to

@@ -189,11 +189,12 @@ impl<N: ArrayLength> CpuCache<N> {
     #[inline(always)]
     fn push(&mut self, obj: NonNull<u8>) -> bool {
         // `-1 as u32` is larger than any size, and a size of 0 refuses all.
-        if (self.rounds as u32) < self.magsize {
+        let r = self.rounds as u32;
+        if r < self.magsize {
             // SAFETY: `rounds >= 0` implies `loaded` is `Some`.
             let mag = unsafe { self.loaded.as_deref_mut().unwrap_unchecked() };
-            mag.set_round(self.rounds as usize, obj.as_ptr());
-            self.rounds += 1;
+            mag.set_round(r as usize, obj.as_ptr());
+            self.rounds = r as i32 + 1;
             self.free += 1;
             true
         } else {
@@ -574,18 +575,35 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     ///
     /// The fast path pops from the policy's lock-free front when it has one
     /// (`PerCpu` on rseq), else takes the slot and pops a pointer from its
-    /// loaded magazine.
-    #[inline]
+    /// loaded magazine. Only the hit is inline: a policy with a front takes
+    /// everything else (refill, the locked fallback) out of line, so that
+    /// the caller's fast path is the front's section and one branch.
+    #[inline(always)]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
-        match L::fast_pop(&self.inner.slots) {
-            FastPath::Hit(obj) => return Some(obj),
-            FastPath::Miss => return self.alloc_refill_nosleep(),
-            FastPath::Off => {}
+        if L::FRONT_OBJS_PER_SLOT != 0 {
+            return match L::fast_pop(&self.inner.slots) {
+                FastPath::Hit(obj) => Some(obj),
+                FastPath::Miss => self.alloc_refill_nosleep(),
+                FastPath::Off => self.alloc_from_slot(),
+            };
         }
+        self.alloc_from_slot_inline()
+    }
+
+    /// The slot path of `alloc`: pop from the loaded magazine.
+    #[inline(always)]
+    fn alloc_from_slot_inline(&self) -> Option<NonNull<u8>> {
         match L::with_slot(&self.inner.slots, CpuCache::pop) {
             Some(Some(obj)) => Some(obj),
             _ => self.alloc_slow_nosleep(),
         }
+    }
+
+    /// The slot path of `alloc` out of line: a policy with a front uses it
+    /// where its front is off (the locked fallback).
+    #[inline(never)]
+    fn alloc_from_slot(&self) -> Option<NonNull<u8>> {
+        self.alloc_from_slot_inline()
     }
 
     /// `alloc`'s front refill, error dropped, out of line.
@@ -676,18 +694,45 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     /// `obj` was allocated from this cache (any clone of it), is not freed
     /// yet, and is not used after this call. It must be in its constructed
     /// state, as the constructor left it or as the user restored it.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, obj: NonNull<u8>) {
-        match L::fast_push(&self.inner.slots, obj) {
-            FastPath::Hit(()) => return,
-            // SAFETY: forwarded from the caller.
-            FastPath::Miss => return unsafe { self.inner.free_spill(obj) },
-            FastPath::Off => {}
+        if L::FRONT_OBJS_PER_SLOT != 0 {
+            match L::fast_push(&self.inner.slots, obj) {
+                FastPath::Hit(()) => {}
+                // SAFETY: forwarded from the caller.
+                FastPath::Miss => unsafe { self.inner.free_spill(obj) },
+                // SAFETY: forwarded from the caller.
+                FastPath::Off => unsafe { self.free_to_slot(obj) },
+            }
+            return;
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_to_slot_inline(obj) }
+    }
+
+    /// The slot path of `free`: push onto the loaded magazine.
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[inline(always)]
+    unsafe fn free_to_slot_inline(&self, obj: NonNull<u8>) {
         if L::with_slot(&self.inner.slots, |cp| cp.push(obj)) != Some(true) {
             // SAFETY: forwarded from the caller.
             unsafe { self.inner.free_slow(&[obj]) }
         }
+    }
+
+    /// The slot path of `free` out of line: a policy with a front uses it
+    /// where its front is off (the locked fallback).
+    ///
+    /// # Safety
+    ///
+    /// As [`free`](Self::free).
+    #[inline(never)]
+    unsafe fn free_to_slot(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_to_slot_inline(obj) }
     }
 
     /// Frees many constructed objects (two empty magazines at once when

@@ -199,6 +199,22 @@ pub fn magazine_max_objs_for<G: Ladder>(chunk_size: usize, slots: usize) -> usiz
     slots.saturating_mul(per_slot)
 }
 
+/// [`magazine_max_objs_for`] for a cache whose locality policy is known:
+/// two magazines per slot plus the policy's own front
+/// ([`CpuLocal::FRONT_OBJS_PER_SLOT`](skmem_traits::CpuLocal::FRONT_OBJS_PER_SLOT):
+/// [`FRONT_CAP`](crate::local::FRONT_CAP) for `PerCpu` where it runs rseq
+/// fronts, 0 for `PerThread` and `Global`), so regions under front-less
+/// caches reserve no front objects.
+pub fn magazine_max_objs_local<G: Ladder, L: skmem_traits::CpuLocal>(
+    chunk_size: usize,
+    slots: usize,
+) -> usize {
+    let per_slot = (max_rounds::<G>(chunk_size) as usize)
+        .saturating_mul(2)
+        .saturating_add(L::FRONT_OBJS_PER_SLOT);
+    slots.saturating_mul(per_slot)
+}
+
 /// [`magazine_max_objs_for`] on the [`SeedLadder`].
 pub fn magazine_max_objs(chunk_size: usize, ncpus: usize) -> usize {
     magazine_max_objs_for::<SeedLadder>(chunk_size, ncpus)
@@ -232,8 +248,20 @@ mod tests {
         assert_eq!(max_rounds::<SeedLadder>(64), 62);
         assert_eq!(max_rounds::<SeedLadder>(4096), 14);
         assert_eq!(max_rounds::<SeedLadder>(256), 30);
-        assert_eq!(magazine_max_objs(64, 4), 4 * (62 * 2 + 31));
-        assert_eq!(magazine_max_objs_for::<TinyLadder>(64, 3), 3 * (4 * 2 + 31));
+        assert_eq!(magazine_max_objs(64, 4), 4 * (62 * 2 + 127));
+        // Front-less policies reserve only their magazines.
+        assert_eq!(
+            magazine_max_objs_local::<SeedLadder, crate::Global>(64, 4),
+            4 * 62 * 2
+        );
+        assert_eq!(
+            magazine_max_objs_local::<SeedLadder, crate::PerCpu>(64, 4),
+            4 * (62 * 2 + <crate::PerCpu as skmem_traits::CpuLocal>::FRONT_OBJS_PER_SLOT)
+        );
+        assert_eq!(
+            magazine_max_objs_for::<TinyLadder>(64, 3),
+            3 * (4 * 2 + 127)
+        );
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub use alloc_api::CacheAllocator;
 pub use builder::{CacheBuilder, Capacity, MirrorWith};
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
-    magazine_max_objs, magazine_max_objs_for, Ladder, MagType, SeedLadder, TinyLadder,
+    magazine_max_objs, magazine_max_objs_for, magazine_max_objs_local, Ladder, MagType, SeedLadder,
+    TinyLadder,
 };
 pub use layer::{HeapObjects, ObjectLayer, RawObjects};
 #[cfg(not(loom))]

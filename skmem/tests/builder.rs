@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 
 use skmem::magazine::ladder::max_rounds;
-use skmem::magazine::{magazine_max_objs_for, SeedLadder};
+use skmem::magazine::{magazine_max_objs_local, SeedLadder};
 use skmem::{Cache, Error, PerCpu, PerThread, RegionLayout, Shadow};
 
 /// Allocates until the cache says no, then frees everything; the count.
@@ -43,7 +43,7 @@ fn the_first_example_builds_a_per_thread_cache_on_the_heap() {
     let region = cache.layer().region();
     assert_eq!(region.stats().source, "heap");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let allowance = magazine_max_objs_for::<SeedLadder>(128, threads);
+    let allowance = magazine_max_objs_local::<SeedLadder, PerThread>(128, threads);
     assert_eq!(region.params().magazine_max_objs, allowance);
     assert!(region.layout().obj_count >= 1024 + allowance);
     assert!(count_until_exhausted(&cache) >= 1024);
@@ -67,8 +67,8 @@ fn capacity_is_usable_with_every_magazine_full() {
         .unwrap();
     let rounds = max_rounds::<SeedLadder>(4096) as usize;
     assert_eq!(rounds, 14);
-    // Two magazines per slot, plus the per-CPU front every slot may hold.
-    let allowance = THREADS * (2 * rounds + skmem::magazine::local::FRONT_CAP);
+    // Two magazines per slot; a per-thread cache has no per-CPU front.
+    let allowance = THREADS * 2 * rounds;
     let layout = *cache.layer().region().layout();
     assert_eq!(cache.layer().region().params().magazine_max_objs, allowance);
     assert!(layout.obj_count >= N + allowance);

@@ -86,10 +86,10 @@ use std::mem::MaybeUninit;
 
 use super::FRONT_CAP;
 
-/// One CPU's front. Exactly 256 bytes (the critical sections index blocks
-/// with a shift by 8) and aligned to them, so no two CPUs share a cache
+/// One CPU's front. Exactly `1 << BLOCK_SHIFT` = 1024 bytes (the critical
+/// sections index blocks with that shift) and aligned to them, so no two CPUs share a cache
 /// line.
-#[repr(C, align(256))]
+#[repr(C, align(1024))]
 pub(crate) struct Front {
     /// Valid rounds; written by a section's commit and by stopped remotes.
     count: AtomicU32,
@@ -100,10 +100,16 @@ pub(crate) struct Front {
     rounds: [AtomicPtr<u8>; FRONT_CAP],
 }
 
-const _: () = assert!(size_of::<Front>() == 256);
+/// log2 of a block's size: the sections find a CPU's block with a shift.
+const BLOCK_SHIFT: u32 = 10;
+
+const _: () = assert!(size_of::<Front>() == 1 << BLOCK_SHIFT);
 const _: () = assert!(core::mem::offset_of!(Front, stopped) == 4);
 const _: () = assert!(core::mem::offset_of!(Front, rounds) == 8);
-const _: () = assert!(FRONT_CAP == 31, "the sections hard-code 31");
+const _: () = assert!(
+    8 + 8 * FRONT_CAP == 1 << BLOCK_SHIFT,
+    "a block is its header and FRONT_CAP rounds"
+);
 
 impl Front {
     fn new() -> Self {
@@ -212,6 +218,16 @@ const ABORTED: u32 = 2;
 /// slot.
 const UNREGISTERED: u32 = 3;
 
+/// What the pop section returns instead of an object: refused (empty or
+/// stopped).
+const POP_REFUSED: usize = 0;
+/// Pop: this thread has no registered rseq area.
+const POP_UNREGISTERED: usize = 1;
+/// Pop: aborted by the kernel; retry.
+const POP_ABORTED: usize = 2;
+/// The largest pop code; objects live above it.
+const POP_CODES_END: usize = POP_ABORTED;
+
 /// The descriptor and the prologue shared by every section: publishes the
 /// descriptor (`66`), then (label `2`, the section's start) finds this
 /// CPU's block in `{t}`, leaving through label `9` when the thread's rseq
@@ -236,7 +252,7 @@ macro_rules! cs_prologue {
             "test {t:e}, {t:e}\n",
             "js 9f\n",
             "and {t}, {mask}\n",
-            "shl {t}, 8\n",
+            "shl {t}, {shift}\n",
             "add {t}, {blocks}\n",
             "cmp dword ptr [{t} + 4], 0\n",
             "jne 7f\n",
@@ -263,10 +279,37 @@ macro_rules! hot_prologue {
             "test {t:e}, {t:e}\n",
             "js 9f\n",
             "and {t}, qword ptr [{f} + 8]\n",
-            "shl {t}, 8\n",
+            "shl {t}, {shift}\n",
             "add {t}, qword ptr [{f} + 16]\n",
             "cmp dword ptr [{t} + 4], 0\n",
             "jne 7f\n",
+        )
+    };
+}
+
+/// The exits of a single-object section other than its commit, placed in
+/// a cold text section so that the committed path falls straight through
+/// label `3` (the end of the section) with no taken jump: `7` (refused),
+/// `9` (unregistered) and, after the signature, the abort handler `4`; each
+/// sets its status with the given instruction and jumps back to `3`.
+macro_rules! cold_exits {
+    ($refused:literal, $unregistered:literal, $aborted:literal) => {
+        concat!(
+            ".pushsection .text.unlikely.skmem_rseq, \"ax\", @progbits\n",
+            "7:\n",
+            $refused,
+            "\n",
+            "jmp 3b\n",
+            "9:\n",
+            $unregistered,
+            "\n",
+            "jmp 3b\n",
+            ".long 0x53053053\n",
+            "4:\n",
+            $aborted,
+            "\n",
+            "jmp 3b\n",
+            ".popsection\n",
         )
     };
 }
@@ -333,105 +376,100 @@ impl Fronts {
     /// Pops one object from this CPU's front: `Some(Some(obj))`, `Some(None)`
     /// when refused (empty, stopped), `None` when off or this thread has no
     /// rseq registration.
+    ///
+    /// Inline: one section and one compare; everything but a hit (refusal,
+    /// abort and retry) is out of line, so the caller's fast path stays a
+    /// straight line without calls.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<Option<NonNull<u8>>> {
         if !self.is_on() {
             return None;
         }
+        let res = self.pop_once();
+        if res > POP_CODES_END {
+            // SAFETY: any value above the codes is a round below `count`:
+            // an object pointer, never null (module docs, Safety).
+            return Some(Some(unsafe { NonNull::new_unchecked(res as *mut u8) }));
+        }
+        self.pop_not_hit(res)
+    }
+
+    /// `pop` after a section that did not hand out an object: decodes the
+    /// refusal, or counts the abort and retries.
+    #[cold]
+    #[inline(never)]
+    fn pop_not_hit(&self, mut res: usize) -> Option<Option<NonNull<u8>>> {
         loop {
-            let res: usize;
-            // SAFETY: `is_on` means `blocks` holds `mask + 1` blocks at
-            // `base` and `area` is glibc's `__rseq_offset`, with an area
-            // registered (module docs, Fallback); `f` points to `self.hot`.
-            // The section reads `fs:[area + 4]` (cpu_id), writes
-            // `fs:[area + 8]` (rseq_cs) with the address of its static
-            // descriptor, and touches only the block at `cpu_id & mask`:
-            // `count` and `rounds[count - 1]`, after checking
-            // `stopped == 0` and `count > 0`; it commits with one store of
-            // `count` (module docs, Safety). No stack, no calls. The result
-            // is the object, or a code below 4 (no object lives there).
-            unsafe {
-                core::arch::asm!(
-                    hot_prologue!(),
-                    "mov {a:e}, dword ptr [{t}]",
-                    "test {a:e}, {a:e}",
-                    "jz 7f",
-                    "sub {a:e}, 1",
-                    "mov {f}, qword ptr [{t} + {a} * 8 + 8]",
-                    "mov dword ptr [{t}], {a:e}",
-                    "3:",
-                    "jmp 8f",
-                    "7:",
-                    "xor {f:e}, {f:e}",
-                    "jmp 8f",
-                    "9:",
-                    "mov {f:e}, 1",
-                    "jmp 8f",
-                    ".long 0x53053053",
-                    "4:",
-                    "mov {f:e}, 2",
-                    "8:",
-                    f = inout(reg) core::ptr::addr_of!(self.hot) => res,
-                    a = out(reg) _,
-                    t = out(reg) _,
-                    options(nostack),
-                );
-            }
             match res {
-                0 => return Some(None),
-                1 => return None,
-                // An aborted section; retry.
-                2 => count_abort(),
-                // SAFETY: any other value is a round below `count`: an
-                // object pointer, never null (module docs, Safety).
+                POP_REFUSED => return Some(None),
+                POP_UNREGISTERED => return None,
+                POP_ABORTED => {
+                    count_abort();
+                    res = self.pop_once();
+                }
+                // SAFETY: as in `pop`.
                 obj => return Some(Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })),
             }
         }
     }
 
+    /// One pop section: the object, or one of the `POP_*` codes (no object
+    /// lives at an address below 4).
+    #[inline(always)]
+    fn pop_once(&self) -> usize {
+        let res: usize;
+        // SAFETY: `is_on` (checked by every caller) means `blocks` holds
+        // `mask + 1` blocks at `base` and `area` is glibc's `__rseq_offset`,
+        // with an area registered (module docs, Fallback); `f` points to
+        // `self.hot`. The section reads `fs:[area + 4]` (cpu_id), writes
+        // `fs:[area + 8]` (rseq_cs) with the address of its static
+        // descriptor, and touches only the block at `cpu_id & mask`:
+        // `count` and `rounds[count - 1]`, after checking `stopped == 0`
+        // and `count > 0`; it commits with one store of `count` (module
+        // docs, Safety). No stack, no calls.
+        unsafe {
+            core::arch::asm!(
+                hot_prologue!(),
+                "mov {a:e}, dword ptr [{t}]",
+                "test {a:e}, {a:e}",
+                "jz 7f",
+                "sub {a:e}, 1",
+                "mov {f}, qword ptr [{t} + {a} * 8 + 8]",
+                "mov dword ptr [{t}], {a:e}",
+                "3:",
+                cold_exits!("xor {f:e}, {f:e}", "mov {f:e}, 1", "mov {f:e}, 2"),
+                f = inout(reg) core::ptr::addr_of!(self.hot) => res,
+                a = out(reg) _,
+                t = out(reg) _,
+                shift = const BLOCK_SHIFT,
+                options(nostack),
+            );
+        }
+        res
+    }
+
     /// Pushes one object onto this CPU's front: `Some(true)` done,
     /// `Some(false)` refused (full, stopped), `None` when off or this
-    /// thread has no rseq registration.
+    /// thread has no rseq registration. Like [`pop`](Self::pop), only the
+    /// commit is inline.
     #[inline(always)]
     pub(crate) fn push(&self, obj: NonNull<u8>) -> Option<bool> {
         if !self.is_on() {
             return None;
         }
+        let status = self.push_once(obj);
+        if status == DONE {
+            return Some(true);
+        }
+        self.push_not_done(status, obj)
+    }
+
+    /// `push` after a section that did not commit: decodes the refusal, or
+    /// counts the abort and retries.
+    #[cold]
+    #[inline(never)]
+    fn push_not_done(&self, mut status: u32, obj: NonNull<u8>) -> Option<bool> {
         loop {
-            let status: usize;
-            // SAFETY: as in `pop`; the section stores `obj` into
-            // `rounds[count]` after checking `count < 31 == FRONT_CAP`
-            // and commits `count + 1`.
-            unsafe {
-                core::arch::asm!(
-                    hot_prologue!(),
-                    "mov {a:e}, dword ptr [{t}]",
-                    "cmp {a:e}, 31",
-                    "jae 7f",
-                    "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
-                    "add {a:e}, 1",
-                    "mov dword ptr [{t}], {a:e}",
-                    "3:",
-                    "xor {f:e}, {f:e}",
-                    "jmp 8f",
-                    "7:",
-                    "mov {f:e}, 1",
-                    "jmp 8f",
-                    "9:",
-                    "mov {f:e}, 3",
-                    "jmp 8f",
-                    ".long 0x53053053",
-                    "4:",
-                    "mov {f:e}, 2",
-                    "8:",
-                    f = inout(reg) core::ptr::addr_of!(self.hot) => status,
-                    obj = in(reg) obj.as_ptr(),
-                    a = out(reg) _,
-                    t = out(reg) _,
-                    options(nostack),
-                );
-            }
-            let status = status as u32;
             match status {
                 DONE => return Some(true),
                 REFUSED => return Some(false),
@@ -439,9 +477,43 @@ impl Fronts {
                 _ => {
                     debug_assert_eq!(status, ABORTED);
                     count_abort();
+                    status = self.push_once(obj);
                 }
             }
         }
+    }
+
+    /// One push section: `DONE`, `REFUSED`, `ABORTED` or `UNREGISTERED`.
+    #[inline(always)]
+    fn push_once(&self, obj: NonNull<u8>) -> u32 {
+        let status: usize;
+        // SAFETY: as in `pop_once`; the section stores `obj` into
+        // `rounds[count]` after checking `count < FRONT_CAP` and
+        // commits `count + 1`.
+        unsafe {
+            core::arch::asm!(
+                hot_prologue!(),
+                "mov {a:e}, dword ptr [{t}]",
+                "cmp {a:e}, {cap}",
+                "jae 7f",
+                "mov qword ptr [{t} + {a} * 8 + 8], {obj}",
+                "add {a:e}, 1",
+                // The status `DONE`, set before the commit (an abort
+                // overwrites it); the commit stays the last instruction.
+                "xor {f:e}, {f:e}",
+                "mov dword ptr [{t}], {a:e}",
+                "3:",
+                cold_exits!("mov {f:e}, 1", "mov {f:e}, 3", "mov {f:e}, 2"),
+                f = inout(reg) core::ptr::addr_of!(self.hot) => status,
+                obj = in(reg) obj.as_ptr(),
+                a = out(reg) _,
+                t = out(reg) _,
+                shift = const BLOCK_SHIFT,
+                cap = const FRONT_CAP,
+                options(nostack),
+            );
+        }
+        status as u32
     }
 
     /// Pushes a prefix of `objs` onto this CPU's front in one commit and
@@ -453,16 +525,16 @@ impl Fronts {
         loop {
             let status: u32;
             let placed: usize;
-            // SAFETY: as in `pop`. With `room = 31 - count > 0` (refused
+            // SAFETY: as in `pop`. With `room = FRONT_CAP - count > 0` (refused
             // otherwise) and `m = min(room, objs.len()) >= 1`, the section
             // copies `objs[..m]` (reads within the slice) into
             // `rounds[count..count + m]` (within the block, as
-            // `count + m <= 31`) and commits `count + m`.
+            // `count + m <= FRONT_CAP`) and commits `count + m`.
             unsafe {
                 core::arch::asm!(
                     cs_prologue!(),
                     "mov {n:e}, dword ptr [{t}]",
-                    "mov {end:e}, 31",
+                    "mov {end:e}, {cap}",
                     "sub {end:e}, {n:e}",
                     "jbe 7f",
                     "cmp {k}, {end}",
@@ -487,7 +559,9 @@ impl Fronts {
                     end = out(reg) _,
                     x = out(reg) _,
                     st = out(reg) status,
-                    options(nostack),
+                    shift = const BLOCK_SHIFT,
+                    cap = const FRONT_CAP,
+                options(nostack),
                 );
             }
             match status {
@@ -547,7 +621,8 @@ impl Fronts {
                     i = out(reg) _,
                     x = out(reg) _,
                     st = out(reg) status,
-                    options(nostack),
+                    shift = const BLOCK_SHIFT,
+                options(nostack),
                 );
             }
             match status {
@@ -694,23 +769,24 @@ mod tests {
             assert_eq!(f.pop(), Some(Some(obj(i))), "LIFO");
         }
         assert_eq!(f.pop(), Some(None), "an empty front refuses");
-        // Batches: 40 offered, 31 placed; take 10, then the remaining 21.
-        let objs: Vec<_> = (0..40).map(obj).collect();
+        // Batches: FRONT_CAP + 9 offered, FRONT_CAP placed; take 10, then
+        // the remaining FRONT_CAP - 10.
+        let objs: Vec<_> = (0..FRONT_CAP + 9).map(obj).collect();
         assert_eq!(f.push_batch(&objs), FRONT_CAP);
         assert_eq!(f.push_batch(&objs), 0, "full");
         let mut out = [MaybeUninit::uninit(); 10];
         assert_eq!(f.pop_batch(&mut out), 10);
         // SAFETY: the prefix of 10 was written.
         let got: Vec<_> = out.iter().map(|o| unsafe { o.assume_init() }).collect();
-        assert_eq!(got, objs[21..31]);
-        let mut rest = [MaybeUninit::uninit(); 64];
-        assert_eq!(f.pop_batch(&mut rest), 21);
-        // SAFETY: the prefix of 21 was written.
-        let got: Vec<_> = rest[..21]
+        assert_eq!(got, objs[FRONT_CAP - 10..FRONT_CAP]);
+        let mut rest = [MaybeUninit::uninit(); FRONT_CAP + 1];
+        assert_eq!(f.pop_batch(&mut rest), FRONT_CAP - 10);
+        // SAFETY: the prefix of FRONT_CAP - 10 was written.
+        let got: Vec<_> = rest[..FRONT_CAP - 10]
             .iter()
             .map(|o| unsafe { o.assume_init() })
             .collect();
-        assert_eq!(got, objs[..21]);
+        assert_eq!(got, objs[..FRONT_CAP - 10]);
         assert_eq!(f.pop_batch(&mut rest), 0, "empty");
         assert_eq!(f.cached(), 0);
     }

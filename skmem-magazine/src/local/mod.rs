@@ -29,7 +29,7 @@ pub use owner::{owner_slot_backoffs, Mode as OwnerSlotMode, OwnerSlot};
 pub use percpu::{ncpus, PerCpu, PerCpuSlots};
 
 /// Objects one CPU's rseq front holds at most (see [`PerCpu`]).
-pub const FRONT_CAP: usize = 31;
+pub const FRONT_CAP: usize = 127;
 
 /// How many rseq critical sections the kernel aborted so far: always 0
 /// where the per-CPU fronts cannot run (this build has no rseq).

@@ -49,18 +49,21 @@
 //!   ever formed, so no aliasing or provenance rule is involved.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 /// Fallback look-ups served from the thread's cached id between two real
 /// `sched_getcpu` calls.
 pub(crate) const REFRESH: u32 = 64;
 
-/// Offset of `cpu_id` from the thread pointer, or one of the two markers.
-static CPU_ID_OFFSET: AtomicIsize = AtomicIsize::new(UNKNOWN);
-/// Not looked up yet.
-const UNKNOWN: isize = isize::MIN;
-/// Looked up: glibc has no registered rseq area.
-const UNAVAILABLE: isize = isize::MIN + 1;
+/// Offset of `cpu_id` from the thread pointer, or [`NONE`].
+static CPU_ID_OFFSET: AtomicIsize = AtomicIsize::new(NONE);
+/// No rseq `cpu_id` to read: not looked up yet, or glibc has no registered
+/// rseq area. Never a real offset: on x86-64 `fs:[0]` holds the thread
+/// control block's self-pointer, so `cpu_id` is never there. A zero test
+/// is the cheapest check on the fast path.
+const NONE: isize = 0;
+/// The look-up ran (whatever it found).
+static LOOKED_UP: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// The fallback's cached id and the look-ups left before a refresh.
@@ -72,7 +75,7 @@ thread_local! {
 /// is correct, merely slower: the per-CPU policy calls this when it makes
 /// its slots, before any thread can look a slot up.
 pub(crate) fn init() {
-    if CPU_ID_OFFSET.load(Ordering::Relaxed) == UNKNOWN {
+    if !LOOKED_UP.load(Ordering::Relaxed) {
         lookup();
     }
 }
@@ -81,7 +84,7 @@ pub(crate) fn init() {
 #[inline(always)]
 pub(crate) fn cpu_id() -> usize {
     let off = CPU_ID_OFFSET.load(Ordering::Relaxed);
-    if off > UNAVAILABLE {
+    if off != NONE {
         if let Some(id) = read_cpu_id(off) {
             return id;
         }
@@ -92,14 +95,14 @@ pub(crate) fn cpu_id() -> usize {
 /// The rseq `cpu_id` at `fs:[off]`, or `None` when this thread's area is
 /// not registered.
 ///
-/// `off` must be a value [`lookup`] stored (greater than `UNAVAILABLE`),
+/// `off` must be a value [`lookup`] stored (other than `NONE`),
 /// or [`area_offset`]` + 4`.
 #[inline(always)]
 pub(crate) fn read_cpu_id(off: isize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         let id: i32;
-        // SAFETY: `off > UNAVAILABLE` means `lookup` stored
+        // SAFETY: `off != NONE` means `lookup` stored
         // `__rseq_offset + 4` with `__rseq_size >= 8`: `fs:[off]` is this
         // thread's rseq `cpu_id`, valid for the thread's life and read with
         // one aligned 4-byte load (module docs, Safety). The asm only reads
@@ -165,8 +168,9 @@ fn getcpu() -> usize {
 #[cold]
 #[inline(never)]
 fn lookup() -> isize {
-    let off = rseq_cpu_id_offset().unwrap_or(UNAVAILABLE);
+    let off = rseq_cpu_id_offset().unwrap_or(NONE);
     CPU_ID_OFFSET.store(off, Ordering::Relaxed);
+    LOOKED_UP.store(true, Ordering::Relaxed);
     off
 }
 
@@ -178,7 +182,7 @@ fn rseq_cpu_id_offset() -> Option<isize> {
         return None;
     }
     let off = offset.checked_add(4)?;
-    (off > UNAVAILABLE).then_some(off)
+    (off != NONE).then_some(off)
 }
 
 /// `__rseq_offset` when glibc registered an rseq area that holds the
@@ -187,7 +191,7 @@ fn rseq_cpu_id_offset() -> Option<isize> {
 /// use (`cpu_id` at +4, `rseq_cs` at +8).
 pub(crate) fn area_offset() -> Option<isize> {
     let (offset, size) = glibc_rseq()?;
-    (size >= 20 && offset.checked_add(8).is_some_and(|o| o > UNAVAILABLE)).then_some(offset)
+    (size >= 20 && offset.checked_add(8).is_some() && offset + 4 != NONE).then_some(offset)
 }
 
 /// glibc's `(__rseq_offset, __rseq_size)` when both exist and the size is
@@ -225,7 +229,7 @@ mod tests {
         for _ in 0..(3 * REFRESH) {
             assert!(cpu_id() < n.max(1));
         }
-        assert_ne!(CPU_ID_OFFSET.load(Ordering::Relaxed), UNKNOWN);
+        assert!(LOOKED_UP.load(Ordering::Relaxed));
     }
 
     #[test]

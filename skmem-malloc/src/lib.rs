@@ -175,7 +175,11 @@ fn allocate_aligned(size: usize, align: usize) -> *mut u8 {
     if size > MAX_SIZE || align > MAX_SIZE {
         return ptr::null_mut();
     }
-    if align <= MAX_ALIGN {
+    // Up to 8 every class is aligned enough. Above that only the classes
+    // whose alignment reaches `align` are (a 16-byte alignment on a 1-byte
+    // request must not get the 8-byte class, whatever `malloc` rounds to):
+    // `skmem_alloc::aligned` picks among those.
+    if align <= 8 {
         allocate(size)
     } else {
         skmem_alloc::aligned(size, align)

@@ -85,10 +85,11 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use skmem_magazine::{Cache, CacheConfig, Global};
+use skmem_slab::debug::{env_flags, DebugFlags};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{AllocFlags, Error, NoCtor};
 
-use crate::classes::{ClassInfo, INFO, MAX_BATCH, NCLASSES};
+use crate::classes::{ClassInfo, GUARDED, INFO, MAX_BATCH, NCLASSES};
 use crate::lock::SpinLock;
 use crate::meta;
 use crate::report::say;
@@ -171,6 +172,10 @@ const INIT_RUNNING: u8 = 1;
 const INIT_DONE: u8 = 2;
 const INIT_FAILED: u8 = 3;
 static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+/// The process's `SKMEM_DEBUG` flags (bits of [`DebugFlags`]), read once by
+/// the initialisation, before any class exists; only the slow paths and
+/// class creation read them (see "Debug mode" in the module docs).
+static DEBUG_FLAGS: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
 /// Coarse milliseconds of the last maintenance round.
 static LAST_MAINTENANCE: AtomicU64 = AtomicU64::new(0);
@@ -358,6 +363,27 @@ fn double_free(p: *mut u8, c: usize) -> ! {
     ))
 }
 
+/// The process's debug flags (empty unless `SKMEM_DEBUG` asks for checks).
+fn debug_flags() -> DebugFlags {
+    DebugFlags::from_bits_truncate(DEBUG_FLAGS.load(Ordering::Relaxed))
+}
+
+/// `true` when the class caches run the slab layer's debug checks: the
+/// thread fronts are then bypassed (every object goes through the cache).
+fn debug_mode() -> bool {
+    debug_flags().enabled()
+}
+
+/// The layout of class `c`'s region: [`GUARDED`]'s when the debug mode has
+/// redzones, else [`INFO`]'s (whose stride is the class size).
+pub(crate) fn region_layout(c: usize) -> &'static ClassInfo {
+    if debug_flags().contains(DebugFlags::GUARDS) {
+        &GUARDED[c]
+    } else {
+        &INFO[c]
+    }
+}
+
 /// Runs the one-time initialisation (reservation, thread-exit key, fork
 /// handlers) if needed. Must be called with the thread busy, so that the
 /// allocations `pthread_atfork` may make do not come back here.
@@ -381,6 +407,16 @@ fn init_slow() -> bool {
         .is_ok()
     {
         let ok = reserve().is_some()
+            && {
+                // Read once, here, before any class exists; after the
+                // reservation, because reading the environment allocates
+                // (from the metadata allocator: the thread is busy).
+                let flags = env_flags();
+                if flags.enabled() {
+                    DEBUG_FLAGS.store(flags.bits(), Ordering::Relaxed);
+                }
+                true
+            }
             && {
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: `key` is a valid out-pointer; the destructor is an
@@ -453,7 +489,7 @@ fn build_class(c: usize) -> Option<&'static ClassCache> {
         FAILED => return None,
         _ => {}
     }
-    match make_cache(c, &INFO[c]) {
+    match make_cache(c, region_layout(c)) {
         Ok(cache) => {
             // SAFETY: NOT_BUILT under INIT_LOCK: nobody reads or writes
             // the cell until READY is published below.
@@ -474,15 +510,17 @@ fn build_class(c: usize) -> Option<&'static ClassCache> {
 }
 
 /// The layers of one class: a region over its slice of the reservation
-/// with exactly the class's object and segment size, a slab cache, a
-/// magazine cache (registered, so it shows in `skmem::all_stats`).
+/// with exactly the layout's object stride and segment size, a slab cache
+/// of the class's object size (the rest of the stride, in the guarded
+/// layout, is the debug redzone), a magazine cache (registered, so it
+/// shows in `skmem::all_stats`).
 fn make_cache(c: usize, info: &ClassInfo) -> skmem_traits::Result<ClassCache> {
     let name = format!("skmem-alloc.{}", info.size);
-    let params = RegionParams::new(name.clone(), info.size, info.objs * info.seg_count)
+    let params = RegionParams::new(name.clone(), info.stride, info.objs * info.seg_count)
         .seg_size(info.seg)
         .align(info.align.min(skmem_traits::CACHE_LINE_SIZE));
     let layout = params.configure()?;
-    if layout.obj_size != info.size
+    if layout.obj_size != info.stride
         || layout.seg_size != info.seg
         || layout.seg_count as usize != info.seg_count
     {
@@ -584,8 +622,9 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     let st = &CLASSES[c];
-    // SAFETY: the thread's own front.
-    let dead = unsafe { (*f).state } == DEAD;
+    // SAFETY: the thread's own front. In debug mode the bin keeps limit 0
+    // and takes one object at a time, as after thread exit.
+    let dead = unsafe { (*f).state } == DEAD || debug_mode();
     // SAFETY: the thread's own front.
     let bin = unsafe { ptr::addr_of_mut!((*f).bins[c]) };
     let want = if dead {
@@ -666,13 +705,23 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         if (*f).state == NEW {
             register(f);
         }
-        if (*f).state == DEAD {
-            // After this thread's exit destructor: straight to the cache.
+        if (*f).state == DEAD || debug_mode() {
+            // After this thread's exit destructor, or in debug mode (where
+            // the cache's checked free must see every free): straight to
+            // the cache.
             if let Some(cache) = CLASSES[c].built() {
-                let _g = CLASSES[c].lock.lock();
-                let obj = NonNull::new_unchecked(p);
-                // SAFETY: forwarded from the caller.
-                in_cache(c, "a free", || cache.free(obj));
+                {
+                    let _g = CLASSES[c].lock.lock();
+                    let obj = NonNull::new_unchecked(p);
+                    // SAFETY: forwarded from the caller.
+                    in_cache(c, "a free", || cache.free(obj));
+                }
+                // Frees made re-entrantly (while busy) were kept on the
+                // list; they go to the cache now.
+                let count = (*bin).count as usize;
+                if count != 0 {
+                    flush(f, c, count);
+                }
             }
             return;
         }

@@ -70,6 +70,38 @@
 //! them in *parent* and *child*. The child's other threads are gone; the
 //! objects their fronts held are lost to it (bounded by the limits).
 //!
+//! # Debug mode (`SKMEM_DEBUG`)
+//!
+//! The process's `SKMEM_DEBUG` flags ([`skmem_slab::debug::env_flags`])
+//! are read once, by the initialisation (after the reservation, before any
+//! class exists; the slab caches of the classes pick them up themselves
+//! through [`SlabConfig::new`]). When they ask for any check, correctness
+//! comes before speed, as in libumem:
+//!
+//! * **The fronts are bypassed.** A bin's limit stays 0 and every refill
+//!   takes one object, so the fast paths (unchanged: no new branch) always
+//!   miss and every `malloc`/`free` reaches the class [`Cache`] one object
+//!   at a time, through its checked paths: a double free (also `free(a);
+//!   free(b); free(a)`), a foreign or interior free is reported with its
+//!   address and aborts, instead of being kept on a list and handed out
+//!   twice; no free object carries the list link (which the poison check
+//!   would see as a write after free); and no object rests in a front, so
+//!   the exit leak report lists as "held by a user" only what the program
+//!   really holds. Frees made re-entrantly while the thread is busy still
+//!   go on its list (the class lock may be held) and are flushed by the
+//!   thread's next slow path on that class, or at thread exit.
+//! * **With `guards`, the class regions get a redzone.** Each region is
+//!   laid out with [`GUARDED`]'s stride (the class size plus at least
+//!   [`GUARD_BYTES`](skmem_slab::debug::GUARD_BYTES), rounded up to the
+//!   class's alignment, so objects stay as aligned as in the plain
+//!   layout), while the slab cache's object size, and `usable_size`, stay
+//!   the class size: the bytes between are the slab layer's redzone. The
+//!   O(1) address check of `free` tests the plain grid first; an address
+//!   off it goes to a cold path that accepts the redzoned grid
+//!   ([`region_layout`]), so the debug-off path is unchanged.
+//!
+//! With no flags, nothing here differs from the description above.
+//!
 //! # Giving memory back without a helper thread
 //!
 //! Every 256th slow path of a thread reads the coarse monotonic clock; at

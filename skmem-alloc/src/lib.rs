@@ -82,6 +82,12 @@
 //! message (unwinding out of an allocator is not allowed). Between the two,
 //! such a block may be handed out twice.
 //!
+//! Run with `SKMEM_DEBUG` (e.g. `SKMEM_DEBUG=all`) to have every free
+//! checked when it is made: the thread fronts are then bypassed and each
+//! double, foreign or interior free, overrun (with `guards`) or write
+//! after free (with `poison`) is reported by the slab layer's debug mode,
+//! naming the address, and aborts; see "Debug mode" in the `front` module.
+//!
 //! # Safety
 //!
 //! Each module states its invariants: `classes` (the

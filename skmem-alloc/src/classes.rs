@@ -100,8 +100,11 @@ const fn gcd(mut a: usize, mut b: usize) -> usize {
 /// Everything the fast and slow paths need about one class.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClassInfo {
-    /// Object size.
+    /// Object size (what `usable_size` reports).
     pub(crate) size: usize,
+    /// Distance between objects in a segment: `size`, or in the redzoned
+    /// layout ([`GUARDED`]) `size` plus room for the debug redzone.
+    pub(crate) stride: usize,
     /// Alignment every object of the class has.
     pub(crate) align: usize,
     /// Segment size.
@@ -112,7 +115,7 @@ pub(crate) struct ClassInfo {
     pub(crate) objs: usize,
     /// Bytes of the class slice covered by segments.
     pub(crate) span: usize,
-    /// Lemire's `u64::MAX / size + 1`, for exact division of 32-bit values.
+    /// Lemire's `u64::MAX / stride + 1`, for exact division of 32-bit values.
     pub(crate) m_size: u64,
     /// Most objects a thread front keeps.
     pub(crate) limit: u32,
@@ -125,12 +128,26 @@ pub(crate) struct ClassInfo {
 }
 
 const fn info(c: usize) -> ClassInfo {
+    layout(c, false)
+}
+
+/// Class `c`'s layout; with `guarded`, each object is followed by a
+/// redzone of at least [`GUARD_BYTES`](skmem_slab::debug::GUARD_BYTES)
+/// rounded up to the class's alignment (so the stride keeps every object
+/// aligned as the plain layout does).
+const fn layout(c: usize, guarded: bool) -> ClassInfo {
     let size = size_of_class(c);
     let tz = size.trailing_zeros();
     let natural = 1usize << tz;
     let align = if natural > PAGE { PAGE } else { natural };
-    let lcm = size / gcd(size, PAGE) * PAGE;
-    let mut target = size * 16;
+    let stride = if guarded {
+        let guard = skmem_slab::debug::GUARD_BYTES;
+        size + if align > guard { align } else { guard }
+    } else {
+        size
+    };
+    let lcm = stride / gcd(stride, PAGE) * PAGE;
+    let mut target = stride * 16;
     if target < MIN_SEG {
         target = MIN_SEG;
     }
@@ -148,12 +165,13 @@ const fn info(c: usize) -> ClassInfo {
     }
     ClassInfo {
         size,
+        stride,
         align,
         seg,
         seg_count,
-        objs: seg / size,
+        objs: seg / stride,
         span: seg * seg_count,
-        m_size: u64::MAX / size as u64 + 1,
+        m_size: u64::MAX / stride as u64 + 1,
         limit: limit as u32,
         batch: (limit / 2) as u32,
         first_refill: {
@@ -170,6 +188,19 @@ pub(crate) static INFO: [ClassInfo; NCLASSES] = {
     let mut c = 0;
     while c < NCLASSES {
         t[c] = info(c);
+        c += 1;
+    }
+    t
+};
+
+/// The per-class layouts with a redzone after each object, used instead of
+/// [`INFO`]'s for the class regions when the process runs with
+/// `SKMEM_DEBUG` guards (see the [`front`](crate::front) module docs).
+pub(crate) static GUARDED: [ClassInfo; NCLASSES] = {
+    let mut t = [info(0); NCLASSES];
+    let mut c = 0;
+    while c < NCLASSES {
+        t[c] = layout(c, true);
         c += 1;
     }
     t
@@ -236,16 +267,19 @@ mod tests {
         for size in 0..=MAX_SMALL {
             assert_eq!(class_of(size), class_of_arith(size), "size {size}");
         }
-        for info in &INFO {
-            assert_eq!(info.seg % info.size, 0, "{info:?}");
+        for info in INFO.iter().chain(&GUARDED) {
+            assert_eq!(info.seg % info.stride, 0, "{info:?}");
+            assert_eq!(info.stride % info.align, 0, "{info:?}");
+            assert!(info.stride >= info.size, "{info:?}");
+            assert!(info.seg_count <= MAX_SEGS, "{info:?}");
             assert_eq!(info.seg % PAGE, 0, "{info:?}");
             assert!(info.span <= SLICE);
             for a in (0..(1usize << 30))
                 .step_by(4099)
                 .chain([info.seg - 1, info.seg])
             {
-                assert_eq!(fast_div(a, info.m_size), a / info.size);
-                assert_eq!(fast_mod(a, info.m_size, info.size), a % info.size);
+                assert_eq!(fast_div(a, info.m_size), a / info.stride);
+                assert_eq!(fast_mod(a, info.m_size, info.stride), a % info.stride);
             }
         }
     }

@@ -70,6 +70,38 @@
 //! them in *parent* and *child*. The child's other threads are gone; the
 //! objects their fronts held are lost to it (bounded by the limits).
 //!
+//! # Debug mode (`SKMEM_DEBUG`)
+//!
+//! The process's `SKMEM_DEBUG` flags ([`skmem_slab::debug::env_flags`])
+//! are read once, by the initialisation (after the reservation, before any
+//! class exists; the slab caches of the classes pick them up themselves
+//! through [`SlabConfig::new`]). When they ask for any check, correctness
+//! comes before speed, as in libumem:
+//!
+//! * **The fronts are bypassed.** A bin's limit stays 0 and every refill
+//!   takes one object, so the fast paths (unchanged: no new branch) always
+//!   miss and every `malloc`/`free` reaches the class [`Cache`] one object
+//!   at a time, through its checked paths: a double free (also `free(a);
+//!   free(b); free(a)`), a foreign or interior free is reported with its
+//!   address and aborts, instead of being kept on a list and handed out
+//!   twice; no free object carries the list link (which the poison check
+//!   would see as a write after free); and no object rests in a front, so
+//!   the exit leak report lists as "held by a user" only what the program
+//!   really holds. Frees made re-entrantly while the thread is busy still
+//!   go on its list (the class lock may be held) and are flushed by the
+//!   thread's next slow path on that class, or at thread exit.
+//! * **With `guards`, the class regions get a redzone.** Each region is
+//!   laid out with [`GUARDED`]'s stride (the class size plus at least
+//!   [`GUARD_BYTES`](skmem_slab::debug::GUARD_BYTES), rounded up to the
+//!   class's alignment, so objects stay as aligned as in the plain
+//!   layout), while the slab cache's object size, and `usable_size`, stay
+//!   the class size: the bytes between are the slab layer's redzone. The
+//!   O(1) address check of `free` tests the plain grid first; an address
+//!   off it goes to a cold path that accepts the redzoned grid
+//!   ([`region_layout`]), so the debug-off path is unchanged.
+//!
+//! With no flags, nothing here differs from the description above.
+//!
 //! # Giving memory back without a helper thread
 //!
 //! Every 256th slow path of a thread reads the coarse monotonic clock; at
@@ -85,10 +117,11 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use skmem_magazine::{Cache, CacheConfig, Global};
+use skmem_slab::debug::{env_flags, DebugFlags};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{AllocFlags, Error, NoCtor};
 
-use crate::classes::{ClassInfo, INFO, MAX_BATCH, NCLASSES};
+use crate::classes::{ClassInfo, GUARDED, INFO, MAX_BATCH, NCLASSES};
 use crate::lock::SpinLock;
 use crate::meta;
 use crate::report::say;
@@ -171,6 +204,10 @@ const INIT_RUNNING: u8 = 1;
 const INIT_DONE: u8 = 2;
 const INIT_FAILED: u8 = 3;
 static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+/// The process's `SKMEM_DEBUG` flags (bits of [`DebugFlags`]), read once by
+/// the initialisation, before any class exists; only the slow paths and
+/// class creation read them (see "Debug mode" in the module docs).
+static DEBUG_FLAGS: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(0);
 /// Coarse milliseconds of the last maintenance round.
 static LAST_MAINTENANCE: AtomicU64 = AtomicU64::new(0);
@@ -358,6 +395,27 @@ fn double_free(p: *mut u8, c: usize) -> ! {
     ))
 }
 
+/// The process's debug flags (empty unless `SKMEM_DEBUG` asks for checks).
+fn debug_flags() -> DebugFlags {
+    DebugFlags::from_bits_truncate(DEBUG_FLAGS.load(Ordering::Relaxed))
+}
+
+/// `true` when the class caches run the slab layer's debug checks: the
+/// thread fronts are then bypassed (every object goes through the cache).
+fn debug_mode() -> bool {
+    debug_flags().enabled()
+}
+
+/// The layout of class `c`'s region: [`GUARDED`]'s when the debug mode has
+/// redzones, else [`INFO`]'s (whose stride is the class size).
+pub(crate) fn region_layout(c: usize) -> &'static ClassInfo {
+    if debug_flags().contains(DebugFlags::GUARDS) {
+        &GUARDED[c]
+    } else {
+        &INFO[c]
+    }
+}
+
 /// Runs the one-time initialisation (reservation, thread-exit key, fork
 /// handlers) if needed. Must be called with the thread busy, so that the
 /// allocations `pthread_atfork` may make do not come back here.
@@ -381,6 +439,16 @@ fn init_slow() -> bool {
         .is_ok()
     {
         let ok = reserve().is_some()
+            && {
+                // Read once, here, before any class exists; after the
+                // reservation, because reading the environment allocates
+                // (from the metadata allocator: the thread is busy).
+                let flags = env_flags();
+                if flags.enabled() {
+                    DEBUG_FLAGS.store(flags.bits(), Ordering::Relaxed);
+                }
+                true
+            }
             && {
                 let mut key: libc::pthread_key_t = 0;
                 // SAFETY: `key` is a valid out-pointer; the destructor is an
@@ -453,7 +521,7 @@ fn build_class(c: usize) -> Option<&'static ClassCache> {
         FAILED => return None,
         _ => {}
     }
-    match make_cache(c, &INFO[c]) {
+    match make_cache(c, region_layout(c)) {
         Ok(cache) => {
             // SAFETY: NOT_BUILT under INIT_LOCK: nobody reads or writes
             // the cell until READY is published below.
@@ -474,15 +542,17 @@ fn build_class(c: usize) -> Option<&'static ClassCache> {
 }
 
 /// The layers of one class: a region over its slice of the reservation
-/// with exactly the class's object and segment size, a slab cache, a
-/// magazine cache (registered, so it shows in `skmem::all_stats`).
+/// with exactly the layout's object stride and segment size, a slab cache
+/// of the class's object size (the rest of the stride, in the guarded
+/// layout, is the debug redzone), a magazine cache (registered, so it
+/// shows in `skmem::all_stats`).
 fn make_cache(c: usize, info: &ClassInfo) -> skmem_traits::Result<ClassCache> {
     let name = format!("skmem-alloc.{}", info.size);
-    let params = RegionParams::new(name.clone(), info.size, info.objs * info.seg_count)
+    let params = RegionParams::new(name.clone(), info.stride, info.objs * info.seg_count)
         .seg_size(info.seg)
         .align(info.align.min(skmem_traits::CACHE_LINE_SIZE));
     let layout = params.configure()?;
-    if layout.obj_size != info.size
+    if layout.obj_size != info.stride
         || layout.seg_size != info.seg
         || layout.seg_count as usize != info.seg_count
     {
@@ -584,8 +654,9 @@ unsafe fn refill(f: *mut Front, c: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     let st = &CLASSES[c];
-    // SAFETY: the thread's own front.
-    let dead = unsafe { (*f).state } == DEAD;
+    // SAFETY: the thread's own front. In debug mode the bin keeps limit 0
+    // and takes one object at a time, as after thread exit.
+    let dead = unsafe { (*f).state } == DEAD || debug_mode();
     // SAFETY: the thread's own front.
     let bin = unsafe { ptr::addr_of_mut!((*f).bins[c]) };
     let want = if dead {
@@ -666,13 +737,23 @@ unsafe fn free_slow(p: *mut u8, c: usize) {
         if (*f).state == NEW {
             register(f);
         }
-        if (*f).state == DEAD {
-            // After this thread's exit destructor: straight to the cache.
+        if (*f).state == DEAD || debug_mode() {
+            // After this thread's exit destructor, or in debug mode (where
+            // the cache's checked free must see every free): straight to
+            // the cache.
             if let Some(cache) = CLASSES[c].built() {
-                let _g = CLASSES[c].lock.lock();
-                let obj = NonNull::new_unchecked(p);
-                // SAFETY: forwarded from the caller.
-                in_cache(c, "a free", || cache.free(obj));
+                {
+                    let _g = CLASSES[c].lock.lock();
+                    let obj = NonNull::new_unchecked(p);
+                    // SAFETY: forwarded from the caller.
+                    in_cache(c, "a free", || cache.free(obj));
+                }
+                // Frees made re-entrantly (while busy) were kept on the
+                // list; they go to the cache now.
+                let count = (*bin).count as usize;
+                if count != 0 {
+                    flush(f, c, count);
+                }
             }
             return;
         }

@@ -82,6 +82,12 @@
 //! message (unwinding out of an allocator is not allowed). Between the two,
 //! such a block may be handed out twice.
 //!
+//! Run with `SKMEM_DEBUG` (e.g. `SKMEM_DEBUG=all`) to have every free
+//! checked when it is made: the thread fronts are then bypassed and each
+//! double, foreign or interior free, overrun (with `guards`) or write
+//! after free (with `poison`) is reported by the slab layer's debug mode,
+//! naming the address, and aborts; see "Debug mode" in the `front` module.
+//!
 //! # Safety
 //!
 //! Each module states its invariants: `classes` (the
@@ -155,15 +161,25 @@ fn home_of(ptr: *mut u8, what: &str) -> Home {
         {
             return Home::Class(c);
         }
-        bad_class_pointer(addr, c, o, what);
+        return class_cold(addr, c, o, what);
     }
     home_cold(addr, what)
 }
 
+/// An address in class `c`'s slice off the plain layout's grid: a block of
+/// the redzoned debug layout (whose stride is not the class size), or a
+/// bad pointer (reported, abort).
 #[cold]
 #[inline(never)]
-fn bad_class_pointer(addr: usize, c: usize, o: usize, what: &str) -> ! {
-    let info = &INFO[c];
+fn class_cold(addr: usize, c: usize, o: usize, what: &str) -> Home {
+    let info = front::region_layout(c);
+    if info.stride != info.size
+        && o < info.span
+        && fast_mod(o, info.m_size, info.stride) == 0
+        && front::class_ready(c)
+    {
+        return Home::Class(c);
+    }
     if o >= info.span || !front::class_ready(c) {
         report::die(format_args!(
             "{what}({addr:#x}): not a block of this allocator (unused part of the {}-byte class region)",
@@ -172,7 +188,7 @@ fn bad_class_pointer(addr: usize, c: usize, o: usize, what: &str) -> ! {
     }
     report::die(format_args!(
         "{what}({addr:#x}): interior pointer, {} bytes into a {}-byte object of size class {c}",
-        o % info.size,
+        o % info.stride,
         info.size
     ))
 }
@@ -391,7 +407,7 @@ pub fn owns(ptr: *const u8) -> bool {
     let off = addr.wrapping_sub(b);
     if off < CLASS_SPAN {
         let c = off >> SLICE_SHIFT;
-        return (off & (SLICE - 1)) < INFO[c].span && front::class_ready(c);
+        return (off & (SLICE - 1)) < front::region_layout(c).span && front::class_ready(c);
     }
     if meta::contains(addr) {
         return meta::block_of(addr).is_some();

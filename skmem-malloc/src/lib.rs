@@ -40,6 +40,18 @@
 //!   followed or corrupted. A double free is caught at the call when the
 //!   block is still the last one its thread freed in its class, otherwise
 //!   later by the slab layer; see skmem-alloc's "What is not detected".
+//! * **`SKMEM_DEBUG=guards,poison,audit,leaks|all[,continue]`** (read once,
+//!   at the first allocation): skmem's run-time debug mode for every size
+//!   class. The per-thread free lists are bypassed (every `malloc`/`free`
+//!   goes through the class cache's checked paths, one object at a time:
+//!   much slower, like libumem's `UMEM_DEBUG`), so any double free
+//!   (`free(a); free(b); free(a)`), foreign or interior free is reported on
+//!   stderr with the address and aborts; `guards` puts a redzone after each
+//!   block (sized from the size class, so an overrun is seen from the
+//!   block's usable size on: `malloc(40)` is a 48-byte block), checked on
+//!   free; `poison` catches writes after free; `leaks` prints what is still
+//!   out at exit (blocks resting in the class caches' magazines are listed
+//!   as such, not as held by the program). `continue` reports and goes on.
 //! * **glibc's other allocator entry points** (`__libc_malloc` and its
 //!   siblings, `malloc_trim`, `mallopt`, `mallinfo`, `mallinfo2`,
 //!   `malloc_stats`, `malloc_info`): exported here so that no program

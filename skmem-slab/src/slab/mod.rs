@@ -1162,6 +1162,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
 
     /// A snapshot of the slab layer's statistics.
     pub fn stats(&self) -> SlabStats {
+        // The name is copied before the lock is taken: copying allocates,
+        // and when skmem is the process's allocator that allocation may need
+        // this very cache's slab layer (a self-deadlock under the lock).
+        let name = self.config.name.clone();
         let state = self.book().lock();
         let (partial, empty, full) = state.list_lens();
         let mut c = state.counters;
@@ -1170,7 +1174,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             c.alloc_fail += self.state.lock().counters.alloc_fail;
         }
         SlabStats {
-            name: self.config.name.clone(),
+            name,
             objsize: self.config.obj_size as u64,
             objalign: self.config.align as u64,
             chunksize: self.chunk as u64,

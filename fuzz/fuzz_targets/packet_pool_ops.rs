@@ -452,9 +452,12 @@ impl<L: CpuLocal> Harness<L> {
             }
             &Op::UppPurge { owner } => {
                 let o = owner_of(owner);
-                self.pool.upp_purge(o);
+                // The model first: the purge frees the owner's packets, and
+                // a completion callback that panics on one of them unwinds
+                // out of `upp_purge` after every packet has been freed.
                 self.held.retain(|&(_, _, h)| h != o);
                 self.held_bufs.retain(|&(_, h)| h != o);
+                self.pool.upp_purge(o);
             }
             Op::Reap => self.pool.reap(),
             Op::Purge => self.pool.purge(),
@@ -521,7 +524,16 @@ fn run<L: CpuLocal>(input: &Input) {
     let Some(mut h) = Harness::<L>::new(input) else {
         return;
     };
+    // SKMEM_FUZZ_TRACE=1 prints each operation (to replay a finding).
+    let trace = std::env::var_os("SKMEM_FUZZ_TRACE").is_some();
+    if trace {
+        eprintln!("on_demand {} per_thread {} md_count {}", input.on_demand, input.per_thread, input.md_count);
+    }
     for op in input.ops.iter().take(256) {
+        if trace {
+            let s = h.pool.stats();
+            eprintln!("  out {} upp {} | {op:?}", s.packets_out, s.upp_packets);
+        }
         let before = h.injected.load(Ordering::Relaxed);
         let r = panic::catch_unwind(AssertUnwindSafe(|| h.step(op)));
         if let Err(payload) = r {

@@ -142,3 +142,35 @@ fn panicking_completion_callback_mid_batch_loses_no_packet() {
     // SAFETY: fresh packets, freed once (no completion requested).
     unsafe { pool.free_batch(&again) }.unwrap();
 }
+
+/// Found by the `packet_pool_ops` fuzz campaign: purging a user's packets
+/// whose completion callback panicked lost the buflets of their chains
+/// (already out of the user table, never freed).
+#[test]
+fn panicking_completion_callback_in_a_user_purge_loses_no_buflet() {
+    let pool = pool("hostile-upp-purge-panic", true);
+    pool.on_tx_completion(|_| panic!("completion callback panics"));
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        // Three buflets each: two of them go to the user's table at
+        // hand-off.
+        let p = pool.alloc_packet(3, NS).unwrap();
+        // SAFETY: ours; asks for the callbacks on free, then given up.
+        unsafe {
+            p.request_tx_completion();
+            held.push(pool.upp_insert(7, p).unwrap());
+        }
+    }
+    let before = pool.stats();
+    assert_eq!(before.packets_out, 5);
+    assert_eq!(before.buflets_out, 15);
+
+    let r = catch_unwind(AssertUnwindSafe(|| pool.upp_purge(7)));
+    assert!(r.is_err(), "the callback's panic reaches the caller");
+    let after = pool.stats();
+    assert_eq!(after.packets_out, 0, "packets lost to the panic");
+    assert_eq!(after.buflets_out, 0, "buflets lost to the panic");
+    assert!(pool.upp_is_empty());
+    // SAFETY: this thread is the only user of the pool.
+    assert!(unsafe { pool.outstanding() }.is_empty());
+}

@@ -24,6 +24,7 @@
 //! compared with kernel-side values; they never become addresses.
 
 use core::ptr::{self, NonNull};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use hashbrown::HashMap;
 use skmem_traits::{CpuLocal, Error, Result, SegmentSource};
@@ -462,6 +463,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     /// Frees everything `owner` holds (its process died; the seed's
     /// `pp_purge_upp`). Returns (packets, buflets) freed.
+    ///
+    /// A transmit-completion callback that panics does not stop the purge:
+    /// every packet and buflet is freed first, then the first panic is
+    /// resumed.
     pub fn upp_purge(&self, owner: u32) -> (usize, usize) {
         self.purge_upp(Some(owner))
     }
@@ -502,8 +507,18 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             for p in &pkts {
                 (*p.kmd()).owner = NO_OWNER;
             }
-            self.free_batch_checked(&pkts);
-            self.free_buflet_batch(&bfts);
+        }
+        // A transmit-completion callback may panic while the packets are
+        // freed (after all of them are): the buflets, already out of the
+        // table, must still go back before the panic goes on.
+        // SAFETY: as above.
+        let freed = catch_unwind(AssertUnwindSafe(|| unsafe {
+            self.free_batch_checked(&pkts)
+        }));
+        // SAFETY: as above.
+        unsafe { self.free_buflet_batch(&bfts) };
+        if let Err(payload) = freed {
+            resume_unwind(payload);
         }
         (pkts.len(), bfts.len())
     }

@@ -135,9 +135,14 @@ impl PacketPoolConfig {
     }
 
     /// Debug checks of every cache of the pool (see `skmem_slab::debug`),
-    /// replacing the process-wide `SKMEM_DEBUG` flags. Redzones fit only
-    /// where a cache's chunk has room after its objects (the pool does not
-    /// grow its strides); the others say so on stderr when built.
+    /// replacing the process-wide `SKMEM_DEBUG` flags. With
+    /// [`GUARDS`](skmem_slab::DebugFlags::GUARDS) every region's object
+    /// stride grows by [`GUARD_BYTES`](skmem_slab::debug::GUARD_BYTES)
+    /// (rounded up to the chunk alignment) to hold the redzone; the
+    /// regions' layouts, which user processes read, carry the grown
+    /// strides. A buffer's redzone is checked when the buffer leaves its
+    /// metadata (reap, purge, drop), since the pair stays built while the
+    /// metadata rests in the slab layer.
     pub fn debug(mut self, flags: skmem_slab::DebugFlags) -> Self {
         self.debug = flags;
         self
@@ -385,8 +390,13 @@ impl PacketPoolConfig {
         if self.md_magazines {
             md_mode.remove(RegionMode::NOMAGAZINES);
         }
-        let md_chunk = KMD_SIZE.next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
-        let kmd = RegionParams::new(format!("{prefix}kmd.{n}"), KMD_SIZE, self.md_count)
+        // With debug guards every region object is grown by a redzone (the
+        // slab caches keep their object sizes; the redzone is the rest of
+        // the chunk). Strides come from the region layouts everywhere, the
+        // user side's view included, so nothing else changes.
+        let grown = |size: usize| skmem_slab::debug::region_obj_size(size, self.debug);
+        let md_chunk = grown(KMD_SIZE).next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+        let kmd = RegionParams::new(format!("{prefix}kmd.{n}"), grown(KMD_SIZE), self.md_count)
             .mode(md_mode)
             .magazine_max_objs(if self.md_magazines {
                 magazine_max_objs_for::<SeedLadder>(md_chunk, slots)
@@ -436,17 +446,19 @@ impl PacketPoolConfig {
         if self.buf_nocache {
             buf_mode |= RegionMode::NOCACHE;
         }
-        let buf_chunk = self
-            .buf_size
-            .next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
-        let buf = RegionParams::new(format!("{prefix}buf_def.{n}"), self.buf_size, buf_count)
-            .seg_size(self.buf_seg_size)
-            .mode(buf_mode)
-            .magazine_max_objs(if striding {
-                magazine_max_objs_for::<SeedLadder>(buf_chunk, slots)
-            } else {
-                0
-            });
+        let buf_chunk = grown(self.buf_size).next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+        let buf = RegionParams::new(
+            format!("{prefix}buf_def.{n}"),
+            grown(self.buf_size),
+            buf_count,
+        )
+        .seg_size(self.buf_seg_size)
+        .mode(buf_mode)
+        .magazine_max_objs(if striding {
+            magazine_max_objs_for::<SeedLadder>(buf_chunk, slots)
+        } else {
+            0
+        });
         let buf_l = buf.configure().map_err(|e| rename_param(e, "buf_size"))?;
 
         // 4. large buffers
@@ -458,12 +470,10 @@ impl PacketPoolConfig {
             } else {
                 mode | RegionMode::NOMAGAZINES
             };
-            let lchunk = self
-                .large_buf_size
-                .next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+            let lchunk = grown(self.large_buf_size).next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
             let p = RegionParams::new(
                 format!("{prefix}buf_large.{n}"),
-                self.large_buf_size,
+                grown(self.large_buf_size),
                 buf_count,
             )
             .seg_size(self.buf_seg_size)
@@ -484,10 +494,10 @@ impl PacketPoolConfig {
         // 5. kernel buflets
         let kbft = if self.on_demand {
             let count = buf_l.obj_count + lbuf.as_ref().map_or(0, |(_, l)| l.obj_count);
-            let chunk = KBUF_SIZE.next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
+            let chunk = grown(KBUF_SIZE).next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
             // Two caches (default and large buffers) may share the region.
             let caches = if lbuf.is_some() { 2 } else { 1 };
-            let p = RegionParams::new(format!("{prefix}kbft.{n}"), KBUF_SIZE, count)
+            let p = RegionParams::new(format!("{prefix}kbft.{n}"), grown(KBUF_SIZE), count)
                 .mode(md_mode)
                 .magazine_max_objs(if self.md_magazines {
                     caches * magazine_max_objs_for::<SeedLadder>(chunk, slots)

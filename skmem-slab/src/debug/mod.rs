@@ -25,8 +25,13 @@
 //!   pattern derived from the object's address (libumem's buftag encodes the
 //!   bufctl the same way) and checked on every free and when a magazine
 //!   gives the object back (purge, reap, drop). Builders grow the chunk by
-//!   [`GUARD_BYTES`] (see [`region_obj_size`]); a hand-made region whose
-//!   chunk leaves no room gets no redzone (said once on stderr).
+//!   [`GUARD_BYTES`] (see [`region_obj_size`]): the magazine cache's
+//!   builder, the general-purpose allocator's classes and the packet pool
+//!   (metadata, buflets, default and large buffers) all do; a hand-made
+//!   region whose chunk leaves no room gets no redzone (said once on
+//!   stderr). A packet's buffers stay attached to its constructed metadata
+//!   while the metadata rests in the slab layer, so their redzones are
+//!   checked when the metadata lets them go (reap, purge, the pool's drop).
 //! * [`POISON`](DebugFlags::POISON): a freed object is filled with
 //!   [`FREE_PATTERN`] and checked when it is handed out again (a write after
 //!   free is reported with its offset); an object handed out is filled with

@@ -1,10 +1,10 @@
-//! The layout of the published region (version 1) and the seqlocked
+//! The layout of the published region (version 2) and the seqlocked
 //! accessors over it.
 //!
 //! ```text
 //! offset  size  header (HEADER_SIZE = 128 bytes, little-endian, native words)
 //!      0     8  magic  = "SKMEMST1" as a u64 (MAGIC)
-//!      8     4  version = 1 (VERSION)
+//!      8     4  version = 2 (VERSION)
 //!     12     4  header size (128)
 //!     16     4  record size (512)
 //!     20     4  capacity: records the region holds
@@ -28,6 +28,12 @@
 //!    120   392  49 counters (u64), in the order of the kind's field list
 //! ```
 //!
+//! A custom record's counters are: word 0 = `n | names_len << 32`, then the
+//! `n` values, then the counters' names as UTF-8 separated by NUL bytes,
+//! `names_len` bytes packed into the words after the values (names that do
+//! not fit are cut at a name boundary; a reader numbers the missing ones
+//! `"0"`, `"1"`, ...). Version 1 published no names.
+//!
 //! # Seqlocks
 //!
 //! The writer makes a word odd, issues a release fence, writes the data,
@@ -46,8 +52,9 @@ use skmem_traits::stats::{
 
 /// `"SKMEMST1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SKMEMST1");
-/// The layout version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// The layout version this crate writes and reads (2: custom records carry
+/// their counters' names).
+pub const VERSION: u32 = 2;
 /// Bytes of the header.
 pub const HEADER_SIZE: usize = 128;
 /// Bytes of one record.
@@ -233,8 +240,8 @@ macro_rules! arena_fields {
 }
 
 /// Encodes one registry entry as a record. Custom counters beyond
-/// [`VALUES`] - 1 are dropped, and their names are not published (a
-/// reader sees them as `"0"`, `"1"`, ...).
+/// [`VALUES`] - 1 are dropped, and so are the names that do not fit in the
+/// words after the values (a reader numbers those `"0"`, `"1"`, ...).
 pub fn encode(id: u64, stats: &Stats) -> RawRecord {
     let mut v = [0u64; VALUES];
     let mut i = 0usize;
@@ -264,11 +271,29 @@ pub fn encode(id: u64, stats: &Stats) -> RawRecord {
         }
         Stats::Custom(s) => {
             let n = s.values.len().min(VALUES - 1);
-            v[0] = n as u64;
             for (k, (_, value)) in s.values.iter().take(n).enumerate() {
                 v[k + 1] = *value;
             }
-            i = n + 1;
+            // The names, NUL-separated, in the words left after the values.
+            let room = (VALUES - 1 - n) * 8;
+            let mut names = Vec::with_capacity(room);
+            for (k, (name, _)) in s.values.iter().take(n).enumerate() {
+                let extra = name.len() + usize::from(k > 0);
+                if names.len() + extra > room {
+                    break;
+                }
+                if k > 0 {
+                    names.push(0);
+                }
+                names.extend_from_slice(name.as_bytes());
+            }
+            for (w, chunk) in names.chunks(8).enumerate() {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                v[n + 1 + w] = u64::from_le_bytes(word);
+            }
+            v[0] = n as u64 | (names.len() as u64) << 32;
+            i = VALUES;
             &s.kind
         }
     };
@@ -339,11 +364,28 @@ pub fn decode(r: &RawRecord) -> Option<Stats> {
             Stats::Arena(s)
         }
         6 => {
-            let n = (v[0] as usize).min(VALUES - 1);
+            let n = ((v[0] & 0xffff_ffff) as usize).min(VALUES - 1);
+            let names_len = ((v[0] >> 32) as usize).min((VALUES - 1 - n) * 8);
+            let bytes: Vec<u8> = v[n + 1..]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .take(names_len)
+                .collect();
+            let mut names = bytes
+                .split(|&b| b == 0)
+                .filter(|_| names_len > 0)
+                .map(|b| String::from_utf8_lossy(b).into_owned());
             Stats::Custom(CustomStats {
                 kind: aux.into(),
                 name,
-                values: (0..n).map(|k| (k.to_string().into(), v[k + 1])).collect(),
+                values: (0..n)
+                    .map(|k| {
+                        (
+                            names.next().unwrap_or_else(|| k.to_string()).into(),
+                            v[k + 1],
+                        )
+                    })
+                    .collect(),
             })
         }
         _ => return None,

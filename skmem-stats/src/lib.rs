@@ -10,8 +10,12 @@
 //!   `skmem-top` does). Off by default.
 //! * [`init_from_env`]: `SKMEM_STATS=publish` starts publishing (interval
 //!   `SKMEM_STATS_INTERVAL_MS`, default 1000), `SKMEM_SHOW_STATS=1` prints
-//!   the dump to standard error when the process exits. A program calls it
-//!   once at start (the README's main job and `skmem-top --demo` do).
+//!   the dump to standard error when the process exits. On Linux it runs
+//!   by itself when the program is loaded, in every program that links
+//!   this crate (the `skmem` facade does: it re-exports it as
+//!   `skmem::stats`), so the environment variables work without a line of
+//!   code; calling it again is harmless, and is how a program learns
+//!   whether starting the publisher failed.
 //!
 //! ```
 //! let region_or_cache = skmem_stats::dump(); // tables, possibly empty
@@ -75,6 +79,33 @@ pub fn init_from_env() -> std::io::Result<()> {
         }
     });
     result
+}
+
+/// Runs [`init_from_env`] when the program is loaded (an ELF
+/// `.init_array` entry, run by the dynamic loader or the C runtime before
+/// `main`), but only when one of its variables is set, so a program that
+/// sets neither pays one `getenv` per variable. A failure to start the
+/// publisher is said on standard error: there is no caller to return it
+/// to.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static INIT_FROM_ENV_AT_LOAD: extern "C" fn() = init_from_env_at_load;
+
+#[cfg(target_os = "linux")]
+extern "C" fn init_from_env_at_load() {
+    // Unwinding out of an `.init_array` function would be undefined
+    // behaviour: nothing here should panic, and a panic is contained.
+    let _ = std::panic::catch_unwind(|| {
+        let asked = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        if asked("SKMEM_STATS") || asked("SKMEM_SHOW_STATS") {
+            if let Err(e) = init_from_env() {
+                let msg = format!("skmem-stats: SKMEM_STATS=publish failed: {e}\n");
+                // SAFETY: writes a live byte buffer to fd 2.
+                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+            }
+        }
+    });
 }
 
 /// Prints [`dump`] to standard error when the process exits normally

@@ -273,7 +273,7 @@ impl Reader {
         let record = shared.read_u32(off::RECORD_SIZE) as usize;
         if header != HEADER_SIZE || record != RECORD_SIZE {
             return Err(ReadError::Garbage(format!(
-                "header size {header} / record size {record}, version 1 has {HEADER_SIZE} / {RECORD_SIZE}"
+                "header size {header} / record size {record}, version {VERSION} has {HEADER_SIZE} / {RECORD_SIZE}"
             )));
         }
         let capacity = shared.read_u32(off::CAPACITY) as usize;

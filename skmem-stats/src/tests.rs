@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use rustix::fs::{MemfdFlags, SealFlags};
 
-use crate::layout::{off, RawRecord, Shared, HEADER_SIZE, MAGIC, RECORD_SIZE, VALUES};
+use crate::layout::{
+    decode, encode, off, RawRecord, Shared, HEADER_SIZE, MAGIC, RECORD_SIZE, VALUES, VERSION,
+};
 use crate::writer::Region;
+use crate::Stats;
 use crate::{ReadError, Reader};
 
 /// A record whose every field is derived from `k`: a torn read mixes two
@@ -132,7 +135,7 @@ fn truncated_and_garbage_regions_are_errors() {
         "{err}"
     );
     // A header that claims more records than the file holds.
-    let mut h = header(1, 8);
+    let mut h = header(VERSION, 8);
     h.extend(vec![0u8; 3 * RECORD_SIZE]);
     let err = Reader::from_fd(memfd_with(&h, true), None).unwrap_err();
     assert!(
@@ -140,26 +143,32 @@ fn truncated_and_garbage_regions_are_errors() {
         "{err}"
     );
     // A version from the future.
-    let err = Reader::from_fd(memfd_with(&header(2, 0), true), None).unwrap_err();
+    let err = Reader::from_fd(memfd_with(&header(VERSION + 1, 0), true), None).unwrap_err();
     assert!(
         matches!(
             err,
-            ReadError::UnknownVersion {
-                found: 2,
-                supported: 1
-            }
+            ReadError::UnknownVersion { found, supported }
+                if found == VERSION + 1 && supported == VERSION
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("version 2"));
+    assert!(err
+        .to_string()
+        .contains(&format!("version {}", VERSION + 1)));
+    // The previous layout (custom records without names) is refused too.
+    let err = Reader::from_fd(memfd_with(&header(1, 0), true), None).unwrap_err();
+    assert!(
+        matches!(err, ReadError::UnknownVersion { found: 1, .. }),
+        "{err}"
+    );
     // Not sealed: the writer could shrink it under a reader.
-    let err = Reader::from_fd(memfd_with(&header(1, 0), false), None).unwrap_err();
+    let err = Reader::from_fd(memfd_with(&header(VERSION, 0), false), None).unwrap_err();
     assert!(
         matches!(&err, ReadError::Garbage(w) if w.contains("sealed")),
         "{err}"
     );
     // A count past the capacity, and a record of an unknown kind.
-    let mut h = header(1, 1);
+    let mut h = header(VERSION, 1);
     h[off::COUNT..off::COUNT + 8].copy_from_slice(&5u64.to_le_bytes());
     h.extend(vec![0u8; RECORD_SIZE]);
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();
@@ -189,4 +198,53 @@ fn truncated_and_garbage_regions_are_errors() {
     h[HEADER_SIZE + off::R_NAME_LEN] = 0;
     let reader = Reader::from_fd(memfd_with(&h, true), None).unwrap();
     assert_eq!(reader.read().unwrap().entries.len(), 1);
+}
+
+#[test]
+fn custom_records_round_trip_with_their_counter_names() {
+    use skmem_traits::stats::CustomStats;
+    let stats = Stats::Custom(CustomStats {
+        kind: "size-class".into(),
+        name: "skmem-alloc.96".into(),
+        values: vec![
+            ("obj_size".into(), 96),
+            ("in_use".into(), 1234),
+            ("allocs".into(), u64::MAX),
+        ],
+    });
+    let back = decode(&encode(7, &stats)).unwrap();
+    assert_eq!(back, stats);
+}
+
+#[test]
+fn custom_names_that_do_not_fit_are_numbered() {
+    use skmem_traits::stats::CustomStats;
+    // 40 counters leave 8 words (64 bytes) for names: the first names fit,
+    // the rest are numbered by position.
+    let values: Vec<_> = (0..40u64)
+        .map(|k| (format!("counter-number-{k:02}").into(), k * 3))
+        .collect();
+    let stats = Stats::Custom(CustomStats {
+        kind: "many".into(),
+        name: "many".into(),
+        values,
+    });
+    let Some(Stats::Custom(back)) = decode(&encode(1, &stats)) else {
+        panic!("a custom record decodes as custom")
+    };
+    assert_eq!(back.values.len(), 40);
+    // 17-byte names plus separators: three fit in 64 bytes.
+    let names: Vec<&str> = back.values.iter().map(|(n, _)| &**n).collect();
+    assert_eq!(
+        &names[..3],
+        [
+            "counter-number-00",
+            "counter-number-01",
+            "counter-number-02"
+        ]
+    );
+    assert_eq!(names[3], "3");
+    assert_eq!(names[39], "39");
+    let vals: Vec<u64> = back.values.iter().map(|(_, v)| *v).collect();
+    assert_eq!(vals, (0..40u64).map(|k| k * 3).collect::<Vec<_>>());
 }

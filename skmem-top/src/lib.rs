@@ -7,8 +7,9 @@
 //! skmem-top --once --json PID   # one snapshot as JSON, for scripts
 //! ```
 //!
-//! The process publishes with [`skmem_stats::publish`] (or
-//! `SKMEM_STATS=publish` and [`skmem_stats::init_from_env`]); `skmem-top`
+//! The process publishes with [`skmem_stats::publish`] or, in any program
+//! that links `skmem-stats`, by running with `SKMEM_STATS=publish` (see
+//! [`skmem_stats::init_from_env`]); `skmem-top`
 //! finds the `skmem-stats` memfd under `/proc/PID/fd`, maps it read-only
 //! and reads it every second. Keys: `s` cycles the sort column, `r`
 //! reverses the order, `/` filters by name (Enter applies, Esc clears),

@@ -1,4 +1,5 @@
-//! `SKMEM_SHOW_STATS=1` with real caches alive at exit: the exit hook
+//! `SKMEM_SHOW_STATS=1` with real caches alive at exit, in a program that
+//! only uses the `skmem` facade and never calls the stats crate: the exit hook
 //! takes every object's stats after the main thread's thread-locals are
 //! gone (glibc runs them before `atexit` handlers) and prints the tables.
 
@@ -12,7 +13,19 @@ fn child_side_of_exit_dump() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    skmem::stats::init_from_env().unwrap();
+    // No call: `SKMEM_SHOW_STATS=1` is acted on when the program is
+    // loaded, in any program that links the `skmem` facade.
+    let region = skmem::Region::<skmem::Heap>::new(
+        skmem::RegionParams::new("exit.slab-region", 128, 64),
+        skmem::HeapConfig::default(),
+    )
+    .unwrap();
+    let slab = skmem::SlabCache::new_shared(
+        region,
+        skmem::SlabConfig::new("exit.slab", 128),
+        skmem::NoCtor,
+    )
+    .unwrap();
     let cache = skmem::Cache::builder("exit.cache", 200)
         .capacity(100)
         .build()
@@ -27,6 +40,7 @@ fn child_side_of_exit_dump() {
     // Alive at exit.
     std::mem::forget(cache);
     std::mem::forget(pool);
+    std::mem::forget(slab);
 }
 
 #[test]
@@ -46,6 +60,7 @@ fn show_stats_prints_live_caches_at_exit() {
         "regions (",
         "packet pools (",
         "exit.pool",
+        "exit.slab",
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }

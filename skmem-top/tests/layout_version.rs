@@ -9,11 +9,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_skmem-top");
 #[test]
 fn a_region_of_another_layout_version_gets_a_clear_message() {
     use rustix::fs::{MemfdFlags, SealFlags};
-    // This process publishes a region from the future: version 2.
+    // This process publishes a region from another layout version.
+    let other = skmem_stats::layout::VERSION + 1;
     let fd = rustix::fs::memfd_create("skmem-stats", MemfdFlags::ALLOW_SEALING).unwrap();
     let mut header = vec![0u8; skmem_stats::layout::HEADER_SIZE];
     header[..8].copy_from_slice(&skmem_stats::layout::MAGIC.to_le_bytes());
-    header[8..12].copy_from_slice(&2u32.to_le_bytes());
+    header[8..12].copy_from_slice(&other.to_le_bytes());
     rustix::io::write(&fd, &header).unwrap();
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW).unwrap();
     let me = std::process::id().to_string();
@@ -22,7 +23,10 @@ fn a_region_of_another_layout_version_gets_a_clear_message() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("layout version 2; this reader reads version 1"),
+            err.contains(&format!(
+                "layout version {other}; this reader reads version {}",
+                skmem_stats::layout::VERSION
+            )),
             "{args:?}: {err}"
         );
     }

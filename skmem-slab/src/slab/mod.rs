@@ -226,6 +226,9 @@ pub struct SlabCache<S: SegmentSource, C: ObjectCtor = NoCtor, M: Mirror = NoMir
     /// Debug mode: the real bookkeeping and the object records. `state`
     /// then stays empty, so every operation falls into the cold paths.
     debug: Option<Arc<debug::SlabDebug>>,
+    /// The registry entry of a cache built by [`new_shared`](Self::new_shared)
+    /// (a cache inside a magazine cache is listed through that cache).
+    registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
 }
 
 impl<S: SegmentSource, C: ObjectCtor, M: Mirror> std::fmt::Debug for SlabCache<S, C, M> {
@@ -236,6 +239,19 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> std::fmt::Debug for SlabCache<S
             .field("chunk", &self.chunk)
             .field("objs_per_slab", &self.objs)
             .finish_non_exhaustive()
+    }
+}
+
+impl<S: SegmentSource, C: ObjectCtor, M: Mirror> skmem_traits::registry::Registered
+    for SlabCache<S, C, M>
+{
+    fn stats(&self) -> skmem_traits::registry::Stats {
+        skmem_traits::registry::Stats::Slab(SlabCache::stats(self))
+    }
+
+    fn reclaim(&self, _lowmem: bool) {
+        // Empty slabs are all a slab cache on its own can give back.
+        self.reap();
     }
 }
 
@@ -351,7 +367,29 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             ctor_calls: AtomicU64::new(0),
             dtor_calls: AtomicU64::new(0),
             debug,
+            registration: std::sync::OnceLock::new(),
         })
+    }
+
+    /// [`new`](Self::new) for a slab cache used on its own: shared behind
+    /// an [`Arc`] and listed in the process-wide
+    /// [registry](skmem_traits::registry) as [`Kind::Slab`] until it is
+    /// dropped, so that dumps, `SKMEM_SHOW_STATS` and `skmem-top` show it
+    /// (a slab cache under a magazine cache is shown through that cache's
+    /// stats instead, so `new` does not list it).
+    ///
+    /// [`Kind::Slab`]: skmem_traits::registry::Kind::Slab
+    pub fn new_shared(region: Arc<Region<S, M>>, config: SlabConfig, ctor: C) -> Result<Arc<Self>>
+    where
+        S: 'static,
+        C: 'static,
+        M: 'static,
+    {
+        let cache = Arc::new(Self::new(region, config, ctor)?);
+        let entry =
+            skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Slab, &cache);
+        let _ = cache.registration.set(entry);
+        Ok(cache)
     }
 
     /// The lock holding the real bookkeeping: the debug state in debug

@@ -174,12 +174,13 @@ fn attach_and_run(pid: u32, args: &Args, demo: bool) -> ExitCode {
 
 /// One snapshot as a JSON object: `pid`, `generation`, `caches` (each
 /// with `name` and `obj_size` on top of every [`CacheStats`] field),
-/// `regions`, `pools`, `arenas` and `other`.
+/// `slabs` (slab caches used on their own), `regions`, `pools`, `arenas`
+/// and `other`.
 fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
     use serde_json::{json, Value};
     let mut caches = Vec::new();
-    let (mut regions, mut pools, mut arenas, mut other) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut slabs, mut regions, mut pools, mut arenas, mut other) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in &snap.entries {
         match &e.stats {
             skmem_stats::Stats::Cache(c) => {
@@ -191,6 +192,7 @@ fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
                 }
                 caches.push(v);
             }
+            skmem_stats::Stats::Slab(s) => slabs.push(json!(s)),
             skmem_stats::Stats::Region(r) => regions.push(json!(r)),
             skmem_stats::Stats::Pool(p) => pools.push(json!(p)),
             skmem_stats::Stats::Arena(a) => arenas.push(json!(a)),
@@ -203,6 +205,7 @@ fn snapshot_json(snap: &Snapshot) -> serde_json::Value {
         "time_ns": snap.time_ns,
         "dropped": snap.dropped,
         "caches": caches,
+        "slabs": slabs,
         "regions": regions,
         "pools": pools,
         "arenas": arenas,

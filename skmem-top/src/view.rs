@@ -292,6 +292,17 @@ impl SnapshotExt for Snapshot {
             .iter()
             .filter_map(|e| match &e.stats {
                 skmem_stats::Stats::Cache(c) => Some((e.id, c.clone())),
+                // A slab cache on its own is a row without a magazine
+                // layer: its allocations are all slab allocations.
+                skmem_stats::Stats::Slab(s) => Some((
+                    e.id,
+                    CacheStats {
+                        name: s.name.clone(),
+                        locality: "slab only".into(),
+                        slab: s.clone(),
+                        ..CacheStats::default()
+                    },
+                )),
                 _ => None,
             })
             .collect()
@@ -326,6 +337,32 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_slab_cache_on_its_own_is_a_row() {
+        let mut v = View::default();
+        let mut snapshot = snap(1, 10, &[(1, "cache", 64, 5)]);
+        snapshot.entries.push(SnapshotEntry {
+            id: 2,
+            stats: Stats::Slab(skmem_traits::stats::SlabStats {
+                name: "lone-slab".into(),
+                objsize: 96,
+                sl_alloc: 40,
+                sl_bufinuse: 7,
+                ..Default::default()
+            }),
+        });
+        v.update(&snapshot);
+        let rows = v.cache_rows();
+        let row = rows
+            .iter()
+            .find(|r| r.stats.name == "lone-slab")
+            .expect("the slab cache is listed");
+        assert_eq!(row.stats.slab.objsize, 96);
+        assert_eq!(row.stats.objs_in_use(), 7);
+        assert_eq!(row.stats.locality, "slab only");
+        assert_eq!(rows.len(), 2);
     }
 
     #[test]

@@ -145,3 +145,47 @@ fn reclaim_returns_the_chains_to_the_cache() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn chains_of_large_objects_are_few() {
+    let _serial = SERIAL.lock().unwrap();
+    // The 212992-byte class: front limit 2, so an overflow keeps 1 and
+    // chains 2 objects (416 KiB); the class keeps at most 2 such chains
+    // (1 MiB of chains per class), then batches go through the cache.
+    let size = 200_000;
+    let c = skmem_alloc::class_index(size).unwrap();
+    let blocks: Vec<usize> =
+        std::thread::spawn(move || (0..6).map(|_| skmem_alloc::malloc(size) as usize).collect())
+            .join()
+            .unwrap();
+    std::thread::spawn(move || {
+        let warm = skmem_alloc::malloc(size);
+        // SAFETY: a live block, freed once.
+        unsafe { skmem_alloc::free(warm) };
+        let before = skmem_alloc::class_stats(c).unwrap();
+        for (i, &p) in blocks.iter().enumerate() {
+            // SAFETY: live blocks given up to this thread, each freed once.
+            unsafe { skmem_alloc::free(p as *mut u8) };
+            let s = skmem_alloc::class_stats(c).unwrap();
+            // The 2nd and 4th frees overflow the list into chains, the
+            // 6th finds the chains full and goes to the magazines.
+            let (flushes, magazine_frees) = match i + 1 {
+                1 => (0, 0),
+                2 | 3 => (1, 0),
+                4 | 5 => (2, 0),
+                _ => (3, 2),
+            };
+            assert_eq!(
+                (
+                    s.flushes - before.flushes,
+                    s.magazine_frees - before.magazine_frees
+                ),
+                (flushes, magazine_frees),
+                "after free {}: {s:?}",
+                i + 1
+            );
+        }
+    })
+    .join()
+    .unwrap();
+}

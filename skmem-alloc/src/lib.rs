@@ -142,12 +142,14 @@ enum Home {
     Large(usize),
 }
 
-/// Finds where `ptr` (not null) belongs, or reports it and aborts.
+/// The class of `ptr` when it is an object on the plain grid of a class
+/// region (the common case, decided without a branch to a cold path);
+/// `None` for everything else, which [`home_of`] sorts out.
 #[inline(always)]
-fn home_of(ptr: *mut u8, what: &str) -> Home {
-    let addr = ptr as usize;
+fn class_of_block(ptr: *mut u8) -> Option<usize> {
     let b = base();
-    let off = addr.wrapping_sub(b);
+    let off = (ptr as usize).wrapping_sub(b);
+    // Null, and every address before the reservation exists, fail here.
     if off < CLASS_SPAN && b != 0 {
         let c = off >> SLICE_SHIFT;
         let o = off & (SLICE - 1);
@@ -159,9 +161,29 @@ fn home_of(ptr: *mut u8, what: &str) -> Home {
             && fast_mod(o, info.m_size, info.size) == 0
             && front::class_ready(c)
         {
-            return Home::Class(c);
+            return Some(c);
         }
-        return class_cold(addr, c, o, what);
+    }
+    None
+}
+
+/// Finds where `ptr` (not null) belongs, or reports it and aborts.
+#[inline(always)]
+fn home_of(ptr: *mut u8, what: &str) -> Home {
+    match class_of_block(ptr) {
+        Some(c) => Home::Class(c),
+        None => home_slow(ptr as usize, what),
+    }
+}
+
+/// [`home_of`] for an address off the plain class grid.
+#[cold]
+#[inline(never)]
+fn home_slow(addr: usize, what: &str) -> Home {
+    let b = base();
+    let off = addr.wrapping_sub(b);
+    if off < CLASS_SPAN && b != 0 {
+        return class_cold(addr, off >> SLICE_SHIFT, off & (SLICE - 1), what);
     }
     home_cold(addr, what)
 }
@@ -287,10 +309,27 @@ fn zeroed(size: usize, align: usize) -> *mut u8 {
 // `malloc`, and the C library's `free` would otherwise be a call to a call.
 #[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
-    if ptr.is_null() {
-        return;
+    if let Some(c) = class_of_block(ptr) {
+        // SAFETY: a block of class c (checked), the caller's to give up.
+        unsafe { front::free_class(ptr, c) };
+    } else if !ptr.is_null() {
+        // SAFETY: forwarded from the caller.
+        unsafe { free_other(ptr) };
     }
-    match home_of(ptr, "free") {
+}
+
+/// `free` of anything but a plain-grid class object: a metadata block, a
+/// large object, a block of the redzoned debug layout, or a bad pointer
+/// (reported, abort). Out of line, so that the common path needs no stack
+/// frame.
+///
+/// # Safety
+///
+/// As [`free`], `ptr` not null.
+#[cold]
+#[inline(never)]
+unsafe fn free_other(ptr: *mut u8) {
+    match home_slow(ptr as usize, "free") {
         // SAFETY: a block of class c (checked), the caller's to give up.
         Home::Class(c) => unsafe { front::free_class(ptr, c) },
         // SAFETY: the start of a metadata block (checked).

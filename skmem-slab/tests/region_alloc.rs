@@ -513,3 +513,58 @@ fn the_vacant_bitmap_spans_several_words() {
         free(&r, seg);
     }
 }
+
+/// `SleepFor` waits for a free like `Sleep`, but gives up after its limit
+/// with the region's own `Exhausted`, counted as a failure and a wait.
+#[test]
+fn sleep_for_gives_up_after_its_limit() {
+    let r = heap_region("bounded", 1);
+    let held = r.alloc_segment(AllocFlags::NoSleep).unwrap();
+    let limit = std::time::Duration::from_millis(30);
+    let start = std::time::Instant::now();
+    let err = r.alloc_segment(AllocFlags::SleepFor(limit)).unwrap_err();
+    assert!(
+        start.elapsed() >= limit,
+        "gave up after {:?}, before its limit",
+        start.elapsed()
+    );
+    assert_eq!(
+        err,
+        Error::Exhausted {
+            name: "bounded".into(),
+            capacity: 1,
+            unit: "segments"
+        }
+    );
+    let s = r.stats();
+    assert_eq!((s.alloc_fail, s.seginuse), (1, 1));
+    assert!(s.waits >= 1, "it waited before giving up");
+    // A zero limit fails at once, like FailOk.
+    assert!(r
+        .alloc_segment(AllocFlags::SleepFor(std::time::Duration::ZERO))
+        .is_err());
+    free(&r, held);
+    assert_stats_consistent(&r, 0);
+}
+
+/// Within its limit, `SleepFor` is woken by a free exactly like `Sleep`.
+#[test]
+fn sleep_for_is_woken_by_a_free_within_its_limit() {
+    let r = heap_region("bounded-wake", 1);
+    let held = r.alloc_segment(AllocFlags::NoSleep).unwrap();
+    let waiter = {
+        let r = Arc::clone(&r);
+        thread::spawn(move || {
+            r.alloc_segment(AllocFlags::SleepFor(std::time::Duration::from_secs(600)))
+        })
+    };
+    while r.stats().waits == 0 {
+        thread::yield_now();
+    }
+    free(&r, held);
+    let seg = waiter.join().unwrap().expect("woken by the free");
+    assert_eq!(seg.index, 0);
+    assert_eq!(r.stats().alloc_fail, 0);
+    free(&r, seg);
+    assert_stats_consistent(&r, 0);
+}

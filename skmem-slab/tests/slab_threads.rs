@@ -248,3 +248,57 @@ fn sleeping_alloc_sees_segments_freed_by_another_cache() {
     holder.reap();
     assert_eq!(region.segments_in_use(), 0);
 }
+
+/// `SleepFor` on an exhausted cache waits for a free (none comes) and then
+/// fails with the region's `Exhausted`, counted once; a free within the
+/// limit serves it like `Sleep`.
+#[test]
+fn sleep_for_on_an_exhausted_cache_fails_after_its_limit_or_takes_a_freed_object() {
+    let params = RegionParams::new("bounded", 64, 64)
+        .seg_size(4096)
+        .mode(RegionMode::NOMAGAZINES | RegionMode::MONOLITHIC);
+    let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
+    let cache = Arc::new(SlabCache::new(region, SlabConfig::new("bounded", 64), NoCtor).unwrap());
+    let objs: Vec<_> = (0..64)
+        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .collect();
+    let limit = Duration::from_millis(30);
+    let start = std::time::Instant::now();
+    let err = cache.alloc(AllocFlags::SleepFor(limit)).unwrap_err();
+    assert!(
+        start.elapsed() >= limit,
+        "gave up after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err, Error::Exhausted { ref name, capacity: 1, unit: "segments" } if name == "bounded"),
+        "{err}"
+    );
+    assert_eq!(cache.stats().sl_alloc_fail, 1);
+
+    let c = cache.clone();
+    let handle = std::thread::spawn(move || {
+        c.alloc(AllocFlags::SleepFor(Duration::from_secs(600)))
+            .map(Owned)
+    });
+    let before = cache.region().stats();
+    while {
+        let now = cache.region().stats();
+        now.alloc_fail == before.alloc_fail && now.waits == before.waits
+    } {
+        std::thread::yield_now();
+    }
+    // SAFETY: ours, freed once.
+    unsafe { cache.free(objs[5]) };
+    let Owned(got) = handle.join().unwrap().expect("served by the free");
+    assert_eq!(got, objs[5]);
+    assert_eq!(
+        cache.stats().sl_alloc_fail,
+        1,
+        "the second call did not fail"
+    );
+    let mut all = objs.clone();
+    all[5] = got;
+    // SAFETY: all 64 are ours again, freed once.
+    unsafe { cache.free_batch(&all) };
+}

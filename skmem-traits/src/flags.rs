@@ -2,16 +2,36 @@
 
 /// What an allocation may do when the memory beneath it has run out.
 ///
-/// These are the seed's three behaviours (`SKMEM_SLEEP`, `SKMEM_NOSLEEP`,
-/// `SKMEM_SLEEP | SKMEM_FAILOK`). In every case the layers first ask the
-/// caches above an exhausted region to give cached objects back.
+/// The seed's three behaviours (`SKMEM_SLEEP`, `SKMEM_NOSLEEP`,
+/// `SKMEM_SLEEP | SKMEM_FAILOK`) and a bounded sleep. In every case the
+/// layers first ask the caches above an exhausted region to give cached
+/// objects back.
+///
+/// | flag | waits for another thread's free | retries a failing source |
+/// |------|---------------------------------|--------------------------|
+/// | [`Sleep`](Self::Sleep) | yes, with no limit | yes |
+/// | [`SleepFor(d)`](Self::SleepFor) | up to `d`, then [`Exhausted`](crate::Error::Exhausted) | yes |
+/// | [`FailOk`](Self::FailOk) | no: [`Exhausted`](crate::Error::Exhausted) | yes |
+/// | [`NoSleep`](Self::NoSleep) | no: [`Exhausted`](crate::Error::Exhausted) | no |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum AllocFlags {
-    /// May block: when the region is exhausted, wait until a segment is freed.
-    /// Transient failures of the segment source are retried.
+    /// May block: when the region is exhausted, wait until a segment (or,
+    /// in a slab cache, an object) is freed. Transient failures of the
+    /// segment source are retried.
+    ///
+    /// **This can wait forever**: if every object is held by a thread that
+    /// is itself waiting (or by nobody who will ever free it), the call
+    /// never returns. Use [`SleepFor`](Self::SleepFor) to bound the wait.
     #[default]
     Sleep,
+    /// [`Sleep`](Self::Sleep) with a limit: wait at most this long, in all,
+    /// for memory to be freed, then fail with
+    /// [`Error::Exhausted`](crate::Error::Exhausted). The limit bounds the
+    /// waiting for other threads' frees; a source's transient failures are
+    /// retried as with `Sleep` (a few milliseconds at most).
+    SleepFor(core::time::Duration),
     /// Never blocks: fail at once when nothing is free or the source fails.
     NoSleep,
     /// May block for the source (retries) but would rather fail than wait
@@ -23,7 +43,18 @@ impl AllocFlags {
     /// `true` when the caller may be put to sleep until memory is freed.
     #[inline]
     pub fn may_wait_for_free(self) -> bool {
-        matches!(self, AllocFlags::Sleep)
+        matches!(self, AllocFlags::Sleep | AllocFlags::SleepFor(_))
+    }
+
+    /// How long the caller may wait for memory to be freed: `None` when
+    /// there is no limit ([`Sleep`](Self::Sleep)) or no waiting at all (see
+    /// [`may_wait_for_free`](Self::may_wait_for_free)).
+    #[inline]
+    pub fn wait_limit(self) -> Option<core::time::Duration> {
+        match self {
+            AllocFlags::SleepFor(limit) => Some(limit),
+            _ => None,
+        }
     }
 
     /// `true` when the caller may be delayed to retry a failing source.

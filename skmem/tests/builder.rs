@@ -296,3 +296,45 @@ fn region_ceilings_keep_the_layout_invariants() {
         }
     }
 }
+
+/// A bounded sleep through the whole stack: with every object of a
+/// `max_capacity` cache held, `SleepFor` waits its limit and names the
+/// exhausted region; once an object is back it is served at once.
+#[test]
+fn sleep_for_bounds_the_wait_on_a_full_cache() {
+    use std::time::{Duration, Instant};
+
+    let cache = Cache::builder("bounded", 128)
+        .max_capacity(96)
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    while let Some(p) = cache.alloc() {
+        held.push(p);
+    }
+    assert_eq!(held.len(), 96);
+    let limit = Duration::from_millis(30);
+    let start = Instant::now();
+    let err = cache
+        .alloc_with(skmem::AllocFlags::SleepFor(limit))
+        .unwrap_err();
+    assert!(
+        start.elapsed() >= limit,
+        "gave up after {:?}",
+        start.elapsed()
+    );
+    assert!(err.is_exhaustion(), "{err}");
+    assert!(err.to_string().contains("bounded"), "{err}");
+    let last = held.pop().unwrap();
+    // SAFETY: from `cache`, freed once.
+    unsafe { cache.free(last) };
+    let again = cache
+        .alloc_with(skmem::AllocFlags::SleepFor(limit))
+        .expect("the freed object");
+    assert_eq!(again, last);
+    held.push(again);
+    for p in held {
+        // SAFETY: every object came from `cache` and is freed once.
+        unsafe { cache.free(p) };
+    }
+}

@@ -51,7 +51,7 @@ use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use skmem_traits::stats::RegionStats;
@@ -444,8 +444,10 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     /// When no index is free, the caches registered with
     /// [`add_reaper`](Self::add_reaper) are asked to purge (without the
     /// region lock held, so they may free segments); if that freed nothing,
-    /// [`AllocFlags::Sleep`] waits until another thread frees a segment and
-    /// the other flags fail with [`Error::Exhausted`].
+    /// [`AllocFlags::Sleep`] waits until another thread frees a segment
+    /// (with no limit), [`AllocFlags::SleepFor`] waits at most its limit, and
+    /// then, or at once with the other flags, the call fails with
+    /// [`Error::Exhausted`].
     ///
     /// A transient failure of the source (or of the shadow, or an injected
     /// fault) is retried with exponential backoff (2, 4, 8, 16 ms) unless
@@ -476,6 +478,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     /// fails or waits when none is free. Returns the index, where it came
     /// from, and whether the fault injector wants this attempt to fail.
     fn reserve(&self, flags: AllocFlags) -> Result<(u32, Origin, Option<u64>)> {
+        let deadline = flags.wait_limit().map(|limit| Instant::now() + limit);
         let mut state = self.state.lock();
         loop {
             if let Some((index, origin)) = state.take_any() {
@@ -488,7 +491,8 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             if state.has_free() {
                 continue;
             }
-            if !flags.may_wait_for_free() {
+            let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if !flags.may_wait_for_free() || left.is_some_and(|left| left.is_zero()) {
                 state.counters.alloc_fail += 1;
                 return Err(self.exhausted());
             }
@@ -497,7 +501,10 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
             // released by `wait`, so no wake-up is lost.
             state.waiters += 1;
             state.counters.waits += 1;
-            state = self.segment_freed.wait(state);
+            state = match left {
+                None => self.segment_freed.wait(state),
+                Some(left) => self.segment_freed.wait_for(state, left),
+            };
             state.waiters -= 1;
         }
     }

@@ -46,6 +46,18 @@ impl Signal {
         self.0.wait(guard).unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// [`wait`](Self::wait), giving up after `timeout`.
+    pub(super) fn wait_for<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, T> {
+        match self.0.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+
     pub(super) fn notify_one(&self) {
         self.0.notify_one();
     }

@@ -107,7 +107,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skmem_traits::stats::SlabStats;
 use skmem_traits::{
@@ -463,8 +463,10 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     ///
     /// When no slab has a free object, a segment is taken from the region.
     /// When the region is exhausted, [`AllocFlags::Sleep`] waits until an
-    /// object is freed to this cache or the region has a segment again; the
-    /// other flags fail with [`Error::Exhausted`]. A constructor error is
+    /// object is freed to this cache or the region has a segment again
+    /// (with no limit: see its docs), [`AllocFlags::SleepFor`] does the same
+    /// for at most its limit; then, and at once with the other flags, the
+    /// call fails with [`Error::Exhausted`]. A constructor error is
     /// returned as is, after the object went back to its slab.
     #[inline]
     pub fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
@@ -507,7 +509,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// Takes a segment from the region (lock dropped), makes it a slab, and
     /// fills `out` from it; returns how many were taken (at least one).
     ///
-    /// With [`AllocFlags::Sleep`] the region is asked with
+    /// With [`AllocFlags::Sleep`] (or `SleepFor`, until its deadline) the region is asked with
     /// [`AllocFlags::FailOk`] (it reaps, but does not block), and while it
     /// stays exhausted this thread waits for an object to be freed to this
     /// cache (woken at once) or retries the region after a growing pause
@@ -536,6 +538,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     ) -> Result<usize> {
         let sleep = flags.may_wait_for_free();
         let region_flags = if sleep { AllocFlags::FailOk } else { flags };
+        let deadline = flags.wait_limit().map(|limit| Instant::now() + limit);
         let mut pause = Duration::from_millis(1);
         loop {
             match self.region.alloc_segment(region_flags) {
@@ -544,14 +547,27 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
                     tracing::trace!(cache = %self.config.name, segment = seg.index, "slab created");
                     return Ok(book.lock().insert_and_take(slab, out));
                 }
-                Err(Error::Exhausted { .. }) if sleep => {
+                Err(err @ Error::Exhausted { .. }) if sleep => {
                     let mut state = book.lock();
                     let n = state.take_into(out);
                     if n != 0 {
                         return Ok(n);
                     }
+                    let wait = match deadline {
+                        None => pause,
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                // `SleepFor`'s limit is spent: the region's
+                                // own error names what ran out (the caller
+                                // counts the failure).
+                                return Err(err);
+                            }
+                            pause.min(left)
+                        }
+                    };
                     state.waiters += 1;
-                    state = self.freed.wait_for(state, pause);
+                    state = self.freed.wait_for(state, wait);
                     state.waiters -= 1;
                     let n = state.take_into(out);
                     if n != 0 {

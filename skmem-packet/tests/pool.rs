@@ -773,3 +773,67 @@ fn stats_round_trip_through_json() {
     // SAFETY: allocated above, freed once.
     unsafe { pool.free_packet(p) }.unwrap();
 }
+
+/// `max_capacity` is a ceiling on packets, for mirrored and kernel-only
+/// pools, with and without metadata magazines: the pool reports at most
+/// that many, hands out exactly what it reports, and then says `Exhausted`;
+/// `md_count` alone stays a floor.
+#[test]
+fn max_capacity_caps_the_packets_and_md_count_is_a_floor() {
+    let floor = PacketPoolConfig::new("floor8")
+        .md_count(8)
+        .build::<Heap>(Default::default())
+        .unwrap();
+    assert!(
+        floor.capacity() > 8,
+        "a floor rounds up: {}",
+        floor.capacity()
+    );
+
+    for (kernel_only, magazines) in [(false, true), (true, true), (false, false), (true, false)] {
+        for max in [1usize, 8, 100] {
+            let pool = PacketPoolConfig::new("ceiling")
+                .max_capacity(max)
+                .kernel_only(kernel_only)
+                .md_magazines(magazines)
+                .build_with::<Heap, Global>(Default::default())
+                .unwrap();
+            let cap = pool.capacity() as usize;
+            assert!((1..=max).contains(&cap), "{max}: capacity {cap}");
+            if max <= 8 {
+                assert_eq!(cap, max, "a handful is honoured exactly");
+            }
+            let mut held = Vec::new();
+            loop {
+                match pool.alloc_packet(1, NS) {
+                    Ok(p) => held.push(p),
+                    Err(e) => {
+                        assert!(matches!(e, Error::Exhausted { .. }), "{e}");
+                        break;
+                    }
+                }
+            }
+            assert_eq!(held.len(), cap, "every reported packet, and no more");
+            // Every packet has its own metadata.
+            let addrs: HashSet<_> = held.iter().map(|p| p.raw()).collect();
+            assert_eq!(addrs.len(), cap);
+            for p in held {
+                // SAFETY: allocated from `pool` above, freed once.
+                unsafe { pool.free_packet(p) }.unwrap();
+            }
+        }
+    }
+
+    // A floor above the ceiling is refused by name; so is a zero ceiling.
+    let e = PacketPoolConfig::new("clash")
+        .md_count(100)
+        .max_capacity(8)
+        .build::<Heap>(Default::default())
+        .unwrap_err();
+    assert_eq!(param_of(e), "max_capacity");
+    let e = PacketPoolConfig::new("zero")
+        .max_capacity(0)
+        .build::<Heap>(Default::default())
+        .unwrap_err();
+    assert_eq!(param_of(e), "max_capacity");
+}

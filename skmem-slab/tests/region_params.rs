@@ -463,3 +463,80 @@ fn packed_regions_round_objects_to_the_requested_granule() {
         assert_eq!((l.obj_size, l.align), (64, 64), "align {align}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 8 } else { 2048 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// `max_capacity` is a real ceiling for every size and count, down to a
+    /// single object: the layout never holds more than `max`, holds at
+    /// least one, and keeps the layout invariants (whole objects per
+    /// segment, whole pages, strides in alignment granules).
+    #[test]
+    fn max_capacity_is_a_ceiling_down_to_one_object(
+        obj in prop_oneof![1usize..=64, 1usize..20_000, 4097usize..70_000],
+        max in prop_oneof![1usize..40, 1usize..5_000],
+        cnt_frac in 0.0f64..=1.0,
+        hint in prop_oneof![Just(0usize), 1usize..200_000],
+        mono in any::<bool>(),
+        nomag in any::<bool>(),
+        mag in 0usize..600,
+    ) {
+        let cnt = ((max as f64 * cnt_frac) as usize).clamp(1, max);
+        let mode = if mono { MONO } else { NONE } | if nomag { NOMAG } else { NONE };
+        let l = RegionParams::new("ceiling", obj, cnt)
+            .seg_size(hint)
+            .mode(mode)
+            .magazine_max_objs(mag)
+            .max_capacity(max)
+            .configure()
+            .unwrap();
+        prop_assert!((1..=max).contains(&l.obj_count), "{} objects, ceiling {}", l.obj_count, max);
+        prop_assert!(l.objs_per_seg >= 1);
+        prop_assert_eq!(l.objs_per_seg as usize, l.seg_size / l.obj_size);
+        prop_assert_eq!(l.obj_count, l.objs_per_seg as usize * l.seg_count as usize);
+        prop_assert_eq!(l.seg_size % 4096, 0);
+        prop_assert!(l.obj_size >= obj);
+        if l.obj_size != obj {
+            prop_assert_eq!(l.obj_size % l.align, 0);
+        }
+    }
+}
+
+/// Below one page's worth, the objects are spaced out in one page: eight
+/// 128-byte objects get a 512-byte stride, one object the whole page, and
+/// an object above a page gets its own pages.
+#[test]
+fn a_ceiling_below_one_page_spaces_the_objects_out() {
+    let at = |obj: usize, max: usize| {
+        RegionParams::new("few", obj, 1)
+            .mode(NOMAG)
+            .max_capacity(max)
+            .configure()
+            .unwrap()
+    };
+    let l = at(128, 8);
+    assert_eq!(
+        (l.obj_size, l.obj_count, l.seg_size, l.seg_count),
+        (512, 8, 4096, 1)
+    );
+    let l = at(128, 1);
+    assert_eq!((l.obj_size, l.obj_count, l.seg_size), (4096, 1, 4096));
+    let l = at(100, 3);
+    assert_eq!(
+        (l.obj_size, l.obj_count),
+        (1344, 3),
+        "4096 / 3 rounded down to 64"
+    );
+    let l = at(64, 33);
+    assert_eq!(
+        (l.obj_size, l.obj_count),
+        (128, 32),
+        "a 64-byte stride would fit 64"
+    );
+    let l = at(6000, 1);
+    assert_eq!((l.obj_size, l.obj_count, l.seg_size), (8192, 1, 8192));
+}

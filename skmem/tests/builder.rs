@@ -161,13 +161,18 @@ fn max_capacity_is_a_ceiling() {
 }
 
 #[test]
-fn max_capacity_below_what_can_be_honoured_is_named() {
-    // Not even one page's worth of 128-byte objects.
-    let e = Cache::builder("tiny", 128)
-        .max_capacity(1)
+fn max_capacity_of_a_few_objects_holds_and_clashes_are_named() {
+    // Not even one page's worth of 128-byte objects: the page holds just
+    // the one, spaced out (a real ceiling, not an error).
+    let one = Cache::builder("tiny", 128).max_capacity(1).build().unwrap();
+    assert_eq!(one.layer().region().layout().obj_count, 1);
+    assert_eq!(count_until_exhausted(&one), 1);
+    let eight = Cache::builder("eight", 128)
+        .max_capacity(8)
         .build()
-        .unwrap_err();
-    assert_eq!(param_of(e), "max_capacity");
+        .unwrap();
+    assert_eq!(eight.layer().region().layout().obj_size, 512);
+    assert_eq!(count_until_exhausted(&eight), 8);
     // A ceiling that leaves no room for the floor plus the magazines.
     let e = Cache::builder("clash", 128)
         .capacity(100)
@@ -283,13 +288,16 @@ fn region_ceilings_keep_the_layout_invariants() {
                                 .mode(mode)
                                 .configure()
                                 .unwrap();
-                            assert_eq!(l.obj_size, floor.obj_size, "same chunk size");
+                            if max * floor.obj_size >= 4096 {
+                                assert_eq!(l.obj_size, floor.obj_size, "same chunk size");
+                            } else {
+                                // Below one page's worth: spaced out, never
+                                // more than `max` in the one segment.
+                                assert!(l.obj_size >= floor.obj_size, "{l:?}");
+                                assert_eq!(l.seg_count, 1, "{l:?}");
+                            }
                         }
-                        Err(skmem::Error::InvalidParam { param, .. }) => {
-                            assert_eq!(param, "max_capacity");
-                            assert!(max * obj < 4096, "refused only below one page: {obj} {max}");
-                        }
-                        Err(e) => panic!("{e:?}"),
+                        Err(e) => panic!("{obj} {count} {max}: {e:?}"),
                     }
                 }
             }

@@ -59,6 +59,10 @@ pub struct PacketPoolConfig {
     pub(crate) name: String,
     pub(crate) md_type: MetadataType,
     pub(crate) md_count: usize,
+    /// `md_count` was set (not the default), so a ceiling below it is an
+    /// error rather than the count.
+    pub(crate) md_count_set: bool,
+    pub(crate) max_capacity: Option<usize>,
     pub(crate) max_frags: u16,
     pub(crate) buf_size: usize,
     pub(crate) buf_count: usize,
@@ -86,6 +90,7 @@ impl core::fmt::Debug for PacketPoolConfig {
             .field("name", &self.name)
             .field("md_type", &self.md_type)
             .field("md_count", &self.md_count)
+            .field("max_capacity", &self.max_capacity)
             .field("max_frags", &self.max_frags)
             .field("buf_size", &self.buf_size)
             .field("buf_count", &self.buf_count)
@@ -112,6 +117,8 @@ impl PacketPoolConfig {
             name: name.into(),
             md_type: MetadataType::Packet,
             md_count: 1024,
+            md_count_set: false,
+            max_capacity: None,
             max_frags: 1,
             buf_size: 2048,
             buf_count: 0,
@@ -152,10 +159,30 @@ impl PacketPoolConfig {
         /// Metadata type (quantum: one buffer; packet: up to `max_frags`).
         md_type: MetadataType
     );
-    setter!(
-        /// Number of metadata objects (packets) asked for.
-        md_count: usize
-    );
+    /// Number of metadata objects (packets) asked for: a **floor**. The
+    /// metadata region adds the magazine allowance (with metadata
+    /// magazines) and rounds up to whole segments, so
+    /// [`PacketPool::capacity`](crate::PacketPool::capacity) is usually
+    /// higher: a pool asked for 8 packets holds 192. For an upper bound,
+    /// see [`max_capacity`](Self::max_capacity).
+    pub fn md_count(mut self, n: usize) -> Self {
+        self.md_count = n;
+        self.md_count_set = true;
+        self
+    }
+
+    /// A **ceiling** on the packets: the pool never holds more than `n`
+    /// metadata objects, whatever rests in magazines (the allowance is cut
+    /// to fit, and the region rounds *down*: see
+    /// [`RegionParams::max_capacity`]; below one page's worth the metadata
+    /// is spaced out in one page). Without [`md_count`](Self::md_count),
+    /// the pool aims at `n`; with it, `md_count` above `n` is refused
+    /// naming `max_capacity`. Buffers (and buflets) follow the packet count
+    /// as usual: at least one per packet.
+    pub fn max_capacity(mut self, n: usize) -> Self {
+        self.max_capacity = Some(n);
+        self
+    }
     setter!(
         /// Largest number of buflets per packet (more than 1 needs
         /// buffers-on-demand).
@@ -249,6 +276,22 @@ impl PacketPoolConfig {
 
     /// Checks every parameter; the error names the first bad one.
     pub fn validate(&self) -> Result<()> {
+        if let Some(max) = self.max_capacity {
+            if max == 0 {
+                return Err(Error::invalid_param(
+                    "max_capacity",
+                    0,
+                    "a pool needs room for at least one packet",
+                ));
+            }
+            if self.md_count_set && self.md_count > max {
+                return Err(Error::invalid_param(
+                    "max_capacity",
+                    max as u64,
+                    "smaller than the packets asked for (md_count)",
+                ));
+            }
+        }
         if self.md_count == 0 {
             return Err(Error::invalid_param(
                 "md_count",
@@ -396,13 +439,20 @@ impl PacketPoolConfig {
         // user side's view included, so nothing else changes.
         let grown = |size: usize| skmem_slab::debug::region_obj_size(size, self.debug);
         let md_chunk = grown(KMD_SIZE).next_multiple_of(skmem_traits::CACHE_LINE_SIZE);
-        let kmd = RegionParams::new(format!("{prefix}kmd.{n}"), grown(KMD_SIZE), self.md_count)
+        let md_count = match self.max_capacity {
+            Some(max) if !self.md_count_set => max,
+            _ => self.md_count,
+        };
+        let mut kmd = RegionParams::new(format!("{prefix}kmd.{n}"), grown(KMD_SIZE), md_count)
             .mode(md_mode)
             .magazine_max_objs(if self.md_magazines {
                 magazine_max_objs_for::<SeedLadder>(md_chunk, slots)
             } else {
                 0
             });
+        if let Some(max) = self.max_capacity {
+            kmd = kmd.max_capacity(max);
+        }
         let kmd_l = kmd.configure()?;
 
         // 2. user metadata (mirror)

@@ -165,8 +165,15 @@ impl RegionParams {
     /// allowance is cut so the total stays within `max`, and the segments
     /// are rounded *down*: first their count, then (when one segment alone
     /// holds more than `max`) the size of the single segment, page by page.
-    /// `obj_count` above `max`, or `max` below one page's worth of objects,
-    /// is refused with [`Error::InvalidParam`] naming `max_capacity`.
+    /// `obj_count` above `max` is refused with [`Error::InvalidParam`]
+    /// naming `max_capacity`.
+    ///
+    /// When `max` is below one segment's worth of objects even at one page
+    /// (or, for objects above a page, at the object rounded up to pages),
+    /// the single segment spaces its objects out: the object size (stride)
+    /// grows in alignment granules until the segment holds at most `max`
+    /// (8 objects of 128 bytes get a 512-byte stride in one page), so even
+    /// a handful is a real ceiling.
     pub fn max_capacity(mut self, max: usize) -> Self {
         self.max_capacity = Some(max);
         self
@@ -263,11 +270,34 @@ fn bound_layout(mut layout: RegionLayout, max: usize) -> Result<RegionLayout> {
     let page_round_down = max * layout.obj_size / MIN_SEG_SIZE * MIN_SEG_SIZE;
     let per_seg = page_round_down / layout.obj_size;
     if per_seg == 0 {
-        return Err(Error::invalid_param(
-            "max_capacity",
-            max as u64,
-            "smaller than one segment's worth of objects (a segment is whole pages)",
-        ));
+        // Fewer than one page's worth (or, for objects above a page, fewer
+        // than one): a segment cannot be smaller than whole pages, so the
+        // objects are spaced out instead. The segment is the object rounded
+        // up to pages; the stride grows (in whole alignment granules) until
+        // that segment holds at most `max`. `stride <= seg` (seg is a
+        // multiple of the granule), so at least one object fits.
+        let seg = layout
+            .obj_size
+            .next_multiple_of(MIN_SEG_SIZE)
+            .max(MIN_SEG_SIZE);
+        // The widest granule-multiple stride that still fits `max` objects
+        // if that does not let more in; else the next granule up (fewer).
+        let down = (seg / max / layout.align * layout.align).max(layout.obj_size);
+        let stride = if seg / down <= max {
+            down
+        } else {
+            seg.div_ceil(max)
+                .next_multiple_of(layout.align)
+                .max(layout.obj_size)
+        };
+        let per_seg = seg / stride;
+        debug_assert!((1..=max).contains(&per_seg));
+        layout.obj_size = stride;
+        layout.seg_size = seg;
+        layout.seg_count = 1;
+        layout.objs_per_seg = per_seg as u32;
+        layout.obj_count = per_seg;
+        return Ok(layout);
     }
     layout.seg_size = page_round_down;
     layout.seg_count = 1;

@@ -46,7 +46,6 @@ use skmem_traits::{CpuLocal, Result};
 use crate::cache::Cache;
 use crate::ladder::{Ladder, SeedLadder};
 use crate::layer::RawObjects;
-use crate::local::PerCpu;
 
 /// An [`Allocator`] handing out the objects of a cache whose memory is
 /// plain private writable memory. Made by [`Cache::allocator`], which
@@ -59,7 +58,8 @@ use crate::local::PerCpu;
 /// Zero-sized requests get a dangling aligned block and never reach the
 /// cache. Clones share the cache, and `&CacheAllocator` is an allocator
 /// too.
-pub struct CacheAllocator<B: RawObjects, L: CpuLocal = PerCpu, G: Ladder = SeedLadder> {
+pub struct CacheAllocator<B: RawObjects, L: CpuLocal = crate::DefaultLocal, G: Ladder = SeedLadder>
+{
     cache: Cache<B, L, G>,
 }
 

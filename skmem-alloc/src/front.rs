@@ -79,9 +79,11 @@
 //!
 //! Every call into a class cache holds that class's [`SpinLock`]; class
 //! creation holds `INIT_LOCK`; maintenance holds `RECLAIM_LOCK`; the
-//! metadata allocator has its own. The `pthread_atfork` handlers (installed
-//! at first use) take all of them in that order in *prepare* (the order
-//! every other path nests them in: reclaim → class → meta, init → meta), so
+//! metadata allocator has its own, and the cache of freed large objects a
+//! leaf lock. The `pthread_atfork` handlers (installed at first use) take
+//! all of them in that order in *prepare* (the order every other path
+//! nests them in: reclaim → class → meta, init → meta; the large cache's
+//! lock is never held while taking another), so
 //! no thread is inside the framework when the process forks, and release
 //! them in *parent* and *child*. The child's other threads are gone; the
 //! objects their fronts held are lost to it (bounded by the limits).
@@ -788,7 +790,7 @@ unsafe fn fallback(c: usize) -> *mut u8 {
             return p.as_ptr();
         }
     }
-    crate::large::alloc(info.size, crate::classes::PAGE)
+    crate::large::alloc(info.size, crate::classes::PAGE, false)
 }
 
 #[cold]
@@ -1120,7 +1122,8 @@ fn reclaim_classes(purge_all: bool) {
 }
 
 /// Flushes the calling thread's front, purges every class's magazines and
-/// returns every empty slab's memory to the system now.
+/// returns every empty slab's memory, and every cached freed large object,
+/// to the system now.
 pub fn reclaim() {
     if !initialised() {
         return;
@@ -1142,6 +1145,7 @@ pub fn reclaim() {
     RECLAIM_LOCK.acquire();
     reclaim_classes(true);
     RECLAIM_LOCK.release();
+    crate::large::trim();
 }
 
 extern "C" fn fork_prepare() {
@@ -1151,9 +1155,11 @@ extern "C" fn fork_prepare() {
         st.lock.acquire();
     }
     meta::lock_for_fork();
+    crate::large::lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
+    crate::large::unlock_after_fork();
     meta::unlock_after_fork();
     for st in CLASSES.iter().rev() {
         st.lock.release();

@@ -1,6 +1,7 @@
 //! The large-object path: requests above [`MAX_SMALL`](crate::MAX_SMALL)
 //! (or aligned beyond the page) get whole pages of their own from `mmap`,
-//! given back with `munmap` on free.
+//! given back with `munmap` on free, or first kept a while for reuse (see
+//! the cache below).
 //!
 //! # Finding a large object from its address
 //!
@@ -9,6 +10,20 @@
 //! reservation: lookup, insert and remove are a few atomic operations,
 //! O(1) expected, without a lock. A pointer that is not the start of a
 //! live large object is not in the table, so it is never followed.
+//!
+//! # The cache of freed large objects
+//!
+//! A program that frees and allocates large blocks in a loop (a buffer per
+//! request, a growing array per iteration) would otherwise pay for an
+//! `mmap`, a page fault per page touched and an `munmap` (with its TLB
+//! shootdown) every time. So a freed large object of up to
+//! [`CACHE_MAX_OBJ`] bytes is kept, pages populated, in a small cache of
+//! [`CACHE_SLOTS`] mappings and at most [`CACHE_MAX_BYTES`] in all (the
+//! oldest goes back to the system first), and a later request is served
+//! from it when a cached mapping is large enough and wastes at most a
+//! quarter (best fit). Its usable size is then the whole cached mapping.
+//! A reused mapping is not zero: `calloc`'s path asks for zeroed memory and
+//! gets it cleared. [`trim`] (from `reclaim`) empties the cache.
 //!
 //! # Invariants
 //!
@@ -21,11 +36,97 @@
 //! * The length is stored after the key is claimed and before the pointer
 //!   is returned to the caller; anyone who can legitimately free or measure
 //!   the object learnt of it through the caller, after that store.
+//! * A cached mapping is in the cache's slots (under [`CACHE_LOCK`]) and in
+//!   no live table entry: it became unreachable from the program when its
+//!   key was removed, and becomes live again only by a fresh `insert`
+//!   after it left the slots.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classes::PAGE;
+use crate::lock::SpinLock;
 use crate::reserve::{slice_base, LARGE_TABLE_SLICE};
+
+/// Freed mappings kept for reuse, at most.
+pub(crate) const CACHE_SLOTS: usize = 16;
+/// Largest freed mapping kept (bigger ones go straight back).
+pub(crate) const CACHE_MAX_OBJ: usize = 4 << 20;
+/// Bytes the cache may hold in all.
+pub(crate) const CACHE_MAX_BYTES: usize = 16 << 20;
+
+/// Mapped bytes resting in the cache (statistics).
+pub(crate) static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Guards [`CACHE`]; a leaf lock (nothing else is taken while holding it,
+/// no system call is made under it), taken last by the fork handlers.
+static CACHE_LOCK: SpinLock = SpinLock::new();
+
+/// Slots `0..len` hold `(address, mapped length)`, oldest first.
+struct Cache {
+    slots: [(usize, usize); CACHE_SLOTS],
+    len: usize,
+    bytes: usize,
+}
+
+struct CacheCell(UnsafeCell<Cache>);
+
+// SAFETY: the cache is only accessed with CACHE_LOCK held (`with_cache`).
+unsafe impl Sync for CacheCell {}
+
+static CACHE: CacheCell = CacheCell(UnsafeCell::new(Cache {
+    slots: [(0, 0); CACHE_SLOTS],
+    len: 0,
+    bytes: 0,
+}));
+
+fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
+    let _g = CACHE_LOCK.lock();
+    // SAFETY: CACHE_LOCK is held for the whole borrow, and every access to
+    // CACHE goes through here, so this is the only reference.
+    f(unsafe { &mut *CACHE.0.get() })
+}
+
+impl Cache {
+    /// Takes the smallest cached mapping of `len..=len + len / 4` bytes.
+    fn take(&mut self, len: usize) -> Option<(usize, usize)> {
+        let limit = len + len / 4;
+        let mut best: Option<usize> = None;
+        for (i, &(_, l)) in self.slots[..self.len].iter().enumerate() {
+            if l >= len && l <= limit && best.map_or(true, |b| l < self.slots[b].1) {
+                best = Some(i);
+            }
+        }
+        let i = best?;
+        let got = self.slots[i];
+        self.slots.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        self.bytes -= got.1;
+        Some(got)
+    }
+
+    /// Keeps `(addr, len)`, evicting the oldest mappings into `evicted`
+    /// while over a limit. Returns how many were evicted.
+    fn keep(
+        &mut self,
+        addr: usize,
+        len: usize,
+        evicted: &mut [(usize, usize); CACHE_SLOTS],
+    ) -> usize {
+        let mut n = 0;
+        while self.len == CACHE_SLOTS || (self.len > 0 && self.bytes + len > CACHE_MAX_BYTES) {
+            evicted[n] = self.slots[0];
+            self.bytes -= self.slots[0].1;
+            self.slots.copy_within(1..self.len, 0);
+            self.len -= 1;
+            n += 1;
+        }
+        self.slots[self.len] = (addr, len);
+        self.len += 1;
+        self.bytes += len;
+        n
+    }
+}
 
 /// 2^16 entries of 16 bytes: 1 MiB of address space, touched a page at a
 /// time as entries are used; linear probing stays short below ~48 K live
@@ -115,14 +216,27 @@ fn map(len: usize) -> *mut u8 {
     }
 }
 
-/// Maps a fresh, zeroed large object of at least `size` bytes aligned to
-/// `align` (a power of two); null on failure.
-pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+/// A large object of at least `size` bytes aligned to `align` (a power of
+/// two), from the cache of freed ones or freshly mapped; null on failure.
+/// With `zero` its first `size` bytes are zero.
+pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     let Some(len) = size.max(1).checked_next_multiple_of(PAGE) else {
         return core::ptr::null_mut();
     };
     if len > isize::MAX as usize / 2 {
         return core::ptr::null_mut();
+    }
+    if align <= PAGE && len <= CACHE_MAX_OBJ {
+        if let Some((addr, mapped)) = with_cache(|c| c.take(len)) {
+            CACHED_BYTES.fetch_sub(mapped, Ordering::Relaxed);
+            if zero {
+                // SAFETY: `[addr, addr + mapped)` is a mapping of ours that
+                // left the cache above, so nobody else uses it; size <=
+                // len <= mapped.
+                unsafe { core::ptr::write_bytes(addr as *mut u8, 0, size) };
+            }
+            return track(addr as *mut u8, mapped);
+        }
     }
     let p = if align <= PAGE {
         map(len)
@@ -152,14 +266,49 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     if p.is_null() {
         return p;
     }
+    track(p, len)
+}
+
+/// Records the mapping `[p, p + len)` as a live large object and returns
+/// `p`; unmaps it and returns null when the table is full.
+fn track(p: *mut u8, len: usize) -> *mut u8 {
     if !insert(p as usize, len) {
-        // SAFETY: the mapping was made above and never handed out.
+        // SAFETY: the mapping is ours (fresh or out of the cache) and was
+        // never handed out.
         unsafe { libc::munmap(p.cast(), len) };
         return core::ptr::null_mut();
     }
     LIVE.fetch_add(1, Ordering::Relaxed);
     LIVE_BYTES.fetch_add(len, Ordering::Relaxed);
     p
+}
+
+/// Gives every cached mapping back to the system.
+pub(crate) fn trim() {
+    let mut out = [(0usize, 0usize); CACHE_SLOTS];
+    let n = with_cache(|c| {
+        let n = c.len;
+        out[..n].copy_from_slice(&c.slots[..n]);
+        c.len = 0;
+        c.bytes = 0;
+        n
+    });
+    for &(addr, len) in &out[..n] {
+        CACHED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        // SAFETY: a mapping of ours that left the cache above; nobody
+        // else can reach it.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
+}
+
+/// Takes the cache's lock before `fork()` (the last lock taken).
+pub(crate) fn lock_for_fork() {
+    CACHE_LOCK.acquire();
+}
+
+/// Releases what [`lock_for_fork`] took, in the parent or the child.
+pub(crate) fn unlock_after_fork() {
+    CACHE_LOCK.release();
 }
 
 /// Frees the large object at `addr`; `false` (nothing done) when `addr` is
@@ -181,10 +330,23 @@ pub(crate) unsafe fn free(addr: usize) -> bool {
     }
     LIVE.fetch_sub(1, Ordering::Relaxed);
     LIVE_BYTES.fetch_sub(len, Ordering::Relaxed);
-    // SAFETY: the mapping `[addr, addr + len)` was made by `alloc` and the
-    // key removal above made this call its only owner; the caller does not
-    // use it again.
-    unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    let mut evicted = [(0usize, 0usize); CACHE_SLOTS];
+    let n = if len <= CACHE_MAX_OBJ {
+        CACHED_BYTES.fetch_add(len, Ordering::Relaxed);
+        with_cache(|c| c.keep(addr, len, &mut evicted))
+    } else {
+        evicted[0] = (addr, len);
+        1
+    };
+    for &(addr, len) in &evicted[..n] {
+        if len <= CACHE_MAX_OBJ {
+            CACHED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        }
+        // SAFETY: the mapping `[addr, addr + len)` was made by `alloc`; the
+        // key removal above (or its eviction from the cache) made this call
+        // its only owner, and the caller does not use it again.
+        unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+    }
     true
 }
 

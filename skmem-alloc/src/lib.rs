@@ -242,26 +242,33 @@ pub fn malloc(size: usize) -> *mut u8 {
         // SAFETY: class_of returns a valid class for size <= MAX_SMALL.
         unsafe { front::alloc_class(class_of(size)) }
     } else {
-        large_alloc(size, PAGE)
+        large_alloc(size, PAGE, false)
     }
 }
 
 #[cold]
-fn large_alloc(size: usize, align: usize) -> *mut u8 {
+fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if !front::initialised() {
         return ptr::null_mut();
     }
-    large::alloc(size, align)
+    large::alloc(size, align, zero)
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two, any size up
 /// to `isize::MAX`); null on failure or when `align` is not a power of two.
 #[inline]
 pub fn aligned(size: usize, align: usize) -> *mut u8 {
+    aligned_in(size, align, false)
+}
+
+/// [`aligned`]; with `zero`, a large object comes back zeroed (a class
+/// block is the caller's to clear).
+#[inline]
+fn aligned_in(size: usize, align: usize, zero: bool) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    if align <= MIN_ALIGN {
+    if align <= MIN_ALIGN && size <= MAX_SMALL {
         return malloc(size);
     }
     if align <= PAGE && size <= MAX_SMALL {
@@ -277,11 +284,12 @@ pub fn aligned(size: usize, align: usize) -> *mut u8 {
     if size > isize::MAX as usize - align {
         return ptr::null_mut();
     }
-    large_alloc(size, align.max(PAGE))
+    large_alloc(size, align.max(PAGE), zero)
 }
 
 /// Allocates `n * size` zeroed bytes; null on overflow or failure. Fresh
-/// large objects are known zero and not cleared again.
+/// large objects are known zero and not cleared again (one reused from the
+/// cache of freed large objects is).
 pub fn calloc(n: usize, size: usize) -> *mut u8 {
     let Some(total) = n.checked_mul(size) else {
         return ptr::null_mut();
@@ -290,7 +298,7 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 }
 
 fn zeroed(size: usize, align: usize) -> *mut u8 {
-    let p = aligned(size, align);
+    let p = aligned_in(size, align, true);
     if !p.is_null() && size <= MAX_SMALL && align <= PAGE {
         // SAFETY: a fresh block of at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
@@ -469,6 +477,9 @@ pub struct Summary {
     pub large_objects: usize,
     /// See `large_objects`.
     pub large_bytes: usize,
+    /// Mapped bytes of freed large objects kept for reuse (at most 16 MiB;
+    /// [`reclaim`] gives them back).
+    pub large_cached_bytes: usize,
     /// Bytes of internal metadata blocks in use.
     pub meta_bytes: usize,
     /// Magazine hits (CPU-layer allocations and frees of the class caches).
@@ -484,6 +495,7 @@ pub fn summary() -> Summary {
     let mut s = Summary {
         large_objects: large::LIVE.load(core::sync::atomic::Ordering::Relaxed),
         large_bytes: large::LIVE_BYTES.load(core::sync::atomic::Ordering::Relaxed),
+        large_cached_bytes: large::CACHED_BYTES.load(core::sync::atomic::Ordering::Relaxed),
         meta_bytes: meta::IN_USE.load(core::sync::atomic::Ordering::Relaxed),
         ..Summary::default()
     };

@@ -32,7 +32,14 @@ fn thousands_of_large_objects_are_tracked_freed_and_their_slots_reused() {
             );
             // SAFETY: live blocks.
             unsafe {
-                assert_eq!(skmem_alloc::usable_size(p), n.next_multiple_of(4096));
+                // A fresh mapping is page-exact; one reused from the cache
+                // of freed large objects may be up to a quarter larger.
+                let pages = n.next_multiple_of(4096);
+                let usable = skmem_alloc::usable_size(p);
+                assert!(
+                    usable >= pages && usable <= pages + pages / 4,
+                    "{n} bytes: usable {usable}"
+                );
                 assert_eq!((*p, *p.add(n - 1)), (i as u8, round as u8));
             }
         }

@@ -57,6 +57,7 @@ workloads=(
     "prodcons|prodcons 1"
     "cache-scratch|cache-scratch 2"
     "churn|churn 2"
+    "large-reuse|large-reuse"
     "glibc-thread-1|glibc-thread 1"
     "glibc-thread-2|glibc-thread 2"
 )

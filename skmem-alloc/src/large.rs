@@ -19,9 +19,15 @@
 //! shootdown) every time. So a freed large object of up to
 //! [`CACHE_MAX_OBJ`] bytes is kept, pages populated, in a small cache of
 //! [`CACHE_SLOTS`] mappings and at most [`CACHE_MAX_BYTES`] in all (the
-//! oldest goes back to the system first), and a later request is served
-//! from it when a cached mapping is large enough and wastes at most a
-//! quarter (best fit). Its usable size is then the whole cached mapping.
+//! oldest goes back to the system first), and a later request of up to
+//! that size is served from it: by the smallest cached mapping of at most
+//! twice the size (whole: its usable size is then the whole mapping), or
+//! else by the largest smaller one, grown with `mremap` (only the added
+//! pages fault in); a fresh mapping only when every cached one is more
+//! than twice too large. So a loop of differently sized large buffers
+//! cycles a few mappings instead of collecting many, and rarely faults
+//! pages in again. Objects handed out oversized came out of the cache, so
+//! the memory they waste is bounded by its limit.
 //! A reused mapping is not zero: `calloc`'s path asks for zeroed memory and
 //! gets it cleared. [`trim`] (from `reclaim`) empties the cache.
 //!
@@ -88,12 +94,19 @@ fn with_cache<R>(f: impl FnOnce(&mut Cache) -> R) -> R {
 }
 
 impl Cache {
-    /// Takes the smallest cached mapping of `len..=len + len / 4` bytes.
+    /// Takes the cached mapping that best serves `len` bytes: the smallest
+    /// of `len..=2 * len` bytes, or else the largest below `len` (to be
+    /// grown). Mappings more than twice too large stay for larger requests.
     fn take(&mut self, len: usize) -> Option<(usize, usize)> {
-        let limit = len + len / 4;
+        let fits = |l: usize| l >= len && l / 2 <= len;
         let mut best: Option<usize> = None;
         for (i, &(_, l)) in self.slots[..self.len].iter().enumerate() {
-            if l >= len && l <= limit && best.map_or(true, |b| l < self.slots[b].1) {
+            let better = match best.map(|b| self.slots[b].1) {
+                None => fits(l) || l < len,
+                Some(have) if fits(have) => fits(l) && l < have,
+                Some(have) => fits(l) || (l < len && l > have),
+            };
+            if better {
                 best = Some(i);
             }
         }
@@ -227,15 +240,8 @@ pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return core::ptr::null_mut();
     }
     if align <= PAGE && len <= CACHE_MAX_OBJ {
-        if let Some((addr, mapped)) = with_cache(|c| c.take(len)) {
-            CACHED_BYTES.fetch_sub(mapped, Ordering::Relaxed);
-            if zero {
-                // SAFETY: `[addr, addr + mapped)` is a mapping of ours that
-                // left the cache above, so nobody else uses it; size <=
-                // len <= mapped.
-                unsafe { core::ptr::write_bytes(addr as *mut u8, 0, size) };
-            }
-            return track(addr as *mut u8, mapped);
+        if let Some(p) = reuse(size, len, zero) {
+            return p;
         }
     }
     let p = if align <= PAGE {
@@ -267,6 +273,37 @@ pub(crate) fn alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return p;
     }
     track(p, len)
+}
+
+/// Serves `size` bytes (`len`, whole pages) from a cached mapping: one of
+/// at most twice that, whole, or a smaller one grown by `mremap` (only the
+/// added pages fault in). Its populated pages are what saves the page
+/// faults. `None` when nothing cached fits (then nothing changed) or the
+/// growth failed (then the mapping was given back).
+fn reuse(size: usize, len: usize, zero: bool) -> Option<*mut u8> {
+    let (addr, mapped) = with_cache(|c| c.take(len))?;
+    CACHED_BYTES.fetch_sub(mapped, Ordering::Relaxed);
+    let (addr, mapped) = if mapped >= len {
+        (addr, mapped)
+    } else {
+        // SAFETY: `[addr, addr + mapped)` is a mapping of ours that left
+        // the cache above; nobody uses it, so it may move.
+        let p =
+            unsafe { libc::mremap(addr as *mut libc::c_void, mapped, len, libc::MREMAP_MAYMOVE) };
+        if p == libc::MAP_FAILED {
+            // SAFETY: as above; it stays where it was and is given back.
+            unsafe { libc::munmap(addr as *mut libc::c_void, mapped) };
+            return None;
+        }
+        (p as usize, len)
+    };
+    if zero {
+        // SAFETY: `[addr, addr + mapped)` is ours alone (above) and
+        // `size <= len <= mapped`. Pages mremap added are zero already, but
+        // one pass over all is simpler than tracking which.
+        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, size) };
+    }
+    Some(track(addr as *mut u8, mapped))
 }
 
 /// Records the mapping `[p, p + len)` as a live large object and returns

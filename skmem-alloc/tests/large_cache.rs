@@ -1,6 +1,6 @@
 //! The cache of freed large objects: a freed large block is reused for a
-//! request it fits (best fit, at most a quarter larger), `calloc` of a
-//! reused block is zero, the cache stays within its limits, and
+//! later request (whole when at most twice as large, grown when smaller,
+//! left alone when larger still), `calloc` of a reused block is zero, the cache stays within its limits, and
 //! `reclaim` gives it back. One test function: the cache is process-wide,
 //! so the steps must not interleave with another test's large frees.
 
@@ -34,15 +34,24 @@ fn freed_large_objects_are_reused_zeroed_on_calloc_bounded_and_reclaimed() {
         skmem_alloc::free(q);
     }
 
-    // Too small (waste above a quarter) or too large: not reused.
-    let small = skmem_alloc::malloc(300 * KIB);
-    assert_ne!(small, p, "a 600 KiB mapping is not handed out for 300 KiB");
+    // More than twice too large: left for larger requests, a fresh
+    // mapping serves.
+    let small = skmem_alloc::malloc(272 * KIB);
+    assert!(!small.is_null());
+    assert_ne!(small, p, "a 600 KiB mapping is not spent on 272 KiB");
     assert_eq!(cached(), 600 * KIB);
+    // SAFETY: live block, freed once.
+    unsafe { skmem_alloc::free(small) };
+    assert_eq!(cached(), 872 * KIB);
+    // Larger than any cached: the largest smaller one is grown, its pages
+    // kept; the 272 KiB one stays.
     let big = skmem_alloc::malloc(700 * KIB);
-    assert_ne!(big, p);
-    // SAFETY: live blocks, freed once.
+    assert_eq!(cached(), 272 * KIB, "the 600 KiB mapping was grown");
+    // SAFETY: a live block of 700 KiB: the old pages moved with it.
     unsafe {
-        skmem_alloc::free(small);
+        assert_eq!(skmem_alloc::usable_size(big), 700 * KIB);
+        assert_eq!(*big.add(600 * KIB - 1), 0xAB, "mremap kept the old pages");
+        assert_eq!(*big.add(700 * KIB - 1), 0, "the new pages are fresh");
         skmem_alloc::free(big);
     }
 

@@ -240,3 +240,60 @@ fn threads_sharing_a_mirrored_region_keep_both_sides_in_step() {
     assert_stats_consistent(&master, 0);
     assert_stats_consistent(&shadow, 0);
 }
+
+/// Mirroring decided at run time: one region type, `Option<Shadow>`,
+/// mirrored with `Some` (a shadow segment per master segment, freed with
+/// it) and plain with `None` (no shadow, no mismatch checks).
+#[test]
+fn an_optional_mirror_is_decided_at_run_time() {
+    type Either = Region<Heap, Option<Shadow<Heap>>>;
+    let shadow = heap_region("umd-opt", 2);
+    let mirrored = Either::with_mirror(
+        params("kmd-opt", 2),
+        HeapConfig::default(),
+        Some(Shadow(Arc::clone(&shadow))),
+    )
+    .unwrap();
+    let plain = Either::with_mirror(params("kmd-plain", 2), HeapConfig::default(), None).unwrap();
+
+    let m = mirrored.alloc_segment(AllocFlags::NoSleep).unwrap();
+    let sh = m.shadow.expect("Some: the segment has a shadow");
+    assert_eq!(
+        shadow.segment_of(sh.as_ptr()).map(|s| s.index),
+        Some(m.index)
+    );
+    assert_eq!(shadow.stats().seginuse, 1);
+    let p = plain.alloc_segment(AllocFlags::NoSleep).unwrap();
+    assert!(p.shadow.is_none(), "None: no shadow");
+    assert_eq!(
+        shadow.stats().seginuse,
+        1,
+        "the plain region never touches it"
+    );
+
+    // SAFETY: allocated above from these regions, not used afterwards.
+    unsafe {
+        mirrored.free_segment(m);
+        plain.free_segment(p);
+    }
+    assert_eq!(shadow.stats().seginuse, 0, "freed with its master");
+
+    // Some(shadow) of the wrong shape is refused as before.
+    let small = heap_region("umd-small", 1);
+    let err = Either::with_mirror(
+        params("kmd-bad", 2),
+        HeapConfig::default(),
+        Some(Shadow(small)),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidParam {
+                param: "mirror",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -13,7 +13,7 @@ use skmem_traits::{CpuLocal, Error, Result};
 
 use super::id::RegionId;
 use super::region::DynRegion;
-use crate::pool::{MetadataType, Mirrored, PacketPool};
+use crate::pool::{MetadataType, PacketPool};
 
 /// What a user of a view needs to know about the packet pool behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,23 +57,17 @@ pub(crate) fn pool_regions<L: CpuLocal>(pool: &PacketPool<Mmap, L>) -> Vec<(Regi
     if let Some(l) = &i.bufs.large {
         out.push((RegionId::BufLarge, l.cache.layer().region().clone()));
     }
-    match &i.md {
-        Mirrored::Kernel(c) => out.push((RegionId::Kmd, c.layer().region().clone())),
-        Mirrored::User(c) => {
-            let r = c.layer().region();
-            out.push((RegionId::Umd, r.mirror().0.clone()));
-            out.push((RegionId::Kmd, r.clone()));
-        }
+    let md = i.md.layer().region();
+    if let Some(user) = md.mirror() {
+        out.push((RegionId::Umd, user.0.clone()));
     }
+    out.push((RegionId::Kmd, md.clone()));
     if let Some(b) = &i.bft {
-        match &b.def {
-            Mirrored::Kernel(c) => out.push((RegionId::Kbft, c.layer().region().clone())),
-            Mirrored::User(c) => {
-                let r = c.layer().region();
-                out.push((RegionId::Ubft, r.mirror().0.clone()));
-                out.push((RegionId::Kbft, r.clone()));
-            }
+        let bft = b.def.layer().region();
+        if let Some(user) = bft.mirror() {
+            out.push((RegionId::Ubft, user.0.clone()));
         }
+        out.push((RegionId::Kbft, bft.clone()));
     }
     out
 }

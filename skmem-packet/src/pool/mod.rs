@@ -55,7 +55,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 use skmem_magazine::{Cache, CacheConfig, DefaultLocal};
 use skmem_slab::{Reap, Region, RegionParams, Shadow, SlabCache, SlabConfig};
-use skmem_traits::{AllocFlags, CpuLocal, Error, Mirror, NoMirror, Result, SegmentSource};
+use skmem_traits::{AllocFlags, CpuLocal, Error, Result, SegmentSource};
 
 pub(crate) use config::rename_param;
 pub use config::{IoDirection, PacketPoolConfig, PoolPlan, MAX_FRAGS_LIMIT, MIN_STRIDING_BUF_SIZE};
@@ -70,42 +70,13 @@ pub use report::{Outstanding, OutstandingBuflet, OutstandingPacket, PoolStats};
 use ctor::{BftCtor, BufClass, Buffers, MdCtor};
 use meta::{KBUF_SIZE, KMD_SIZE, MD_INTERNALIZED, MD_SLOW};
 
-/// A cache of kernel-only or mirrored objects: the shadow is a type
-/// parameter of the slab layer, so a pool holds one of two cache types and
-/// dispatches once per call (a well-predicted branch).
-pub(crate) enum Mirrored<K, U> {
-    Kernel(K),
-    User(U),
-}
+/// The mirror of a pool's object regions, decided at run time: `None` for
+/// a kernel-only pool, the user region (umd or ubft) otherwise. One cache
+/// type serves both; only segment creation and teardown look at it.
+pub(crate) type UserMirror<S> = Option<Shadow<S>>;
 
-/// Runs `$body` with `$c` bound to the cache inside a [`Mirrored`].
-macro_rules! dispatch {
-    ($m:expr, $c:ident => $body:expr) => {
-        match $m {
-            $crate::pool::Mirrored::Kernel($c) => $body,
-            $crate::pool::Mirrored::User($c) => $body,
-        }
-    };
-}
-pub(crate) use dispatch;
-
-pub(crate) type MdCache<S, L> = Mirrored<
-    Cache<SlabCache<S, MdCtor<S, L>, NoMirror>, L>,
-    Cache<SlabCache<S, MdCtor<S, L>, Shadow<S>>, L>,
->;
-pub(crate) type BftCache<S, L> = Mirrored<
-    Cache<SlabCache<S, BftCtor<S, L>, NoMirror>, L>,
-    Cache<SlabCache<S, BftCtor<S, L>, Shadow<S>>, L>,
->;
-
-impl<K: Clone, U: Clone> Clone for Mirrored<K, U> {
-    fn clone(&self) -> Self {
-        match self {
-            Mirrored::Kernel(k) => Mirrored::Kernel(k.clone()),
-            Mirrored::User(u) => Mirrored::User(u.clone()),
-        }
-    }
-}
+pub(crate) type MdCache<S, L> = Cache<SlabCache<S, MdCtor<S, L>, UserMirror<S>>, L>;
+pub(crate) type BftCache<S, L> = Cache<SlabCache<S, BftCtor<S, L>, UserMirror<S>>, L>;
 
 /// The buflet caches of an on-demand pool.
 pub(crate) struct Bfts<S: SegmentSource, L: CpuLocal> {
@@ -134,11 +105,11 @@ struct PoolReaper<S: SegmentSource, L: CpuLocal> {
 
 impl<S: SegmentSource, L: CpuLocal> Reap for PoolReaper<S, L> {
     fn reap_now(&self, purge: bool) {
-        dispatch!(&self.md, c => c.reap_now(purge));
+        self.md.reap_now(purge);
         if let Some((d, l)) = &self.bft {
-            dispatch!(d, c => c.reap_now(purge));
+            d.reap_now(purge);
             if let Some(l) = l {
-                dispatch!(l, c => c.reap_now(purge));
+                l.reap_now(purge);
             }
         }
     }
@@ -263,16 +234,13 @@ fn cache_config(magazines: bool) -> CacheConfig {
 /// mirrored, as `M` says): the default one, and, when the pool has large
 /// buffers, the large one, whose magazines are purged on reap.
 #[allow(clippy::type_complexity)]
-fn bft_caches<S: SegmentSource, L: CpuLocal, M: Mirror + 'static>(
-    region: Arc<Region<S, M>>,
+fn bft_caches<S: SegmentSource, L: CpuLocal>(
+    region: Arc<Region<S, UserMirror<S>>>,
     pool_name: &str,
     bufs: &Arc<Buffers<S, L>>,
     magazines: bool,
     debug: skmem_slab::DebugFlags,
-) -> Result<(
-    Cache<SlabCache<S, BftCtor<S, L>, M>, L>,
-    Option<Cache<SlabCache<S, BftCtor<S, L>, M>, L>>,
-)> {
+) -> Result<(BftCache<S, L>, Option<BftCache<S, L>>)> {
     let slab = |name: String| SlabConfig::new(name, KBUF_SIZE).align(64).debug(debug);
     let ctor = |large: bool| BftCtor {
         bufs: Arc::clone(bufs),
@@ -351,41 +319,26 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         let md_slab_cfg = SlabConfig::new(format!("kmd.{n}"), KMD_SIZE)
             .align(64)
             .debug(cfg.debug);
-        let md: MdCache<S, L> = match &plan.umd {
-            None => {
-                let region = Region::<S>::new(plan.kmd.0.clone(), src.clone())?;
-                Mirrored::Kernel(Cache::new(
-                    SlabCache::new(region, md_slab_cfg, md_ctor)?,
-                    cache_config(cfg.md_magazines),
-                )?)
-            }
-            Some((up, _)) => {
-                let umd = Region::<S>::new(up.clone(), src.clone())?;
-                let region = Region::with_mirror(plan.kmd.0.clone(), src.clone(), Shadow(umd))?;
-                Mirrored::User(Cache::new(
-                    SlabCache::new(region, md_slab_cfg, md_ctor)?,
-                    cache_config(cfg.md_magazines),
-                )?)
-            }
+        let umd = match &plan.umd {
+            None => None,
+            Some((up, _)) => Some(Shadow(Region::<S>::new(up.clone(), src.clone())?)),
         };
+        let region = Region::with_mirror(plan.kmd.0.clone(), src.clone(), umd)?;
+        let md: MdCache<S, L> = Cache::new(
+            SlabCache::new(region, md_slab_cfg, md_ctor)?,
+            cache_config(cfg.md_magazines),
+        )?;
 
         // Buflets (on demand).
         let bft = match &plan.kbft {
             None => None,
             Some((kp, kl)) => {
-                let (def, lg) = match &plan.ubft {
-                    None => {
-                        let region = Region::<S>::new(kp.clone(), src.clone())?;
-                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines, cfg.debug)?;
-                        (Mirrored::Kernel(d), l.map(Mirrored::Kernel))
-                    }
-                    Some((up, _)) => {
-                        let ubft = Region::<S>::new(up.clone(), src.clone())?;
-                        let region = Region::with_mirror(kp.clone(), src.clone(), Shadow(ubft))?;
-                        let (d, l) = bft_caches(region, n, &bufs, cfg.md_magazines, cfg.debug)?;
-                        (Mirrored::User(d), l.map(Mirrored::User))
-                    }
+                let ubft = match &plan.ubft {
+                    None => None,
+                    Some((up, _)) => Some(Shadow(Region::<S>::new(up.clone(), src.clone())?)),
                 };
+                let region = Region::with_mirror(kp.clone(), src.clone(), ubft)?;
+                let (def, lg) = bft_caches(region, n, &bufs, cfg.md_magazines, cfg.debug)?;
                 Some(Bfts {
                     def,
                     large: lg,
@@ -613,7 +566,10 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     pub fn alloc_packet(&self, bufcnt: u16, flags: AllocFlags) -> Result<Packet> {
         self.check_open()?;
         if !self.inner.on_demand && bufcnt == 1 {
-            let k = dispatch!(&self.inner.md, c => c.alloc_with(flags))
+            let k = self
+                .inner
+                .md
+                .alloc_with(flags)
                 .map_err(|e| self.map_exhausted(e))?;
             return Ok(self.init_one(k));
         }
@@ -653,7 +609,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // two slices have the same layout; the cache writes addresses.
         let raw =
             unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
-        let n = dispatch!(&self.inner.md, c => c.alloc_batch(raw, flags));
+        let n = self.inner.md.alloc_batch(raw, flags);
         if n == 0 {
             return Err(self.exhausted());
         }
@@ -833,7 +789,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         }
         // SAFETY: constructed state restored (no chain; flags are reset at
         // the next allocation); the object came from this cache.
-        unsafe { dispatch!(&self.inner.md, c => c.free(p.kmd_nn())) };
+        unsafe { self.inner.md.free(p.kmd_nn()) };
         Ok(())
     }
 
@@ -891,7 +847,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             let objs = unsafe { meta::assume_init_slice(&tmp[..chunk.len()]) };
             // SAFETY: each is an allocated object of the metadata cache in
             // constructed state (caller's contract).
-            unsafe { dispatch!(&self.inner.md, c => c.free_batch(objs)) };
+            unsafe { self.inner.md.free_batch(objs) };
         }
     }
 

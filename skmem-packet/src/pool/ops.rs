@@ -13,7 +13,7 @@ use super::meta::{
     self, Kbuf, Kmd, BUF_EXTERNAL, BUF_LARGE, IDX_NONE, MD_HAS_ATTACHED, MD_INTERNALIZED,
     MD_IS_ATTACHED, MD_TX_COMPL, NO_OWNER,
 };
-use super::{dispatch, Bfts, Buflet, MetadataType, Packet, PacketPool};
+use super::{Bfts, Buflet, MetadataType, Packet, PacketPool};
 
 /// A raw buffer from an on-demand pool (the seed's `pp_alloc_buffer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // SAFETY: `Packet` is `repr(transparent)` over `NonNull<u8>`.
         let raw =
             unsafe { &mut *(out as *mut [MaybeUninit<Packet>] as *mut [MaybeUninit<NonNull<u8>>]) };
-        let n = dispatch!(&self.inner.md, c => c.alloc_batch(raw, flags));
+        let n = self.inner.md.alloc_batch(raw, flags);
         if n == 0 {
             return Err(self.exhausted());
         }
@@ -80,7 +80,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         } else {
             let bft = self.bfts()?;
             let mut blist = vec![MaybeUninit::<NonNull<u8>>::uninit(); n * per];
-            let got = dispatch!(&bft.def, c => c.alloc_batch(&mut blist, flags));
+            let got = bft.def.alloc_batch(&mut blist, flags);
             ((got / per).min(n), blist, got)
         };
         for i in 0..ok {
@@ -122,11 +122,11 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                 let spare_b = meta::assume_init_slice(&blist[ok * per..got]);
                 if !spare_b.is_empty() {
                     let bft = self.bfts()?;
-                    dispatch!(&bft.def, c => c.free_batch(spare_b));
+                    bft.def.free_batch(spare_b);
                 }
                 let spare_m = meta::assume_init_slice(&raw[ok..n]);
                 if !spare_m.is_empty() {
-                    dispatch!(&self.inner.md, c => c.free_batch(spare_m));
+                    self.inner.md.free_batch(spare_m);
                 }
             }
         }
@@ -177,17 +177,17 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // freed to (large flag), in constructed state.
         unsafe {
             if !lists.def.is_empty() {
-                dispatch!(&bft.def, c => c.free_batch(&lists.def));
+                bft.def.free_batch(&lists.def);
             }
             for &p in &lists.def_nocache {
-                dispatch!(&bft.def, c => c.free_nocache(p));
+                bft.def.free_nocache(p);
             }
             if let Some(l) = &bft.large {
                 if !lists.large.is_empty() {
-                    dispatch!(l, c => c.free_batch(&lists.large));
+                    l.free_batch(&lists.large);
                 }
                 for &p in &lists.large_nocache {
-                    dispatch!(l, c => c.free_nocache(p));
+                    l.free_nocache(p);
                 }
             }
         }
@@ -272,7 +272,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
         // in constructed state (no chain, native buffer unshared: native
         // buffers are never cloned).
         unsafe {
-            dispatch!(&self.inner.md, c => c.free_batch(&mds));
+            self.inner.md.free_batch(&mds);
             self.free_lists(&lists);
         }
         if !attached.is_empty() {
@@ -382,7 +382,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
             return Ok(0);
         }
         let mut raw = vec![MaybeUninit::<NonNull<u8>>::uninit(); n];
-        let got = dispatch!(bft.cache(large), c => c.alloc_batch(&mut raw, flags));
+        let got = bft.cache(large).alloc_batch(&mut raw, flags);
         if got == 0 {
             return Err(Error::Exhausted {
                 name: format!("kbft.{}", self.inner.name),
@@ -578,11 +578,20 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     fn reap_all(&self, purge: bool) {
         let i = &self.inner;
-        dispatch!(&i.md, c => { c.reap_now(purge); c.layer().reap() });
+        {
+            i.md.reap_now(purge);
+            i.md.layer().reap()
+        };
         if let Some(b) = &i.bft {
-            dispatch!(&b.def, c => { c.reap_now(purge); c.layer().reap() });
+            {
+                b.def.reap_now(purge);
+                b.def.layer().reap()
+            };
             if let Some(l) = &b.large {
-                dispatch!(l, c => { c.reap_now(purge); c.layer().reap() });
+                {
+                    l.reap_now(purge);
+                    l.layer().reap()
+                };
             }
         }
         i.bufs.def.cache.reap_now(purge);

@@ -6,7 +6,7 @@ use skmem_traits::stats::{CacheStats, RegionStats};
 use skmem_traits::{CpuLocal, SegmentSource};
 
 use super::meta::{self, Kbuf, BUF_LARGE, NO_OWNER};
-use super::{dispatch, MetadataType, PacketPool};
+use super::{MetadataType, PacketPool};
 
 /// A snapshot of a pool and everything beneath it. Serialisable and
 /// deserialisable with the `serde` feature.
@@ -229,20 +229,20 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// A snapshot of the pool's statistics.
     pub fn stats(&self) -> PoolStats {
         let i = &self.inner;
-        let md_cache = dispatch!(&i.md, c => c.stats());
+        let md_cache = i.md.stats();
         let mut regions = Vec::new();
-        dispatch!(&i.md, c => regions.push(c.layer().region().stats()));
-        if let super::Mirrored::User(c) = &i.md {
-            regions.push(c.layer().region().mirror().0.stats());
+        regions.push(i.md.layer().region().stats());
+        if let Some(user) = i.md.layer().region().mirror() {
+            regions.push(user.0.stats());
         }
         let (mut bft_def, mut bft_large) = (None, None);
         if let Some(b) = &i.bft {
-            bft_def = Some(dispatch!(&b.def, c => c.stats()));
-            dispatch!(&b.def, c => regions.push(c.layer().region().stats()));
-            if let super::Mirrored::User(c) = &b.def {
-                regions.push(c.layer().region().mirror().0.stats());
+            bft_def = Some(b.def.stats());
+            regions.push(b.def.layer().region().stats());
+            if let Some(user) = b.def.layer().region().mirror() {
+                regions.push(user.0.stats());
             }
-            bft_large = b.large.as_ref().map(|l| dispatch!(l, c => c.stats()));
+            bft_large = b.large.as_ref().map(|l| l.stats());
         }
         let buf_def = i.bufs.def.cache.stats();
         regions.push(i.bufs.def.cache.layer().region().stats());
@@ -307,17 +307,17 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
     /// ```
     pub unsafe fn outstanding(&self) -> Outstanding {
         let i = &self.inner;
-        dispatch!(&i.md, c => c.reap_now(true));
+        i.md.reap_now(true);
         if let Some(b) = &i.bft {
-            dispatch!(&b.def, c => c.reap_now(true));
+            b.def.reap_now(true);
             if let Some(l) = &b.large {
-                dispatch!(l, c => c.reap_now(true));
+                l.reap_now(true);
             }
         }
         let mut report = Outstanding::default();
         let mut in_packets = HashSet::new();
-        dispatch!(&i.md, c => {
-            let slab = c.layer();
+        {
+            let slab = i.md.layer();
             for seg in slab.region().live_segments() {
                 for j in 0..slab.objs_per_slab() as usize {
                     let addr = seg.base.as_ptr().wrapping_add(j * slab.chunk_size());
@@ -343,15 +343,17 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                     }
                 }
             }
-        });
+        };
         if let Some(b) = &i.bft {
             let mut scan = |m: &super::BftCache<S, L>| {
-                dispatch!(m, c => {
-                    let slab = c.layer();
+                {
+                    let slab = m.layer();
                     for seg in slab.region().live_segments() {
                         for j in 0..slab.objs_per_slab() as usize {
                             let addr = seg.base.as_ptr().wrapping_add(j * slab.chunk_size());
-                            if in_packets.contains(&(addr as usize)) || slab.object_info(addr).is_none() {
+                            if in_packets.contains(&(addr as usize))
+                                || slab.object_info(addr).is_none()
+                            {
                                 continue;
                             }
                             let kb = meta::as_kbuf(addr);
@@ -367,7 +369,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
                             }
                         }
                     }
-                });
+                };
             };
             scan(&b.def);
             if let Some(l) = &b.large {

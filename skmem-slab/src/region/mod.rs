@@ -309,7 +309,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
     /// this region's and it must have at least as many segments.
     pub fn with_mirror(params: RegionParams, config: S::Config, mirror: M) -> Result<Arc<Self>> {
         let layout = params.configure()?;
-        if M::ACTIVE {
+        if mirror.is_active() {
             if mirror.segment_size() != layout.seg_size {
                 return Err(Error::invalid_param(
                     "mirror",
@@ -607,7 +607,7 @@ impl<S: SegmentSource, M: Mirror> Region<S, M> {
         // reserved it, taking it out of the vacant or free state, and each
         // index is in exactly one state (or reserved by one thread).
         let base = unsafe { self.source.create(index) }?;
-        let shadow = if M::ACTIVE {
+        let shadow = if self.mirror.is_active() {
             match self.mirror.alloc_segment(index, flags) {
                 Ok(shadow) => Some(shadow),
                 Err(err) => {

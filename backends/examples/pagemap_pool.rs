@@ -141,7 +141,7 @@ mod linux {
         let count = layout.objs_per_seg as usize + 8;
         let mut bufs: Vec<NonNull<u8>> = Vec::with_capacity(count);
         for _ in 0..count {
-            match cache.alloc(AllocFlags::NoSleep) {
+            match cache.alloc_with(AllocFlags::NoSleep) {
                 Ok(b) => bufs.push(b),
                 Err(e) => {
                     explain(&e);

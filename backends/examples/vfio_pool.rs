@@ -91,7 +91,7 @@ mod linux {
             } else {
                 (&buf_cache, &bufs)
             };
-            let obj = match cache.alloc(AllocFlags::NoSleep) {
+            let obj = match cache.alloc_with(AllocFlags::NoSleep) {
                 Ok(o) => o,
                 Err(e) => {
                     println!("allocation failed: {e}");

@@ -348,7 +348,7 @@ fn a_slab_cache_on_pagemap_hands_out_physically_addressed_buffers() {
     let region = Region::<Pagemap>::new(params, PagemapConfig::default()).unwrap();
     let cache = SlabCache::new(region.clone(), SlabConfig::new("pa-bufs", 2048), NoCtor).unwrap();
     let objs: Vec<_> = (0..HP / 2048 + 1)
-        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     for &o in &objs {
         let pa = region.source().iova(o.as_ptr()).unwrap();

@@ -483,7 +483,7 @@ fn a_region_and_slab_cache_on_vfio_map_every_segment_they_use() {
     let per_seg = region.layout().objs_per_seg as usize;
     let cache = SlabCache::new(region.clone(), SlabConfig::new("dma-bufs", 2048), NoCtor).unwrap();
     let objs: Vec<_> = (0..3 * per_seg)
-        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     assert_eq!(fake.mappings().len(), 3, "one mapping per segment in use");
     for &o in &objs {

@@ -181,7 +181,7 @@ impl<C: ObjectCtor> ObjPool for SlabPool<C> {
     fn get(&self) -> Ptr {
         Ptr(self
             .0
-            .alloc(AllocFlags::NoSleep)
+            .alloc_with(AllocFlags::NoSleep)
             .expect("skmem slab exhausted"))
     }
 

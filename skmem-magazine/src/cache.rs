@@ -830,7 +830,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             // SAFETY: `alloc_cpu_layer` initialised the prefix it counted.
             return Ok(unsafe { one[0].assume_init() });
         }
-        self.below.alloc(flags)
+        self.below.alloc_with(flags)
     }
 
     /// The front missed: pops up to half a front (plus the object to hand
@@ -844,7 +844,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
         let mut buf = [MaybeUninit::uninit(); FRONT_CAP / 2 + 1];
         let n = self.alloc_cpu_layer(&mut buf);
         if n == 0 {
-            return self.below.alloc(flags);
+            return self.below.alloc_with(flags);
         }
         // SAFETY: `alloc_cpu_layer` initialised the prefix `n` it counted;
         // `MaybeUninit<T>` has `T`'s layout.

@@ -47,7 +47,7 @@ pub unsafe trait ObjectLayer: Send + Sync + 'static {
     /// Bytes between neighbouring objects; picks the magazine ladder step.
     fn chunk_size(&self) -> usize;
     /// One constructed object.
-    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>>;
+    fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>>;
     /// Up to `out.len()` constructed objects into a prefix of `out`; the count.
     fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize;
     /// Destructs and takes back one object.
@@ -147,8 +147,8 @@ unsafe impl<S: SegmentSource, C: ObjectCtor + 'static, M: Mirror + 'static> Obje
         SlabCache::chunk_size(self)
     }
     #[inline]
-    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
-        SlabCache::alloc(self, flags)
+    fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        SlabCache::alloc_with(self, flags)
     }
     fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
         SlabCache::alloc_batch(self, out, flags)
@@ -397,7 +397,7 @@ unsafe impl<C: ObjectCtor + 'static> ObjectLayer for HeapObjects<C> {
     fn chunk_size(&self) -> usize {
         self.layout.size()
     }
-    fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+    fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
         self.alloc_one(flags)
     }
     fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {

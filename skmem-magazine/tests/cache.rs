@@ -353,8 +353,8 @@ fn bad_layer_geometry_is_refused() {
         fn chunk_size(&self) -> usize {
             32
         }
-        fn alloc(&self, f: AllocFlags) -> skmem_magazine::Result<NonNull<u8>> {
-            self.0.alloc(f)
+        fn alloc_with(&self, f: AllocFlags) -> skmem_magazine::Result<NonNull<u8>> {
+            self.0.alloc_with(f)
         }
         fn alloc_batch(&self, out: &mut [MaybeUninit<NonNull<u8>>], f: AllocFlags) -> usize {
             self.0.alloc_batch(out, f)

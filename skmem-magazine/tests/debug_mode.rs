@@ -335,7 +335,9 @@ fn poison_patterns_are_visible_and_writes_after_free_in_the_slab_are_caught() {
         skmem_traits::NoCtor,
     )
     .unwrap();
-    let a = slab.alloc(skmem_magazine::AllocFlags::NoSleep).unwrap();
+    let a = slab
+        .alloc_with(skmem_magazine::AllocFlags::NoSleep)
+        .unwrap();
     // SAFETY: 64 bytes of an object we hold.
     let bytes = unsafe { std::slice::from_raw_parts(a.as_ptr(), 64) }.to_vec();
     assert_eq!(
@@ -352,7 +354,9 @@ fn poison_patterns_are_visible_and_writes_after_free_in_the_slab_are_caught() {
     // SAFETY: the bug under test: a write into a free object.
     unsafe { a.as_ptr().add(9).write(7) };
     let before = skmem_slab::debug::report_count();
-    let b = slab.alloc(skmem_magazine::AllocFlags::NoSleep).unwrap();
+    let b = slab
+        .alloc_with(skmem_magazine::AllocFlags::NoSleep)
+        .unwrap();
     assert_eq!(b, a, "the slab hands the same object out again");
     assert_eq!(skmem_slab::debug::report_count(), before + 1);
     // SAFETY: allocated above, freed once.

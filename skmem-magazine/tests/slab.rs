@@ -235,7 +235,7 @@ fn region_exhaustion_asks_the_cache_to_reap() {
     assert_eq!(first.stats().cached_objs, all as u64);
     assert_eq!(region.stats().seginuse, u64::from(segs));
     let obj = second
-        .alloc(AllocFlags::NoSleep)
+        .alloc_with(AllocFlags::NoSleep)
         .expect("the reap freed a segment");
     let s = first.stats();
     assert_eq!(s.cached_objs, 0, "the first cache purged: {s:?}");

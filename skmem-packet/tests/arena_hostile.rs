@@ -165,7 +165,7 @@ fn peer_cannot_add_seals_and_the_owner_keeps_discarding_and_mapping() {
         .iter()
         .find(|(id, _, _, _)| *id == RegionId::Ring)
         .unwrap();
-    let obj = ring.alloc(AllocFlags::NoSleep).unwrap();
+    let obj = ring.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: a fresh ring object of at least one byte, ours.
     unsafe { obj.as_ptr().write_volatile(1) };
     let blocks = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_blocks;

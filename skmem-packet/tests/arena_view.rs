@@ -216,7 +216,7 @@ fn owner_and_local_view_share_packets_rings_stats_and_slot_descriptors() {
 
     // A ring object.
     let rings = arena.ring_cache().unwrap();
-    let ring = rings.alloc(AllocFlags::NoSleep).unwrap();
+    let ring = rings.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: a freshly allocated ring object of 256 bytes.
     unsafe { ring.as_ptr().cast::<u32>().write_volatile(0xabcd_0123) };
     let (rid, roff) = arena.view_offset_of(ring.as_ptr()).unwrap();
@@ -245,7 +245,7 @@ fn owner_and_local_view_share_packets_rings_stats_and_slot_descriptors() {
     // A slot descriptor: the owner fills the user mirror, the view sees it
     // at the same index of the read-only usd region.
     let sd = arena.slot_desc_cache(SlotDir::Tx).unwrap();
-    let k = sd.alloc(AllocFlags::NoSleep).unwrap();
+    let k = sd.alloc_with(AllocFlags::NoSleep).unwrap();
     let (info, shadow) = sd.object_info_with_shadow(k.as_ptr()).unwrap();
     let shadow = shadow.unwrap();
     // SAFETY: the mirror object of a live slot descriptor (owner-writable).

@@ -610,7 +610,7 @@ fn queues_chains_and_callbacks() {
     let mut seen = Vec::new();
     let mut slots = [MaybeUninit::uninit(); 16];
     let n = pool
-        .alloc_batch_with(1, &mut slots, NS, |i, p| seen.push((i, p)))
+        .alloc_batch_each(1, &mut slots, NS, |i, p| seen.push((i, p)))
         .unwrap();
     assert_eq!(n, 16);
     assert_eq!(

@@ -33,7 +33,7 @@ fn alloc_free_round_trip_returns_all_memory() {
     assert_eq!(c.objs_per_slab(), 64);
     assert!(!c.lookup_is_arithmetic());
     let objs: Vec<_> = (0..128)
-        .map(|_| c.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| c.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let distinct: HashSet<_> = objs.iter().map(|p| p.as_ptr() as usize).collect();
     assert_eq!(distinct.len(), 128);
@@ -41,7 +41,7 @@ fn alloc_free_round_trip_returns_all_memory() {
         assert_eq!(p.as_ptr() as usize % 64, 0);
     }
     // The region is exhausted now.
-    let err = c.alloc(AllocFlags::NoSleep).unwrap_err();
+    let err = c.alloc_with(AllocFlags::NoSleep).unwrap_err();
     assert!(matches!(err, Error::Exhausted { .. }), "{err}");
     let s = c.stats();
     assert_eq!((s.sl_alloc, s.sl_free, s.sl_bufinuse), (128, 0, 128));
@@ -70,11 +70,11 @@ fn alloc_free_round_trip_returns_all_memory() {
 #[test]
 fn lists_follow_counts() {
     let c = cache("lists", 64, 128);
-    let a = c.alloc(AllocFlags::NoSleep).unwrap();
+    let a = c.alloc_with(AllocFlags::NoSleep).unwrap();
     let s = c.stats();
     assert_eq!((s.sl_partial, s.sl_empty, s.sl_full), (1, 0, 0));
     let rest: Vec<_> = (0..63)
-        .map(|_| c.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| c.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let s = c.stats();
     assert_eq!((s.sl_partial, s.sl_empty, s.sl_full), (0, 0, 1));
@@ -83,7 +83,7 @@ fn lists_follow_counts() {
     let s = c.stats();
     assert_eq!((s.sl_partial, s.sl_empty, s.sl_full), (1, 0, 0));
     // Partial slabs are used before a new slab is made.
-    let b = c.alloc(AllocFlags::NoSleep).unwrap();
+    let b = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(b, a, "the freed object is reused first (LIFO)");
     assert_eq!(c.stats().sl_create, 1);
     // SAFETY: allocated above, freed once each.
@@ -100,7 +100,7 @@ fn lists_follow_counts() {
 fn object_info_by_hash_matches_addresses() {
     let c = cache("info", 128, 96);
     let objs: Vec<_> = (0..96)
-        .map(|_| c.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| c.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let layout = *c.region().layout();
     let mut indices = HashSet::new();
@@ -165,8 +165,8 @@ fn small_chunks_limit_alignment() {
     assert!(matches!(err, Error::InvalidParam { param: "align", .. }));
     let c = SlabCache::new(region, SlabConfig::new("s", 16), NoCtor).unwrap();
     assert_eq!(c.obj_align(), 16);
-    let a = c.alloc(AllocFlags::NoSleep).unwrap();
-    let b = c.alloc(AllocFlags::NoSleep).unwrap();
+    let a = c.alloc_with(AllocFlags::NoSleep).unwrap();
+    let b = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(b.as_ptr() as usize - a.as_ptr() as usize, 16);
     // SAFETY: allocated above, freed once.
     unsafe { c.free_batch(&[a, b]) };
@@ -179,7 +179,7 @@ fn ctor_and_dtor_balance() {
     let c = SlabCache::new(region, SlabConfig::new("ctor", 64), CheckingCtor::default()).unwrap();
     let mut objs = Vec::new();
     for _ in 0..100 {
-        let p = c.alloc(AllocFlags::NoSleep).unwrap();
+        let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
         // SAFETY: a constructed object of 64 bytes, ours.
         assert_eq!(unsafe { bytes(p, 64) }, vec![CTOR_PATTERN; 64]);
         objs.push(p);
@@ -204,10 +204,10 @@ fn ctor_failure_fails_cleanly() {
     let region = heap_region_mode("ctorfail", 64, 64, RegionMode::MONOLITHIC);
     let cfg = SlabConfig::new("ctorfail", 64).clear_on_free(true);
     let c = SlabCache::new(region, cfg, CheckingCtor::default()).unwrap();
-    let keep = c.alloc(AllocFlags::NoSleep).unwrap();
+    let keep = c.alloc_with(AllocFlags::NoSleep).unwrap();
 
     c.ctor().fail_after.store(1, Ordering::Relaxed);
-    let err = c.alloc(AllocFlags::NoSleep).unwrap_err();
+    let err = c.alloc_with(AllocFlags::NoSleep).unwrap_err();
     assert!(matches!(err, Error::CtorFailed { .. }), "{err}");
     let s = c.stats();
     assert_eq!(s.sl_alloc_fail, 1);
@@ -231,7 +231,7 @@ fn ctor_failure_fails_cleanly() {
     assert_eq!(c.stats().sl_bufinuse, 1);
     c.ctor().fail_all.store(false, Ordering::Relaxed);
 
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(p, refused, "the refused object is handed out next");
     assert_eq!(c.stats().ctor, 2);
     // SAFETY: allocated above, freed once each.
@@ -283,12 +283,12 @@ fn clear_on_free_zeroes_the_object() {
         NoCtor,
     )
     .unwrap();
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: a 64-byte object we own.
     unsafe { std::ptr::write_bytes(p.as_ptr(), 0xAB, 64) };
     // SAFETY: allocated above, freed once.
     unsafe { c.free(p) };
-    let q = c.alloc(AllocFlags::NoSleep).unwrap();
+    let q = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(q, p);
     // SAFETY: a 64-byte object we own.
     assert_eq!(unsafe { bytes(q, 64) }, vec![0; 64]);
@@ -298,12 +298,12 @@ fn clear_on_free_zeroes_the_object() {
     // Without clear-on-free the pattern survives (the check can fail).
     let region = heap_region_mode("noclear", 64, 64, RegionMode::MONOLITHIC);
     let c = SlabCache::new(region, SlabConfig::new("noclear", 64), NoCtor).unwrap();
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: a 64-byte object we own.
     unsafe { std::ptr::write_bytes(p.as_ptr(), 0xAB, 64) };
     // SAFETY: allocated above, freed once.
     unsafe { c.free(p) };
-    let q = c.alloc(AllocFlags::NoSleep).unwrap();
+    let q = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(q, p);
     // SAFETY: a 64-byte object we own.
     assert_eq!(unsafe { bytes(q, 64) }, vec![0xAB; 64]);
@@ -331,7 +331,7 @@ fn clear_after_dtor_on_mirrored_region() {
         CheckingCtor::default(),
     )
     .unwrap();
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     let (info, sh) = c.object_info_with_shadow(p.as_ptr()).unwrap();
     let sh = sh.expect("mirrored region has a shadow object");
     assert_eq!(sh.index_in_region, info.index_in_region);
@@ -453,7 +453,7 @@ fn alloc_batch_spans_slabs_and_stops_at_exhaustion() {
 #[should_panic(expected = "slab cache `dbl`: free of 0x")]
 fn double_free_panics_naming_cache() {
     let c = cache("dbl", 64, 64);
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     // (No other object stays out, so the unwinding drop leaks nothing.)
     // SAFETY: the first free is legitimate; the second must panic.
     unsafe {
@@ -474,8 +474,8 @@ fn foreign_free_panics_naming_cache() {
 #[test]
 fn bad_free_message_names_address_and_leaves_state_intact() {
     let c = cache("msg", 64, 64);
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
-    let q = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
+    let q = c.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: legitimate free.
     unsafe { c.free(p) };
     let caught = catch_unwind(AssertUnwindSafe(|| {
@@ -487,7 +487,7 @@ fn bad_free_message_names_address_and_leaves_state_intact() {
     assert!(msg.contains("`msg`"), "{msg}");
     assert!(msg.contains(&format!("{p:p}")), "{msg}");
     // A batch with a bad element in the middle leaves its group allocated.
-    let r = c.alloc(AllocFlags::NoSleep).unwrap();
+    let r = c.alloc_with(AllocFlags::NoSleep).unwrap();
     let bad = NonNull::new(q.as_ptr().wrapping_add(8)).unwrap();
     let caught = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `bad` is an interior pointer and must be refused.
@@ -513,8 +513,8 @@ fn bad_free_message_names_address_and_leaves_state_intact() {
 #[test]
 fn try_free_refuses_without_panicking() {
     let c = cache("try", 64, 64);
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
-    let keep = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
+    let keep = c.alloc_with(AllocFlags::NoSleep).unwrap();
     let mut local = 0u64;
     // SAFETY: every call below either frees an object we own once or must
     // be refused.
@@ -543,7 +543,7 @@ fn drop_with_objects_out_leaks_only_their_slabs() {
     let region = heap_region("dropleak", 64, 192);
     let c = SlabCache::new(region.clone(), SlabConfig::new("dropleak", 64), NoCtor).unwrap();
     let objs: Vec<_> = (0..130)
-        .map(|_| c.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| c.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     // Empty the first two slabs (LIFO order keeps it simple: free the
     // first 128 objects, which fill slabs 0 and 1 exactly).
@@ -571,7 +571,7 @@ fn cache_is_send_sync_and_reaps_via_trait() {
     assert_send_sync::<SlabCache<Heap, CheckingCtor>>();
     let c = Arc::new(cache("reaper", 64, 128));
     let objs: Vec<_> = (0..64)
-        .map(|_| c.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| c.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     // SAFETY: allocated above, freed once.
     unsafe { c.free_batch(&objs) };
@@ -583,7 +583,7 @@ fn cache_is_send_sync_and_reaps_via_trait() {
     // reap, which frees the cached empty slab.
     let other = SlabCache::new(c.region().clone(), SlabConfig::new("other", 64), NoCtor).unwrap();
     let taken: Vec<_> = (0..128)
-        .map(|_| other.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| other.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     assert_eq!(c.stats().sl_destroy, 1);
     // SAFETY: allocated above, freed once.
@@ -631,7 +631,7 @@ fn panicking_dtor_in_free_batch_still_frees_every_object() {
     assert_eq!((s.sl_free, s.dtor), (100, 100));
     cache.check_invariants().unwrap();
     // A single free whose destructor panics gives its object back too.
-    let one = cache.alloc(AllocFlags::NoSleep).unwrap();
+    let one = cache.alloc_with(AllocFlags::NoSleep).unwrap();
     cache
         .ctor()
         .0

@@ -28,7 +28,7 @@ fn infos<S: SegmentSource>(cache: &SlabCache<S>) -> Vec<ObjectInfo> {
     let region = cache.region();
     let layout = *region.layout();
     let mut out = Vec::new();
-    while let Ok(p) = cache.alloc(AllocFlags::NoSleep) {
+    while let Ok(p) = cache.alloc_with(AllocFlags::NoSleep) {
         let info = cache.object_info(p.as_ptr()).unwrap();
         let seg = region.segment_of(p.as_ptr()).unwrap();
         assert_eq!(info.addr, p);
@@ -114,8 +114,8 @@ fn arithmetic_bad_frees_are_told_apart() {
         NoCtor,
     )
     .unwrap();
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
-    let q = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
+    let q = c.alloc_with(AllocFlags::NoSleep).unwrap();
     let msg = |addr: NonNull<u8>| {
         let caught = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: every address passed here must be refused.
@@ -190,12 +190,12 @@ fn clear_on_free_on_mmap_and_kreadonly_refusal() {
         NoCtor,
     )
     .unwrap();
-    let p = c.alloc(AllocFlags::NoSleep).unwrap();
+    let p = c.alloc_with(AllocFlags::NoSleep).unwrap();
     // SAFETY: ours, 64 bytes.
     unsafe { std::ptr::write_bytes(p.as_ptr(), 0xEE, 64) };
     // SAFETY: legitimate free.
     unsafe { c.free(p) };
-    let q = c.alloc(AllocFlags::NoSleep).unwrap();
+    let q = c.alloc_with(AllocFlags::NoSleep).unwrap();
     assert_eq!(p, q);
     // SAFETY: ours, 64 bytes.
     assert_eq!(unsafe { bytes(q, 64) }, vec![0; 64]);

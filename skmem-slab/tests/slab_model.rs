@@ -173,7 +173,7 @@ fn run_model<S: SegmentSource>(
 
     for op in ops {
         match *op {
-            Op::Alloc => match cache.alloc(AllocFlags::NoSleep) {
+            Op::Alloc => match cache.alloc_with(AllocFlags::NoSleep) {
                 Ok(p) => admit(&mut m, p)?,
                 Err(e) => {
                     prop_assert_eq!(m.live.len(), capacity, "failed with room left: {}", e);
@@ -183,7 +183,7 @@ fn run_model<S: SegmentSource>(
             Op::AllocCtorFail => {
                 cache.ctor().fail_after.store(1, Ordering::Relaxed);
                 let fails = cache.stats().sl_alloc_fail;
-                let err = cache.alloc(AllocFlags::NoSleep).unwrap_err();
+                let err = cache.alloc_with(AllocFlags::NoSleep).unwrap_err();
                 cache.ctor().fail_after.store(0, Ordering::Relaxed);
                 if m.live.len() == capacity {
                     prop_assert!(matches!(err, Error::Exhausted { .. }), "{}", err);

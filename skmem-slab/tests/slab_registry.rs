@@ -26,7 +26,7 @@ fn shared_slab_cache_is_listed_with_live_stats_until_dropped() {
     let region = heap_region("reg-slab-listed", 96, 64);
     let cache = SlabCache::new_shared(region, SlabConfig::new("slab-listed", 96), NoCtor).unwrap();
     let objs: Vec<_> = (0..5)
-        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let entries = listed("slab-listed");
     assert_eq!(entries.len(), 1, "{entries:?}");
@@ -54,7 +54,7 @@ fn shared_slab_cache_is_listed_with_live_stats_until_dropped() {
 fn slab_cache_built_with_new_is_not_listed_by_itself() {
     let region = heap_region("reg-slab-unlisted", 64, 64);
     let cache = SlabCache::new(region, SlabConfig::new("slab-unlisted", 64), NoCtor).unwrap();
-    let o = cache.alloc(AllocFlags::NoSleep).unwrap();
+    let o = cache.alloc_with(AllocFlags::NoSleep).unwrap();
     assert!(listed("slab-unlisted").is_empty());
     // SAFETY: allocated above from this cache, freed once.
     unsafe { cache.free(o) };

@@ -56,7 +56,7 @@ fn hammer<S: SegmentSource>(region: Arc<Region<S>>) {
                 for i in 0..ITERS {
                     let tag = (t << 56) | i as u64;
                     match rng.next() % 8 {
-                        0..=2 => match cache.alloc(AllocFlags::NoSleep) {
+                        0..=2 => match cache.alloc_with(AllocFlags::NoSleep) {
                             Ok(p) => {
                                 // SAFETY: ours, 64 bytes.
                                 unsafe { p.as_ptr().cast::<u64>().write_unaligned(tag) };
@@ -170,7 +170,7 @@ fn one_thread_alloc<S: SegmentSource>(
     let (tx, rx) = mpsc::channel();
     let c = cache.clone();
     let handle = std::thread::spawn(move || {
-        let p = c.alloc(AllocFlags::Sleep).unwrap();
+        let p = c.alloc_with(AllocFlags::Sleep).unwrap();
         tx.send(Owned(p)).unwrap();
     });
     (handle, rx)
@@ -186,10 +186,10 @@ fn sleeping_alloc_wakes_on_object_free() {
     let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
     let cache = Arc::new(SlabCache::new(region, SlabConfig::new("sleep", 64), NoCtor).unwrap());
     let objs: Vec<_> = (0..64)
-        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     assert!(matches!(
-        cache.alloc(AllocFlags::FailOk),
+        cache.alloc_with(AllocFlags::FailOk),
         Err(Error::Exhausted { .. })
     ));
     let before = cache.region().stats();
@@ -227,7 +227,7 @@ fn sleeping_alloc_sees_segments_freed_by_another_cache() {
     let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
     let holder = SlabCache::new(region.clone(), SlabConfig::new("holder", 64), NoCtor).unwrap();
     let objs: Vec<_> = (0..128)
-        .map(|_| holder.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| holder.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let waiter =
         Arc::new(SlabCache::new(region.clone(), SlabConfig::new("waiter", 64), NoCtor).unwrap());
@@ -260,11 +260,11 @@ fn sleep_for_on_an_exhausted_cache_fails_after_its_limit_or_takes_a_freed_object
     let region = Region::<Heap>::new(params, HeapConfig::default()).unwrap();
     let cache = Arc::new(SlabCache::new(region, SlabConfig::new("bounded", 64), NoCtor).unwrap());
     let objs: Vec<_> = (0..64)
-        .map(|_| cache.alloc(AllocFlags::NoSleep).unwrap())
+        .map(|_| cache.alloc_with(AllocFlags::NoSleep).unwrap())
         .collect();
     let limit = Duration::from_millis(30);
     let start = std::time::Instant::now();
-    let err = cache.alloc(AllocFlags::SleepFor(limit)).unwrap_err();
+    let err = cache.alloc_with(AllocFlags::SleepFor(limit)).unwrap_err();
     assert!(
         start.elapsed() >= limit,
         "gave up after {:?}",
@@ -278,7 +278,7 @@ fn sleep_for_on_an_exhausted_cache_fails_after_its_limit_or_takes_a_freed_object
 
     let c = cache.clone();
     let handle = std::thread::spawn(move || {
-        c.alloc(AllocFlags::SleepFor(Duration::from_secs(600)))
+        c.alloc_with(AllocFlags::SleepFor(Duration::from_secs(600)))
             .map(Owned)
     });
     let before = cache.region().stats();

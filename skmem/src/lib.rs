@@ -44,6 +44,28 @@
 //! [`PerCpu`] bounds what magazines hold by the CPU count rather than the
 //! thread count; choose it with `.locality::<PerCpu>()`.
 //!
+//! # Names
+//!
+//! The same words mean the same thing at every layer:
+//!
+//! | name | takes | returns |
+//! |------|-------|---------|
+//! | `alloc()` | nothing: never waits ([`AllocFlags::NoSleep`]) | `Option<_>` (`None`: out of memory) |
+//! | `alloc_with(flags)` | [`AllocFlags`] | `Result<_>` naming what ran out or failed |
+//! | `alloc_batch(out, flags)` / `free_batch(objs)` | many at once | how many were handed out |
+//! | `alloc_owned*` | as above | an owning handle, freed on drop |
+//! | `unsafe free(obj)` | one object of this cache | nothing (a foreign object panics) |
+//! | `unsafe try_free(ptr)` | an address from untrusted input | `Result<()>`: a bad one is an error, not a panic |
+//!
+//! [`SlabCache`], [`Cache`] and [`TypedCache`] have the `alloc` /
+//! `alloc_with` pair; the layers' shared interface
+//! ([`ObjectLayer`](magazine::ObjectLayer)) has `alloc_with`. Packet pools
+//! always take flags (a packet also needs its buflet count), so their
+//! calls name what they allocate: `alloc_packet`, `alloc_buflet`,
+//! `alloc_buffer`, and `alloc_batch_each` for a batch that calls back per
+//! packet. [`AllocFlags::Sleep`] may wait forever;
+//! [`AllocFlags::SleepFor`] bounds the wait.
+//!
 //! # Safety and correctness
 //!
 //! This crate has no code of its own beyond re-exports: each layer states

@@ -682,7 +682,7 @@ impl<L: CpuLocal> Arena<L> {
 
         // The schema object: the layout, for users that only have the map.
         let schema = schema_cache.as_ref().expect("every arena has a schema");
-        let obj = schema.alloc(AllocFlags::NoSleep)?;
+        let obj = schema.alloc_with(AllocFlags::NoSleep)?;
         let span = find(RegionId::Schema)
             .expect("schema")
             .span()

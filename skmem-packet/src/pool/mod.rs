@@ -641,7 +641,7 @@ impl<S: SegmentSource, L: CpuLocal> PacketPool<S, L> {
 
     /// [`alloc_batch`](Self::alloc_batch), calling `cb(i, packet)` for each
     /// packet allocated (the seed's `alloc_cb_func_t`).
-    pub fn alloc_batch_with(
+    pub fn alloc_batch_each(
         &self,
         bufcnt: u16,
         out: &mut [MaybeUninit<Packet>],

@@ -459,7 +459,16 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     // Allocation
     // ------------------------------------------------------------------
 
-    /// Allocates one object and constructs it.
+    /// Allocates one constructed object without waiting
+    /// ([`AllocFlags::NoSleep`]); `None` when the region is exhausted or the
+    /// constructor failed. [`alloc_with`](Self::alloc_with) says why and
+    /// takes flags (the same pair as the magazine layer's `Cache`).
+    #[inline]
+    pub fn alloc(&self) -> Option<NonNull<u8>> {
+        self.alloc_with(AllocFlags::NoSleep).ok()
+    }
+
+    /// Allocates one object and constructs it, with `flags`.
     ///
     /// When no slab has a free object, a segment is taken from the region.
     /// When the region is exhausted, [`AllocFlags::Sleep`] waits until an
@@ -469,7 +478,7 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// call fails with [`Error::Exhausted`]. A constructor error is
     /// returned as is, after the object went back to its slab.
     #[inline]
-    pub fn alloc(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+    pub fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
         let taken = self.state.lock().take();
         let obj = match taken {
             Some(obj) => obj,

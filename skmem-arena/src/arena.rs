@@ -18,7 +18,7 @@ use skmem_traits::{AllocFlags, CpuLocal, Error, NoCtor, Protection, RegionMode, 
 
 use crate::adopt;
 use crate::config::{memfd_name, ArenaConfig};
-use crate::id::{RegionId, REGION_COUNT};
+use crate::id::{RegionId, ViewId, REGION_COUNT};
 use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
 use crate::owner::{
     ArenaCache, Core, Counters, MapEntry, MapKind, SendPtr, Singleton, Slot, SlotDescCache, State,
@@ -27,7 +27,7 @@ use crate::owner::{
 use crate::region::DynRegion;
 use crate::stats::{ArenaStats, ViewCounts};
 use crate::sys;
-use crate::view::{UserView, ViewId};
+use crate::view::UserView;
 use crate::wire::{self, Kind};
 
 /// A kernel slot descriptor region driving its user mirror.
@@ -459,11 +459,11 @@ impl<L: CpuLocal> Arena<L> {
     }
 
     /// Sends a view to the process at the other end of `socket` (a
-    /// `SOCK_SEQPACKET` Unix socket, see [`socketpair`]): the layout
+    /// `SOCK_SEQPACKET` Unix socket, see [`socketpair`](crate::socketpair)): the layout
     /// descriptor and the memfds (read-only ones for `UREADONLY` regions,
     /// none for guards) in one message. The peer maps it with
     /// [`UserView::receive`]. The view counts as live from now on; see the
-    /// [module docs](crate#views) for how it is released.
+    /// [crate docs](crate#views) for how it is released.
     pub fn send_view(&self, socket: impl AsFd) -> Result<ViewId> {
         let socket = socket.as_fd();
         wire::check_socket(socket)?;
@@ -584,7 +584,7 @@ impl<L: CpuLocal> Arena<L> {
 
     /// Redirects view `id` (the seed's `skmem_arena_mredirect`): local
     /// views are remapped to zero pages here and now; remote views are sent
-    /// the redirect message (cooperative, see the [module
+    /// the redirect message (cooperative, see the [crate
     /// docs](crate#redirect-and-peers-that-do-not-cooperate)). Returns
     /// `true` when this made the arena inactive (every view redirected:
     /// time to [`defunct`](Self::defunct)).

@@ -1,6 +1,6 @@
 //! Where everything sits in a view: the layout the owner computes, sends
-//! over the wire ([`crate::wire`]), writes into the schema object, and every
-//! view maps and checks its accesses against.
+//! over the control socket, writes into the schema object, and every view
+//! maps and checks its accesses against.
 //!
 //! These are the definitions the owner side (`arena`, `wire`) and the user
 //! side (`view`) share, kept apart from both so that neither has to reach

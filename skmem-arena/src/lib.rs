@@ -139,7 +139,7 @@
 //! only what is above it):
 //!
 //! ```text
-//!  id        RegionId: the regions and the rules each must follow
+//!  id        RegionId (the regions and the rules each must follow), ViewId
 //!  layout    ArenaLayout, ViewRegion, PoolInfo: where regions sit in a view
 //!  sys       mmap/munmap of views, errno conversion
 //!  wire      the control protocol (encodes and decodes a layout)
@@ -148,7 +148,7 @@
 //!  config    ArenaConfig and the plan of the arena's own regions
 //!  stats     ArenaStats and friends (plain data)
 //!  owner     the arena's non-generic core: state, regions, views table
-//!  view      UserView (local views hold the owner's core)
+//!  view      UserView (a local view holds the owner's core)
 //!  arena     Arena<L>: creation, views, redirect, defunct
 //! ```
 //!
@@ -204,11 +204,11 @@ mod wire;
 
 pub use arena::{all_stats, Arena, SlotDir};
 pub use config::ArenaConfig;
-pub use id::RegionId;
+pub use id::{RegionId, ViewId};
 pub use layout::{ArenaLayout, PoolInfo, ViewRegion};
 pub use owner::{ArenaCache, SlotDescCache};
 pub use stats::{ArenaRegionStats, ArenaStats, ViewCounts};
-pub use view::{ControlEvent, UserView, ViewId};
+pub use view::{ControlEvent, UserView};
 pub use wire::socketpair;
 
 pub use skmem_traits::{Error, Result};

@@ -20,12 +20,11 @@ use skmem_slab::{Region, Segment, Shadow, SlabCache};
 use skmem_traits::{AllocFlags, Error, NoCtor, Protection, Result};
 
 use crate::adopt::ErasedPool;
-use crate::id::{RegionId, REGION_COUNT};
+use crate::id::{RegionId, ViewId, REGION_COUNT};
 use crate::layout::{ArenaLayout, PoolInfo};
 use crate::region::DynRegion;
 use crate::stats::{ArenaRegionStats, ArenaStats, ViewCounts};
 use crate::sys;
-use crate::view::ViewId;
 
 /// A slab cache on one of the arena's plain regions (schema, rings).
 pub type ArenaCache = SlabCache<Mmap>;
@@ -37,7 +36,7 @@ pub(crate) struct Slot {
     pub(crate) region: DynRegion,
     /// The memfd reopened read-only, for `UREADONLY` regions.
     pub(crate) ro_fd: Option<OwnedFd>,
-    /// The peer seals are on the memfd (see the module docs).
+    /// The peer seals are on the memfd (see the crate docs).
     pub(crate) sealed: bool,
 }
 

@@ -57,16 +57,11 @@ use std::sync::Arc;
 use skmem_packet::{ubft, umd, IDX_NONE};
 use skmem_traits::{Error, Protection, Result};
 
-use crate::id::RegionId;
+use crate::id::{RegionId, ViewId};
 use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
 use crate::owner::Core;
 use crate::sys::{map, redirect, unmap};
 use crate::wire::{self, Kind};
-
-/// Identifies a view of an arena (local or remote).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ViewId(pub u64);
 
 /// What a remote view learned from the arena's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

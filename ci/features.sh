@@ -6,6 +6,7 @@
 # Crates with features:
 #   skmem-traits: std (default), serde
 #   skmem-packet: serde (round trips of every stats struct through JSON)
+#   skmem-arena: serde (the same for the arena's stats)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,4 @@ run -p skmem-traits --no-default-features
 run -p skmem-traits --features serde
 run -p skmem-traits --no-default-features --features serde
 run -p skmem-packet --features serde
+run -p skmem-arena --features serde

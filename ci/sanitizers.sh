@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer and AddressSanitizer runs of the magazine cache
-# (skmem-magazine), packet pool and arena (skmem-packet) test suites, with
+# (skmem-magazine), packet pool (skmem-packet), arena (skmem-arena) and
+# rx/tx workload (skmem-examples) test suites, with
 # nightly and -Zbuild-std so that std (its atomics, locks, thread exit) is
 # instrumented too. Works offline once the nightly `rust-src` component is
 # installed. Each sanitizer builds into its own target directory
@@ -36,13 +37,16 @@ TARGET=x86_64-unknown-linux-gnu
 # sanitizer flags (rustdoc takes them separately) and test nothing the
 # suites do not. The loom models need --cfg loom (ci/loom.sh).
 SUITES=(
-    -p skmem-magazine -p skmem-packet --lib
+    -p skmem-magazine -p skmem-packet -p skmem-arena -p skmem-examples --lib
     # skmem-magazine: the cache
     --test cache --test maintenance --test model --test resize --test slab
     --test stress --test stress_owner_only --test unwind
-    # skmem-packet: the pool and the arena
+    # skmem-packet: the pool
     --test pool --test pool_hostile --test upp --test backends_threads
+    # skmem-arena: the arena
     --test arena_view --test arena_ipc --test arena_hostile
+    # skmem-examples: the two-thread rx/tx workload over a pool
+    --test rx_tx
 )
 
 run() {

@@ -2,7 +2,7 @@
 """Writes seed inputs for the `arena_receive` fuzz target (fuzz/corpus/arena_receive).
 
 Each seed is a genuine view descriptor (the wire format of
-skmem-packet/src/arena/wire.rs) with memfds of the right sizes, or of wrong
+skmem-arena/src/wire.rs) with memfds of the right sizes, or of wrong
 ones (empty, half, one byte or one page short: a peer must refuse those,
 not die of SIGBUS), plus a few corrupt descriptors. The input format is
 documented at the top of fuzz/fuzz_targets/arena_receive.rs.

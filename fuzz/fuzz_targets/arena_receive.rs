@@ -25,8 +25,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use libfuzzer_sys::fuzz_target;
 use rustix::fs::MemfdFlags;
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-use skmem_packet::arena::socketpair;
-use skmem_packet::{RegionId, UserView};
+use skmem_arena::socketpair;
+use skmem_arena::{RegionId, UserView};
 use skmem_traits::Protection;
 
 const MAX_FDS: usize = 16;

@@ -47,18 +47,15 @@
 //! # Ok::<(), skmem_packet::Error>(())
 //! ```
 //!
-//! The pool lives in [`pool`]; [`demo`] holds the two-thread rx/tx
-//! workload the examples and the repository's demo run.
-//!
-//! On Linux, [`arena`] puts a pool, its rings and slot descriptors into an
-//! *arena*: memfd-backed regions that another process maps at fixed
-//! offsets (zero-copy IPC), with read-only and guard regions enforced,
-//! redirect and defunct.
+//! The pool lives in [`pool`]. Putting a pool, its rings and slot
+//! descriptors into an *arena* that another process maps (zero-copy IPC)
+//! is the job of the crate above this one, `skmem-arena`, which reaches the
+//! pool's regions through [`PacketPool::regions`].
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 /// A builder setter: `pub fn $name(mut self, v: $ty) -> Self` storing `v`
-/// in the field of the same name. Used by the pool and arena configs.
+/// in the field of the same name. Used by the pool config.
 macro_rules! setter {
     ($(#[$m:meta])* $name:ident: $ty:ty) => {
         $(#[$m])*
@@ -69,13 +66,7 @@ macro_rules! setter {
     };
 }
 
-#[cfg(target_os = "linux")]
-pub mod arena;
-pub mod demo;
 pub mod pool;
-
-#[cfg(target_os = "linux")]
-pub use arena::{Arena, ArenaConfig, ArenaLayout, ArenaStats, RegionId, UserView};
 
 pub use pool::*;
 pub use skmem_traits::{AllocFlags, Error, Result};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use skmem_backends::Heap;
 use skmem_magazine::Global;
 use skmem_packet::{
-    AllocFlags, Error, MetadataType, Packet, PacketPool, PacketPoolConfig, PacketQueue,
+    AllocFlags, Error, MetadataType, ObjectRegion, Packet, PacketPool, PacketPoolConfig,
+    PacketQueue,
 };
 
 const NS: AllocFlags = AllocFlags::NoSleep;
@@ -836,4 +837,61 @@ fn max_capacity_caps_the_packets_and_md_count_is_a_floor() {
         .build::<Heap>(Default::default())
         .unwrap_err();
     assert_eq!(param_of(e), "max_capacity");
+}
+
+#[test]
+fn regions_name_each_role_and_outlive_the_pool() {
+    // Mirrored metadata, buffers on demand, large buffers: every role.
+    let pool = PacketPoolConfig::new("roles")
+        .md_count(64)
+        .on_demand(true)
+        .large_buf_size(16384)
+        .build::<Heap>(Default::default())
+        .unwrap();
+    let r = pool.regions();
+    let large = r.buf_large.as_ref().expect("large buffers configured");
+    assert_eq!(r.buf_def.layout().obj_size, pool.buf_size());
+    assert_eq!(large.layout().obj_size, pool.large_buf_size());
+    let kmd: &ObjectRegion<Heap> = &r.md;
+    let umd = &kmd
+        .mirror()
+        .as_ref()
+        .expect("metadata is mirrored by default")
+        .0;
+    assert_eq!(umd.layout().obj_count, kmd.layout().obj_count);
+    assert!(kmd.layout().obj_count >= pool.capacity() as usize);
+    let bft = r
+        .bft
+        .as_ref()
+        .expect("buflets exist with buffers on demand");
+    assert!(bft.mirror().is_some(), "buflets are mirrored like metadata");
+
+    // The regions are shared: allocating through the pool shows in them,
+    // and they stay alive after the pool is gone.
+    let p = pool.alloc_packet(1, NS).unwrap();
+    assert!(r.buf_def.stats().meminuse > 0 || large.stats().meminuse > 0);
+    // SAFETY: allocated above, freed once.
+    unsafe { pool.free_packet(p) }.unwrap();
+    let weak = Arc::downgrade(&r.buf_def);
+    drop(pool);
+    assert!(
+        weak.upgrade().is_some(),
+        "`regions()` holds its own references"
+    );
+    drop(r);
+    assert!(
+        weak.upgrade().is_none(),
+        "the pool and `regions()` were the only owners"
+    );
+
+    // A kernel-only pool has no user mirror and, without buffers on demand,
+    // no buflet region.
+    let kpool = PacketPoolConfig::new("roles.k")
+        .md_count(64)
+        .kernel_only(true)
+        .build::<Heap>(Default::default())
+        .unwrap();
+    let k = kpool.regions();
+    assert!(k.md.mirror().is_none(), "kernel-only: no user mirror");
+    assert!(k.bft.is_none() && k.buf_large.is_none());
 }

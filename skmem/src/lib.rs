@@ -21,7 +21,7 @@
 //! * The layers, for stacking by hand: [`Region`] / [`RegionParams`],
 //!   [`SlabCache`] / [`SlabConfig`], [`Cache`] / [`CacheConfig`], and the
 //!   whole crates as modules ([`traits`], [`backends`], [`slab`],
-//!   [`magazine`], and `packet` with its feature).
+//!   [`magazine`], and `packet` and `arena` with their features).
 //! * The policies: segment sources ([`Heap`], and on Linux [`Mmap`],
 //!   [`Vfio`], [`Pagemap`]), localities ([`PerThread`], [`PerCpu`],
 //!   [`Global`]), constructors ([`ObjectCtor`], [`NoCtor`]), mirrors
@@ -29,7 +29,8 @@
 //! * Packets (feature `packet`, on by default): `PacketPool`,
 //!   `OwnedPacket` (freed on drop, safe accessors) next to the raw
 //!   `Packet` / `Buflet` handles. Arenas (feature `arena`, on by
-//!   default, Linux): `Arena`.
+//!   default, Linux; the `skmem-arena` crate): `Arena`, `ArenaConfig`,
+//!   `UserView`, and the whole crate as `skmem::arena`.
 //!
 //! The DMA backends (`Vfio`, `Pagemap`) are always compiled on Linux:
 //! their only extra dependency is `vfio-bindings` (plain structs and
@@ -74,6 +75,10 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![forbid(unsafe_code)]
 
+/// Arenas: a pool's regions mapped into other processes (the
+/// `skmem-arena` crate; Linux only).
+#[cfg(all(feature = "arena", target_os = "linux"))]
+pub use skmem_arena as arena;
 pub use skmem_backends as backends;
 pub use skmem_magazine as magazine;
 #[cfg(feature = "packet")]
@@ -112,7 +117,7 @@ pub use skmem_packet::{
 };
 
 #[cfg(all(feature = "arena", target_os = "linux"))]
-pub use skmem_packet::{Arena, ArenaConfig, ArenaStats, UserView};
+pub use skmem_arena::{Arena, ArenaConfig, ArenaStats, UserView};
 
 /// The repository README, compiled as doctests (its first example is the
 /// builder above).

@@ -21,9 +21,9 @@ use std::time::Duration;
 use skmem_backends::Heap;
 #[cfg(target_os = "linux")]
 use skmem_backends::Mmap;
+use skmem_examples::rx_tx::{run_rx_tx, RxTxOptions, RxTxReport};
 use skmem_examples::workload::{run_mixed, MixedReport};
 use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread};
-use skmem_packet::demo::{run_rx_tx, RxTxOptions, RxTxReport};
 use skmem_packet::PacketPoolConfig;
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::stats::{table, CacheStats, PoolSummary, RegionStats, Table};

@@ -612,7 +612,7 @@ fn check_pair(what: &'static str, master: &RegionLayout, shadow: &RegionLayout) 
 /// `e` with the parameter it names replaced by `param` (when it is an
 /// [`Error::InvalidParam`]), so that a region's complaint names the config
 /// parameter the caller set.
-pub(crate) fn rename_param(e: Error, param: &'static str) -> Error {
+fn rename_param(e: Error, param: &'static str) -> Error {
     match e {
         Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
             param,

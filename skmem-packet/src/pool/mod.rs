@@ -44,6 +44,7 @@ mod hooks;
 mod meta;
 mod ops;
 mod owned;
+mod regions;
 mod report;
 mod upp;
 
@@ -57,7 +58,6 @@ use skmem_magazine::{Cache, CacheConfig, DefaultLocal};
 use skmem_slab::{Reap, Region, RegionParams, Shadow, SlabCache, SlabConfig};
 use skmem_traits::{AllocFlags, CpuLocal, Error, Result, SegmentSource};
 
-pub(crate) use config::rename_param;
 pub use config::{IoDirection, PacketPoolConfig, PoolPlan, MAX_FRAGS_LIMIT, MIN_STRIDING_BUF_SIZE};
 pub use hooks::{BufferKind, BufferSegmentHooks, Hooked, HookedConfig, SegmentEvent};
 pub use meta::{
@@ -65,6 +65,7 @@ pub use meta::{
 };
 pub use ops::RawBuffer;
 pub use owned::{BufletRef, OwnedPacket};
+pub use regions::{ObjectRegion, PoolRegions};
 pub use report::{Outstanding, OutstandingBuflet, OutstandingPacket, PoolStats};
 
 use ctor::{BftCtor, BufClass, Buffers, MdCtor};

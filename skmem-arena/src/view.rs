@@ -14,7 +14,7 @@
 //!    `PROT_WRITE` on a shared mapping of a read-only file. Re-opening the
 //!    descriptor read-write through `/proc` does not help a peer either: the
 //!    owner sealed those memfds with `F_SEAL_FUTURE_WRITE` (see the
-//!    [arena docs](super#redirect-and-peers-that-do-not-cooperate)).
+//!    [arena docs](crate#redirect-and-peers-that-do-not-cooperate)).
 //!
 //! Before anything is mapped, every memfd's size is checked against the
 //! layout (`fstat`): a file shorter than its region would map, and the first
@@ -49,206 +49,19 @@
 //!   stores of integers or byte copies, and every offset and index is
 //!   checked against the layout before use, so no access leaves the view.
 
-use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rustix::mm::{MapFlags, ProtFlags};
+use skmem_packet::{ubft, umd, IDX_NONE};
 use skmem_traits::{Error, Protection, Result};
 
-use super::adopt::PoolInfo;
-use super::id::RegionId;
-use super::wire::{self, os, Kind};
-use super::Core;
-use crate::pool::{ubft, umd, IDX_NONE};
-
-/// One region of a view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViewRegion {
-    /// Which region.
-    pub id: RegionId,
-    /// Offset of the region's first byte from the view's base.
-    pub offset: usize,
-    /// Length in bytes (the region's whole span).
-    pub len: usize,
-    /// Access users get: none for guards, read-only for `UREADONLY`.
-    pub prot: Protection,
-    /// Replaced by zero pages when the view is redirected.
-    pub redirectable: bool,
-    /// Object (chunk) size.
-    pub obj_size: usize,
-    /// Objects in the region.
-    pub obj_count: usize,
-    /// Segment size.
-    pub seg_size: usize,
-    /// Objects per segment.
-    pub objs_per_seg: u32,
-}
-
-impl ViewRegion {
-    /// Offset, from the region's start, of object `index` (segment
-    /// `index / objs_per_seg`, slot `index % objs_per_seg`), when in range.
-    #[inline]
-    pub fn object_offset(&self, index: u32) -> Option<usize> {
-        let index = index as usize;
-        if index >= self.obj_count {
-            return None;
-        }
-        let per = self.objs_per_seg as usize;
-        Some((index / per) * self.seg_size + (index % per) * self.obj_size)
-    }
-}
-
-/// Where every mappable region sits in a view (the seed's
-/// `skmem_arena_get_region_offset` for each region).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ArenaLayout {
-    /// Length of the whole view.
-    pub total_len: usize,
-    /// The regions, in [`RegionId`] order, at increasing offsets.
-    pub regions: Vec<ViewRegion>,
-}
-
-impl ArenaLayout {
-    /// The region `id`, if the view has it.
-    pub fn region(&self, id: RegionId) -> Option<&ViewRegion> {
-        self.regions.iter().find(|r| r.id == id)
-    }
-
-    /// Offset of region `id` in the view.
-    pub fn offset_of(&self, id: RegionId) -> Option<usize> {
-        self.region(id).map(|r| r.offset)
-    }
-}
-
-fn prot_flags(p: Protection) -> ProtFlags {
-    match p {
-        Protection::None => ProtFlags::empty(),
-        Protection::ReadOnly => ProtFlags::READ,
-        Protection::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
-    }
-}
-
-/// Reserves `layout.total_len` bytes and maps each region's descriptor at
-/// its offset. `fds[i]` belongs to `layout.regions[i]` (`None` for guards).
-pub(crate) fn map(layout: &ArenaLayout, fds: &[Option<BorrowedFd<'_>>]) -> Result<NonNull<u8>> {
-    debug_assert_eq!(fds.len(), layout.regions.len());
-    // A file shorter than its region would map, but touching the missing
-    // pages raises SIGBUS: refuse it before mapping anything.
-    for (r, fd) in layout.regions.iter().zip(fds) {
-        let Some(fd) = fd else {
-            continue;
-        };
-        if r.prot == Protection::None {
-            continue;
-        }
-        let size = rustix::fs::fstat(fd)
-            .map_err(|e| os("fstat of a region's memfd", e))?
-            .st_size;
-        if u64::try_from(size).map_or(true, |size| size < r.len as u64) {
-            return Err(Error::Invalid {
-                field: r.id.name(),
-                reason: format!(
-                    "the memfd of region `{}` holds {size} bytes, but the layout maps {} bytes of it",
-                    r.id.name(),
-                    r.len
-                ),
-            });
-        }
-    }
-    // SAFETY:
-    // * a null hint without MAP_FIXED lets the kernel choose a free range,
-    //   so no existing mapping is touched;
-    // * PROT_NONE + NORESERVE: address space only, nothing can access it.
-    let base = unsafe {
-        rustix::mm::mmap_anonymous(
-            ptr::null_mut(),
-            layout.total_len,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE,
-        )
-    }
-    .map_err(|e| os("mmap (reserving the view)", e))?;
-    let base = NonNull::new(base.cast::<u8>()).expect("mmap returned null");
-    for (r, fd) in layout.regions.iter().zip(fds) {
-        let Some(fd) = fd else {
-            continue;
-        };
-        if r.prot == Protection::None {
-            continue;
-        }
-        // SAFETY:
-        // * `[base + offset, + len)` lies inside the reservation made above
-        //   (the layout was checked: offset + len <= total_len), which this
-        //   function owns, so MAP_FIXED replaces only our own pages;
-        // * offsets and lengths are page multiples;
-        // * nothing accesses the range yet.
-        let mapped = unsafe {
-            rustix::mm::mmap(
-                base.as_ptr().add(r.offset).cast::<c_void>(),
-                r.len,
-                prot_flags(r.prot),
-                MapFlags::SHARED | MapFlags::FIXED,
-                fd,
-                0,
-            )
-        };
-        if let Err(e) = mapped {
-            // SAFETY: the whole reservation is ours and unused.
-            let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast::<c_void>(), layout.total_len) };
-            return Err(os("mmap (MAP_FIXED of a region's memfd into the view)", e));
-        }
-    }
-    Ok(base)
-}
-
-/// Maps zero-filled private memory over every redirectable region of the
-/// view at `base`, keeping each region's protection.
-///
-/// # Safety
-///
-/// `base` is a live view of `layout` owned by the caller, and the caller
-/// holds whatever lock serialises unmapping it.
-pub(crate) unsafe fn redirect(base: NonNull<u8>, layout: &ArenaLayout) -> Result<()> {
-    for r in layout
-        .regions
-        .iter()
-        .filter(|r| r.redirectable && r.prot != Protection::None)
-    {
-        // SAFETY: the range is part of the view the caller owns (contract);
-        // MAP_FIXED replaces the region's shared mapping atomically with
-        // anonymous zero pages of the same protection, so concurrent
-        // readers see either the old bytes or zeros, never a hole.
-        unsafe {
-            rustix::mm::mmap_anonymous(
-                base.as_ptr().add(r.offset).cast::<c_void>(),
-                r.len,
-                prot_flags(r.prot),
-                MapFlags::PRIVATE | MapFlags::FIXED,
-            )
-        }
-        .map_err(|e| os("mmap (redirecting a view region to zero pages)", e))?;
-    }
-    Ok(())
-}
-
-/// Unmaps a view.
-///
-/// # Safety
-///
-/// `base..base + len` is a view owned by the caller that nothing uses any
-/// more.
-pub(crate) unsafe fn unmap(base: NonNull<u8>, len: usize) {
-    // SAFETY: forwarded from the caller.
-    let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast::<c_void>(), len) };
-}
-
-/// Identifies a view of an arena (local or remote).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ViewId(pub u64);
+use crate::id::{RegionId, ViewId};
+use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
+use crate::owner::Core;
+use crate::sys::{map, redirect, unmap};
+use crate::wire::{self, Kind};
 
 /// What a remote view learned from the arena's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,9 +89,9 @@ pub(crate) enum Link {
 /// A user view of an arena: every mappable region at its fixed offset of
 /// one contiguous span of this process's address space.
 ///
-/// Created by [`Arena::map_local`](super::Arena::map_local) (a second view
+/// Created by [`Arena::map_local`](crate::Arena::map_local) (a second view
 /// in the owner's process) or [`UserView::receive`] (in a peer process, from
-/// the descriptor and memfds sent by [`Arena::send_view`](super::Arena::send_view)).
+/// the descriptor and memfds sent by [`Arena::send_view`](crate::Arena::send_view)).
 /// Dropping it unmaps the span; a remote view tells the owner it did so.
 ///
 /// The memory may change under the view at any time (the owner, other
@@ -336,7 +149,7 @@ impl UserView {
         }
     }
 
-    /// Receives a view sent by [`Arena::send_view`](super::Arena::send_view)
+    /// Receives a view sent by [`Arena::send_view`](crate::Arena::send_view)
     /// on `socket` (blocking), checks the descriptor and maps it. The view
     /// keeps a duplicate of the socket to follow the owner's control
     /// messages ([`poll`](Self::poll)) and to report its own unmapping.
@@ -682,7 +495,7 @@ impl UserView {
     /// redirect is carried out before this returns
     /// [`ControlEvent::Redirected`]. Call it from the peer's event loop:
     /// redirect of a remote view is cooperative (see the
-    /// [arena docs](super#redirect-and-peers-that-do-not-cooperate)).
+    /// [arena docs](crate#redirect-and-peers-that-do-not-cooperate)).
     pub fn poll(&self) -> Result<Option<ControlEvent>> {
         self.control(false)
     }

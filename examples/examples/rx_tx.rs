@@ -3,12 +3,12 @@
 //! table.
 //!
 //! ```text
-//! cargo run --release -p skmem-packet --example rx_tx -- [seconds] [heap|mmap]
+//! cargo run --release -p skmem-examples --example rx_tx -- [seconds] [heap|mmap]
 //! ```
 
 use std::time::Duration;
 
-use skmem_packet::demo::{run_rx_tx, RxTxOptions, RxTxReport};
+use skmem_examples::rx_tx::{run_rx_tx, RxTxOptions, RxTxReport};
 use skmem_packet::PacketPoolConfig;
 
 fn print(r: &RxTxReport) {

@@ -16,7 +16,7 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-use skmem_packet::arena::{socketpair, Arena, ArenaConfig, RegionId, UserView};
+use skmem_arena::{socketpair, Arena, ArenaConfig, RegionId, UserView};
 use skmem_packet::{AllocFlags, PacketPoolConfig};
 use skmem_traits::Protection;
 

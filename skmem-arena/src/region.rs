@@ -13,7 +13,7 @@ use skmem_slab::{Region, RegionLayout};
 use skmem_traits::stats::RegionStats;
 use skmem_traits::{Mirror, RegionMode, SegmentSource};
 
-use crate::pool::Hooked;
+use skmem_packet::Hooked;
 
 /// A segment source whose memory is one memfd-backed [`Mmap`] span.
 pub(crate) trait MemfdSource: SegmentSource {

@@ -1,6 +1,6 @@
 //! Region identities and the rules each region's mode must obey (the
 //! seed's `skmem_region_id_t` and the assertions of
-//! `skmem_arena_create_for_nexus`).
+//! `skmem_arena_create_for_nexus`), and the ids of views.
 
 use skmem_traits::{Error, RegionMode, Result};
 
@@ -241,6 +241,11 @@ fn explain(flag: &str, must: bool) -> &'static str {
         _ => "required by the arena",
     }
 }
+
+/// Identifies a view of an arena (local or remote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ViewId(pub u64);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,9 @@
 //! The rx/tx workload: one thread allocates batches of packets and writes a
 //! payload into each ("rx"), another verifies and frees them ("tx"), with a
 //! bounded channel between them. Used by `examples/rx_tx.rs` and the
-//! repository's demo.
+//! repository's demo (`skmem-demo`). It lives here, with the programs that
+//! run it, rather than in `skmem-packet`'s API: it is a workload, not part
+//! of the pool.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use skmem_traits::{AllocFlags, CpuLocal, SegmentSource};
 
-use crate::{Packet, PacketPool, PoolStats};
+use skmem_packet::{Packet, PacketPool, PoolStats};
 
 /// What the workload does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

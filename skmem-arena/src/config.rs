@@ -1,28 +1,55 @@
 //! Building an arena: which regions it gets, with which modes.
+//!
+//! This module holds the configuration and the plan; `build` and friends
+//! sit with [`Arena`](crate::Arena) (module `arena`), which uses this one.
 
-use skmem_backends::{Mmap, MmapConfig};
-use skmem_magazine::PerThread;
+use skmem_packet::PacketPoolConfig;
 use skmem_slab::RegionParams;
-use skmem_traits::{CpuLocal, Error, RegionMode, Result};
+use skmem_traits::{Error, RegionMode, Result};
 
-use super::id::RegionId;
-use super::{wire, Arena};
-use crate::pool::{rename_param, PacketPool, PacketPoolConfig};
+use crate::id::RegionId;
+use crate::wire;
 
-/// How to build an [`Arena`]. Sizes are in bytes; a count or size of 0
+/// A builder setter: `pub fn $name(mut self, v: $ty) -> Self` storing `v`
+/// in the field of the same name.
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+/// `e` with the parameter it names replaced by `param` (when it is an
+/// [`Error::InvalidParam`]), so that a region's complaint names the config
+/// parameter the caller set.
+fn rename_param(e: Error, param: &'static str) -> Error {
+    match e {
+        Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
+            param,
+            value,
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// How to build an [`Arena`](crate::Arena). Sizes are in bytes; a count or size of 0
 /// leaves the region out (except the schema, which every arena has).
 #[derive(Debug, Clone)]
 pub struct ArenaConfig {
-    pub(super) name: String,
+    pub(crate) name: String,
     guard_size: usize,
-    pub(super) schema_size: usize,
-    pub(super) ring_size: usize,
+    pub(crate) schema_size: usize,
+    pub(crate) ring_size: usize,
     ring_count: usize,
-    pub(super) slot_desc_size: usize,
+    pub(crate) slot_desc_size: usize,
     slot_count: usize,
     stats_size: usize,
     flowadv_size: usize,
-    pub(super) user_packet_pool: bool,
+    pub(crate) user_packet_pool: bool,
     pool: PacketPoolConfig,
     modes: Vec<(RegionId, RegionMode)>,
 }
@@ -111,25 +138,9 @@ impl ArenaConfig {
         &self.name
     }
 
-    /// Builds the arena and its own packet pool, with the default locality.
-    pub fn build(&self) -> Result<Arena> {
-        self.build_with::<PerThread>()
-    }
-
-    /// Builds the arena and its own packet pool with locality `L`.
-    pub fn build_with<L: CpuLocal>(&self) -> Result<Arena<L>> {
-        // Cheap checks first, so a bad arena parameter does not cost a pool.
-        self.plan()?;
-        let pool = self.pool.build_with::<Mmap, L>(
-            MmapConfig::default().with_name(memfd_name(&self.name, "pool")),
-        )?;
-        Arena::create(self, pool, false)
-    }
-
-    /// Builds the arena on an existing pool (an *external* pool: the arena
-    /// takes a reference on it and on each of its regions).
-    pub fn build_with_pool<L: CpuLocal>(&self, pool: &PacketPool<Mmap, L>) -> Result<Arena<L>> {
-        Arena::create(self, pool.retain(), true)
+    /// The packet pool the arena builds for itself.
+    pub(crate) fn pool_config(&self) -> &PacketPoolConfig {
+        &self.pool
     }
 
     fn mode_of(&self, id: RegionId, default: RegionMode) -> RegionMode {
@@ -140,7 +151,7 @@ impl ArenaConfig {
     }
 
     /// Parameters of the arena's own regions, checked against the rules.
-    pub(super) fn plan(&self) -> Result<Vec<(RegionId, RegionParams)>> {
+    pub(crate) fn plan(&self) -> Result<Vec<(RegionId, RegionParams)>> {
         use RegionMode as M;
         let page = rustix::param::page_size();
         if let Some((id, _)) = self.modes.iter().find(|(i, _)| i.is_pool_region()) {
@@ -256,7 +267,7 @@ impl ArenaConfig {
     }
 }
 
-pub(super) fn memfd_name(arena: &str, what: &str) -> String {
+pub(crate) fn memfd_name(arena: &str, what: &str) -> String {
     let mut s = format!("skmem.{arena}");
     let mut cut = 200.min(s.len());
     while !s.is_char_boundary(cut) {

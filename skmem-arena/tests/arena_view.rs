@@ -9,8 +9,8 @@
 
 use std::io;
 
+use skmem_arena::{ArenaConfig, RegionId, SlotDir, UserView, ViewId};
 use skmem_backends::{Mmap, MmapConfig};
-use skmem_packet::arena::{ArenaConfig, RegionId, SlotDir, UserView, ViewId};
 use skmem_packet::{AllocFlags, Error, PacketPoolConfig};
 use skmem_traits::RegionMode;
 
@@ -310,7 +310,7 @@ fn redirect_local_view_zero_pages_and_writes_stay_private() {
 
     // Inactive: no new views; errors for unknown or repeated redirects.
     assert!(matches!(arena.map_local(), Err(Error::Busy { .. })));
-    let (a, _b) = skmem_packet::arena::socketpair().unwrap();
+    let (a, _b) = skmem_arena::socketpair().unwrap();
     let e = arena.send_view(&a).unwrap_err();
     assert!(e.to_string().contains("inactive"), "{e}");
     let e = arena.redirect(view.id()).unwrap_err();
@@ -615,12 +615,12 @@ fn stats_and_registry() {
     let s = arena.stats();
     assert_eq!(s.map_size, arena.layout().total_len as u64);
     assert_eq!(s.views.local, 1);
-    assert!(skmem_packet::arena::all_stats()
+    assert!(skmem_arena::all_stats()
         .iter()
         .any(|a| a.name == "stats-arena" && a.views.local == 1));
     drop(v);
     drop(arena);
-    assert!(!skmem_packet::arena::all_stats()
+    assert!(!skmem_arena::all_stats()
         .iter()
         .any(|a| a.name == "stats-arena"));
 }
@@ -635,7 +635,7 @@ fn stats_round_trip_through_json() {
     assert!(json.contains("\"name\":\"serde\""), "{json}");
     assert!(json.contains("\"mem_total\""));
     // Read back from a buffer that does not outlive the call.
-    let back: skmem_packet::arena::ArenaStats = serde_json::from_str(&json.clone()).unwrap();
+    let back: skmem_arena::ArenaStats = serde_json::from_str(&json.clone()).unwrap();
     assert_eq!(back, s);
     assert_eq!(back.views.local, 1);
     assert!(back.regions.iter().all(|r| r.region.source == "mmap"));
@@ -646,7 +646,7 @@ fn remote_view_in_this_process_and_peer_loss() {
     // A "remote" view received over a socketpair inside one process: the
     // protocol end to end, without a child.
     let arena = small("loop").build().unwrap();
-    let (owner, peer) = skmem_packet::arena::socketpair().unwrap();
+    let (owner, peer) = skmem_arena::socketpair().unwrap();
     let id = arena.send_view(&owner).unwrap();
     let view = UserView::receive(&peer).unwrap();
     assert_eq!(view.id(), id);
@@ -657,7 +657,7 @@ fn remote_view_in_this_process_and_peer_loss() {
     assert!(arena.redirect(id).unwrap(), "the only view");
     assert_eq!(
         view.poll().unwrap(),
-        Some(skmem_packet::arena::ControlEvent::Redirected)
+        Some(skmem_arena::ControlEvent::Redirected)
     );
     assert_eq!(region_perms(&view, RegionId::Umd), ["rw-p"]);
     arena.poll_peers().unwrap();
@@ -687,7 +687,7 @@ fn remote_view_in_this_process_and_peer_loss() {
         "{e}"
     );
     // Closing the peer end releases the view at the next poll.
-    let (owner, peer) = skmem_packet::arena::socketpair().unwrap();
+    let (owner, peer) = skmem_arena::socketpair().unwrap();
     arena.send_view(&owner).unwrap();
     drop(peer);
     assert_eq!(arena.poll_peers().unwrap(), 1);

@@ -43,10 +43,11 @@ use rustix::net::{
 };
 use skmem_traits::{Error, Protection, Result};
 
-use super::adopt::PoolInfo;
-use super::id::{RegionId, REGION_COUNT};
-use super::view::{ArenaLayout, ViewRegion};
-use crate::pool::MetadataType;
+use skmem_packet::MetadataType;
+
+use crate::id::{RegionId, REGION_COUNT};
+use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
+use crate::sys::os;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"SKAR");
 const VERSION: u16 = 1;
@@ -96,11 +97,6 @@ fn bad(reason: impl Into<String>) -> Error {
         field: "view descriptor",
         reason: reason.into(),
     }
-}
-
-#[inline]
-pub(crate) fn os(operation: &'static str, e: Errno) -> Error {
-    Error::os(operation, e.raw_os_error())
 }
 
 /// Refuses sockets that do not keep message boundaries.
@@ -156,7 +152,11 @@ pub(crate) fn encode_layout(
     put(&mut out, layout.total_len as u64);
     put(&mut out, schema_offset.map_or(u64::MAX, |o| o as u64));
     // PoolInfo: 24 bytes.
-    out.push(info.md_type.tag() as u8);
+    // The same numbers as the `md_type` field of user metadata.
+    out.push(match info.md_type {
+        MetadataType::Quantum => 1,
+        MetadataType::Packet => 2,
+    });
     out.push(u8::from(info.on_demand));
     out.extend_from_slice(&info.max_frags.to_le_bytes());
     out.extend_from_slice(&info.buf_size.to_le_bytes());

@@ -9,65 +9,30 @@ use std::any::Any;
 use std::sync::Arc;
 
 use skmem_backends::Mmap;
+use skmem_packet::{ObjectRegion, PacketPool};
 use skmem_traits::{CpuLocal, Error, Result};
 
-use super::id::RegionId;
-use super::region::DynRegion;
-use crate::pool::{MetadataType, PacketPool};
+use crate::id::RegionId;
+use crate::region::DynRegion;
 
-/// What a user of a view needs to know about the packet pool behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct PoolInfo {
-    /// Metadata type.
-    pub md_type: MetadataType,
-    /// Largest buflets per packet.
-    pub max_frags: u16,
-    /// Buffers on demand.
-    pub on_demand: bool,
-    /// Default buffer size in bytes (the window a user may fill).
-    pub buf_size: u32,
-    /// Large buffer size (0: none).
-    pub large_buf_size: u32,
-    /// Metadata objects in all (metadata indices are below this).
-    pub md_capacity: u32,
-    /// Buflet objects in all (0 unless on demand).
-    pub buflet_capacity: u32,
-}
-
-impl PoolInfo {
-    pub(crate) fn of<L: CpuLocal>(pool: &PacketPool<Mmap, L>) -> PoolInfo {
-        PoolInfo {
-            md_type: pool.md_type(),
-            max_frags: pool.max_frags(),
-            on_demand: pool.is_on_demand(),
-            buf_size: pool.buf_size() as u32,
-            large_buf_size: pool.large_buf_size() as u32,
-            md_capacity: pool.capacity(),
-            buflet_capacity: pool.buflet_capacity(),
-        }
-    }
-}
-
-/// The regions of a pool, by arena id.
+/// The regions of a pool, by arena id: buffers, then metadata and buflets,
+/// each user mirror before its kernel region.
 pub(crate) fn pool_regions<L: CpuLocal>(pool: &PacketPool<Mmap, L>) -> Vec<(RegionId, DynRegion)> {
-    let i = &pool.inner;
+    let regions = pool.regions();
     let mut out: Vec<(RegionId, DynRegion)> = Vec::with_capacity(6);
-    out.push((RegionId::BufDef, i.bufs.def.cache.layer().region().clone()));
-    if let Some(l) = &i.bufs.large {
-        out.push((RegionId::BufLarge, l.cache.layer().region().clone()));
+    out.push((RegionId::BufDef, regions.buf_def));
+    if let Some(l) = regions.buf_large {
+        out.push((RegionId::BufLarge, l));
     }
-    let md = i.md.layer().region();
-    if let Some(user) = md.mirror() {
-        out.push((RegionId::Umd, user.0.clone()));
-    }
-    out.push((RegionId::Kmd, md.clone()));
-    if let Some(b) = &i.bft {
-        let bft = b.def.layer().region();
-        if let Some(user) = bft.mirror() {
-            out.push((RegionId::Ubft, user.0.clone()));
+    let mut objects = |r: ObjectRegion<Mmap>, user: RegionId, kernel: RegionId| {
+        if let Some(shadow) = r.mirror() {
+            out.push((user, shadow.0.clone()));
         }
-        out.push((RegionId::Kbft, bft.clone()));
+        out.push((kernel, r));
+    };
+    objects(regions.md, RegionId::Umd, RegionId::Kmd);
+    if let Some(b) = regions.bft {
+        objects(b, RegionId::Ubft, RegionId::Kbft);
     }
     out
 }

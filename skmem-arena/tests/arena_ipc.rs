@@ -23,7 +23,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skmem_packet::arena::{self, ArenaConfig, ControlEvent, RegionId, UserView};
+use skmem_arena::{self as arena, ArenaConfig, ControlEvent, RegionId, UserView};
 use skmem_packet::{AllocFlags, Packet, PacketPoolConfig};
 
 const CHILD: &str = "SKMEM_ARENA_IPC_CHILD";

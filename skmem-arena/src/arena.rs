@@ -1,210 +1,34 @@
-//! Arenas: a named set of regions and caches that can be mapped into other
-//! address spaces (the seed's `skmem_arena.c`, nexus flavour).
-//!
-//! # The problem
-//!
-//! Zero-copy IPC (netmap, AF_XDP, Skywalk channels) puts packet memory in
-//! pages that the producer and the consumer both map: packets move by
-//! passing small indices, never by copying payloads. That needs three
-//! things a plain pool does not give: the memory must be *mappable
-//! elsewhere* (memfd-backed [`Mmap`] regions), the other side must see a
-//! *stable layout* (every region at a fixed offset of one span), and the
-//! owner must be able to *take the memory back* from a peer that misbehaves
-//! or dies (redirect, defunct).
-//!
-//! # The pieces
-//!
-//! ```text
-//!  Arena                                   view (another process, or this one)
-//!  ├─ guard_head   GUARD                   ┌──────────────┐ 0
-//!  ├─ schema       UREADONLY NOREDIRECT    │ ---  guard   │
-//!  ├─ ring         (ring cache)            │ r--  schema  │
-//!  ├─ buf_def ┐                            │ rw-  ring    │
-//!  ├─ buf_large│ packet pool (own or       │ rw-  buffers │
-//!  ├─ umd      │ external, Arc-shared)     │ rw-  umd     │
-//!  ├─ ubft    ┘                            │ r--  usd     │
-//!  ├─ txa/rxf usd  UREADONLY (mirrors)     │ rw-  ustats  │
-//!  ├─ ustats       one object              │ r--  flowadv │
-//!  ├─ flowadv      one object, UREADONLY   │ ---  guard   │
-//!  ├─ guard_tail   GUARD                   └──────────────┘ total_len
-//!  └─ kmd, kbft, txa/rxf ksd   private: never in a view
-//! ```
-//!
-//! Each region is checked at creation against the seed's rules (which must
-//! be read-only, mappable, shareable, redirectable — [`RegionId`]); a
-//! mismatch is an [`Error::Invalid`] naming the region and the flag.
-//! The regions of the packet pool are adopted by reference: the arena
-//! holds an `Arc` on each of them and on the pool, whether it built the
-//! pool ([`ArenaConfig::build`]) or was given one
-//! ([`ArenaConfig::build_with_pool`], an *external* pool).
-//!
-//! # Views
-//!
-//! A view ([`UserView`]) maps every mappable region at its offset of one
-//! contiguous span: guards inaccessible, `UREADONLY` regions read-only
-//! (from a descriptor opened read-only, so the peer cannot `mprotect` its
-//! way to writing), the rest read-write. See the [`view`] module for how
-//! it is built and what a view of not-yet-created segments contains.
-//!
-//! * [`Arena::map_local`] creates a view in this process. Local views are
-//!   tracked exactly: dropping one unregisters it.
-//! * [`Arena::send_view`] sends the layout descriptor and the memfds over a
-//!   `SOCK_SEQPACKET` Unix socket ([`socketpair`]) with `SCM_RIGHTS`;
-//!   [`UserView::receive`] maps them on the other side. A remote view is
-//!   counted from the moment it is sent, and released when the peer says
-//!   it unmapped it, when its socket reaches end-of-file (the peer exited:
-//!   its mappings are gone with it) — both seen by [`Arena::poll_peers`] —
-//!   or when the owner says so ([`Arena::release_remote`]).
-//!
-//! # Redirect, and peers that do not cooperate
-//!
-//! [`Arena::redirect`] cuts one view off: its redirectable regions become
-//! zero-filled private pages with the same protection; the peer keeps
-//! running, reads zeros, and its writes reach nothing. For a **local** view
-//! the arena does it itself (`MAP_FIXED` over the view). For a **remote**
-//! view it cannot: no system call lets one process replace another's
-//! mappings, so the arena sends a redirect message and the peer's library
-//! obeys it in [`UserView::poll`]. That is *cooperative*; the view counts
-//! as redirected from the moment the message is sent (as in the seed, where
-//! the mapper is marked at once), and [`Arena::poll_peers`] records the
-//! peer's acknowledgement ([`ArenaStats::redirects_acked`]).
-//!
-//! A hostile peer ignores the message and keeps the pages mapped. What the
-//! owner can honestly guarantee is that **no data flows any more**: after
-//! [`Arena::defunct`] the arena has released its redirectable regions, so
-//! once nobody else holds them (an external pool shared with other users
-//! keeps its regions alive) their memfds are files only the peer still
-//! maps; the owner never reads them again and every freed segment was
-//! punched out of the file. Stronger guarantees need the operating system:
-//! kill the peer, or give each peer its own pool. The seed's kernel has the
-//! mapper; user space does not.
-//!
-//! Peers get the memfds themselves, and a descriptor can be re-opened
-//! through `/proc/<pid>/fd/N` with any access the file allows, so the
-//! arena has the kernel enforce what a peer may do, with seals put on every
-//! mappable memfd at creation ([`Mmap::seal_for_peers`]):
-//!
-//! * `F_SEAL_SHRINK | F_SEAL_GROW`: a peer cannot resize a file under the
-//!   owner (a shrink would turn the owner's accesses into `SIGBUS`);
-//! * `F_SEAL_SEAL`: a peer cannot add seals (say `F_SEAL_FUTURE_WRITE` on a
-//!   ring, which would stop the owner's hole punches and its later views);
-//! * `F_SEAL_FUTURE_WRITE` on `UREADONLY` regions (schema, slot descriptor
-//!   mirrors, flow advisories), once the owner's own writable span exists:
-//!   no one can map them writable or `write()` them any more, whatever
-//!   descriptor they hold. The owner keeps writing through its span; the
-//!   kernel refuses hole punches on such files, so their discarded segments
-//!   are zeroed rather than returned to the system until the region drops.
-//!
-//! [`ArenaRegionStats::sealed`] says the seals are on. A memfd that cannot
-//! carry them makes [`ArenaConfig::build`] fail with an error naming the
-//! region.
-//!
-//! When every view is redirected the arena becomes *inactive* and refuses
-//! new views ([`Error::Busy`]). If some views are redirected and the last
-//! un-redirected one goes away, the arena turns inactive then (the seed's
-//! deferred defunct). [`Arena::redirect_all`] redirects every view and
-//! deactivates the arena even when it has none.
-//!
-//! # Defunct
-//!
-//! [`Arena::defunct`] purges the caches and tears down every redirectable
-//! region (pool, rings, slot descriptors, stats, flow advisories), keeping
-//! the guards and the schema, so that an abandoned arena holds as little
-//! memory as possible. It is refused with [`Error::Busy`] while the arena
-//! is active ("views are not all redirected", the seed's `EBUSY`), and a
-//! second call returns [`Error::Busy`] with reason "already defunct" (the
-//! seed's `EALREADY`), changing nothing: callers that only want the arena
-//! defunct treat that as success.
-//!
-//! # Safety and correctness
-//!
-//! * All mutable state (regions, caches, views, flags) sits behind one
-//!   mutex; mappings of local views are changed only with it held.
-//! * Regions are reference counted (`Arc`): views, caches and the pool
-//!   keep what they use alive; the arena's own references are dropped at
-//!   defunct and at drop.
-//! * The singleton objects (stats, flow advisories) are whole segments of
-//!   monolithic regions, freed before their regions are released.
-//! * Shared memory is only touched through raw pointers (volatile integer
-//!   accesses, byte copies); descriptors received from a socket are
-//!   validated field by field before anything is mapped.
-//!
-//! Linux only: memfds, `MAP_FIXED` and `SCM_RIGHTS`.
-//!
-//! # Example
-//!
-//! ```
-//! use skmem_packet::arena::{ArenaConfig, RegionId};
-//! use skmem_packet::{AllocFlags, PacketPoolConfig};
-//!
-//! let arena = ArenaConfig::new("doc")
-//!     .pool(PacketPoolConfig::new("doc").md_count(64))
-//!     .build()?;
-//! let pool = arena.pool().unwrap();
-//! // A second view of the arena's memory (another process would use
-//! // `send_view` / `UserView::receive`).
-//! let view = arena.map_local()?;
-//! assert_eq!(view.layout().offset_of(RegionId::Schema), arena.region_offset(RegionId::Schema));
-//!
-//! let p = pool.alloc_packet(1, AllocFlags::NoSleep)?;
-//! // SAFETY: `p` is ours until it is handed to the user.
-//! let md = unsafe {
-//!     p.write_payload(b"hello");
-//!     pool.upp_insert(1, p)?
-//! };
-//! let mut buf = [0u8; 5];
-//! view.read_packet(md, &mut buf)?;
-//! assert_eq!(&buf, b"hello");
-//! view.write_packet(md, b"world")?;
-//! let p = pool.upp_remove(1, md)?;
-//! // SAFETY: handed back and validated; freed once.
-//! unsafe {
-//!     assert_eq!(p.read_payload(&mut buf), 5);
-//!     pool.free_packet(p)?;
-//! }
-//! assert_eq!(&buf, b"world");
-//! # Ok::<(), skmem_packet::Error>(())
-//! ```
-
-mod adopt;
-mod config;
-mod id;
-mod region;
-pub mod view;
-mod wire;
+//! [`Arena`]: creating an arena (its own regions, the adopted pool's,
+//! the layout every view gets), handing out views, redirect and defunct.
+//! See the [crate docs](crate) for what each does and why.
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use rustix::io::Errno;
 use skmem_backends::{Mmap, MmapConfig};
 use skmem_magazine::PerThread;
-use skmem_slab::{Region, Segment, Shadow, SlabCache, SlabConfig};
-use skmem_traits::stats::RegionStats;
+use skmem_packet::PacketPool;
+use skmem_slab::{Region, Shadow, SlabCache, SlabConfig};
 use skmem_traits::{AllocFlags, CpuLocal, Error, NoCtor, Protection, RegionMode, Result};
 
-pub use adopt::PoolInfo;
-pub use config::ArenaConfig;
-pub use id::RegionId;
-pub use view::{ArenaLayout, ControlEvent, UserView, ViewId, ViewRegion};
-pub use wire::socketpair;
-
-use adopt::ErasedPool;
-use config::memfd_name;
-use id::REGION_COUNT;
-use region::DynRegion;
-use wire::Kind;
-
-use crate::pool::PacketPool;
-
-/// A slab cache on one of the arena's plain regions (schema, rings).
-pub type ArenaCache = SlabCache<Mmap>;
-/// A slab cache of kernel slot descriptors, each with its user mirror.
-pub type SlotDescCache = SlabCache<Mmap, NoCtor, Shadow<Mmap>>;
+use crate::adopt;
+use crate::config::{memfd_name, ArenaConfig};
+use crate::id::{RegionId, ViewId, REGION_COUNT};
+use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
+use crate::owner::{
+    ArenaCache, Core, Counters, MapEntry, MapKind, SendPtr, Singleton, Slot, SlotDescCache, State,
+    REGISTRY,
+};
+use crate::region::DynRegion;
+use crate::stats::{ArenaStats, ViewCounts};
+use crate::sys;
+use crate::view::UserView;
+use crate::wire::{self, Kind};
 
 /// A kernel slot descriptor region driving its user mirror.
 type SdRegion = Region<Mmap, Shadow<Mmap>>;
@@ -218,220 +42,8 @@ pub enum SlotDir {
     Rx,
 }
 
-// ---------------------------------------------------------------------------
-// State
-// ---------------------------------------------------------------------------
-
-/// One region of the arena with what views need of it.
-struct Slot {
-    region: DynRegion,
-    /// The memfd reopened read-only, for `UREADONLY` regions.
-    ro_fd: Option<OwnedFd>,
-    /// The peer seals are on the memfd (see the module docs).
-    sealed: bool,
-}
-
-/// An address of memory the arena owns.
-#[derive(Clone, Copy)]
-struct SendPtr(NonNull<u8>);
-// SAFETY: an address; the memory it names is reached only under the
-// arena's lock or the contracts of the accessors that hand it out.
-unsafe impl Send for SendPtr {}
-
-/// One whole-segment object of a monolithic region.
-struct Singleton {
-    region: Arc<Region<Mmap>>,
-    seg: Segment,
-}
-
-impl Singleton {
-    fn alloc(region: Arc<Region<Mmap>>) -> Result<Singleton> {
-        let seg = region.alloc_segment(AllocFlags::NoSleep)?;
-        Ok(Singleton { region, seg })
-    }
-}
-
-impl Drop for Singleton {
-    fn drop(&mut self) {
-        // SAFETY: the segment came from this region and the arena hands
-        // its address out only under `stats_object`'s contract, which ends
-        // when the arena releases the region (defunct or drop).
-        unsafe { self.region.free_segment(self.seg) };
-    }
-}
-
-enum MapKind {
-    Local {
-        base: SendPtr,
-        flag: Arc<AtomicBool>,
-    },
-    Remote {
-        socket: OwnedFd,
-        acked: bool,
-    },
-}
-
-struct MapEntry {
-    id: ViewId,
-    redirected: bool,
-    kind: MapKind,
-}
-
-#[derive(Default)]
-struct Counters {
-    local_created: u64,
-    remote_sent: u64,
-    redirects: u64,
-    redirects_acked: u64,
-    remote_closed: u64,
-    remote_lost: u64,
-}
-
-struct State {
-    active: bool,
-    defunct: bool,
-    slots: [Option<Slot>; REGION_COUNT],
-    pool: Option<Arc<dyn ErasedPool>>,
-    schema_cache: Option<Arc<ArenaCache>>,
-    schema_obj: Option<SendPtr>,
-    ring_cache: Option<Arc<ArenaCache>>,
-    txa_cache: Option<Arc<SlotDescCache>>,
-    rxf_cache: Option<Arc<SlotDescCache>>,
-    ustats: Option<Singleton>,
-    flowadv: Option<Singleton>,
-    maps: Vec<MapEntry>,
-    next_view: u64,
-    counters: Counters,
-}
-
-impl State {
-    fn redirected(&self) -> usize {
-        self.maps.iter().filter(|m| m.redirected).count()
-    }
-
-    /// Forgets view `idx`, with the seed's deferred deactivation: when the
-    /// view was not redirected but every remaining one is, the arena turns
-    /// inactive now.
-    fn remove(&mut self, idx: usize) -> MapEntry {
-        let entry = self.maps.swap_remove(idx);
-        if !entry.redirected && !self.maps.is_empty() && self.redirected() == self.maps.len() {
-            self.active = false;
-        }
-        entry
-    }
-
-    fn find(&self, id: ViewId) -> Option<usize> {
-        self.maps.iter().position(|m| m.id == id)
-    }
-}
-
-/// The non-generic core of an arena.
-pub(crate) struct Core {
-    pub(crate) name: String,
-    pub(crate) layout: ArenaLayout,
-    pub(crate) info: PoolInfo,
-    pub(crate) schema_offset: Option<usize>,
-    user_packet_pool: bool,
-    external_pool: bool,
-    state: Mutex<State>,
-    /// The arena's entry in the process registry; dropped with it.
-    registration: std::sync::OnceLock<skmem_traits::registry::Registration>,
-}
-
-impl skmem_traits::registry::Registered for Core {
-    fn stats(&self) -> skmem_traits::registry::Stats {
-        let st = self.stats(self.view_counts());
-        skmem_traits::registry::Stats::Arena(skmem_traits::stats::ArenaSummary {
-            name: st.name,
-            mem_total: st.mem_total,
-            mem_inuse: st.mem_inuse,
-            map_size: st.map_size,
-            local_views: u64::from(st.views.local),
-            remote_views: u64::from(st.views.remote),
-            redirects: st.redirects,
-            defunct: st.defunct,
-        })
-    }
-}
-
-static REGISTRY: std::sync::Mutex<Vec<Weak<Core>>> = std::sync::Mutex::new(Vec::new());
-
-impl Core {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock()
-    }
-
-    #[cold]
-    fn busy(&self, reason: &'static str) -> Error {
-        Error::Busy {
-            name: self.name.clone(),
-            reason,
-        }
-    }
-
-    fn check_mappable(&self, st: &State) -> Result<()> {
-        if st.defunct {
-            return Err(self.busy("the arena is defunct"));
-        }
-        if !st.active {
-            return Err(self.busy("the arena is inactive: its views were redirected"));
-        }
-        Ok(())
-    }
-
-    /// The descriptor each view region is mapped from (`None`: guard).
-    fn view_fds<'a>(&self, st: &'a State) -> Vec<Option<BorrowedFd<'a>>> {
-        self.layout
-            .regions
-            .iter()
-            .map(|r| {
-                if r.prot == Protection::None {
-                    return None;
-                }
-                let slot = st.slots[r.id.index()]
-                    .as_ref()
-                    .expect("an active arena has every region of its layout");
-                Some(match (&slot.ro_fd, r.prot) {
-                    (Some(ro), Protection::ReadOnly) => ro.as_fd(),
-                    _ => slot.region.fd(),
-                })
-            })
-            .collect()
-    }
-
-    /// Called by a local view's `drop`.
-    pub(crate) fn unmap_local(&self, id: ViewId, base: NonNull<u8>) {
-        let mut st = self.lock();
-        if let Some(idx) = st.find(id) {
-            st.remove(idx);
-        }
-        // SAFETY: the view is being dropped, so nothing uses it; the lock
-        // is held, so no redirect remaps it concurrently.
-        unsafe { view::unmap(base, self.layout.total_len) };
-    }
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        let st = self.state.get_mut();
-        if let (Some(cache), Some(obj)) = (&st.schema_cache, st.schema_obj.take()) {
-            // SAFETY: allocated from this cache at creation and never
-            // handed out.
-            unsafe { cache.free(obj.0) };
-        }
-        // Singletons free their segments as they drop, before the slots
-        // (and with them the regions) go.
-        st.ustats = None;
-        st.flowadv = None;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Arena
-// ---------------------------------------------------------------------------
-
 /// An arena: regions, caches, a packet pool, and the views mapped from
-/// them. See the [module docs](self).
+/// them. See the [crate docs](crate).
 ///
 /// `Arena` is a handle: `clone` takes another reference; views hold one
 /// too, and the last reference tears everything down.
@@ -462,72 +74,27 @@ impl<L: CpuLocal> core::fmt::Debug for Arena<L> {
     }
 }
 
-/// Live views of an arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ViewCounts {
-    /// Views in this process.
-    pub local: u32,
-    /// Views sent to peers and not released yet.
-    pub remote: u32,
-    /// Views (of either kind) redirected.
-    pub redirected: u32,
-}
+impl ArenaConfig {
+    /// Builds the arena and its own packet pool, with the default locality.
+    pub fn build(&self) -> Result<Arena> {
+        self.build_with::<PerThread>()
+    }
 
-/// One region of an arena (serialisable and deserialisable with the
-/// `serde` feature).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ArenaRegionStats {
-    /// Which region.
-    pub id: RegionId,
-    /// Offset in user views (`None`: private to the owner).
-    pub view_offset: Option<u64>,
-    /// The memfd is sealed against peers (size, `F_SEAL_SEAL`, and
-    /// `F_SEAL_FUTURE_WRITE` when read-only to users): every region in
-    /// views is.
-    pub sealed: bool,
-    /// The region's own statistics.
-    pub region: RegionStats,
-}
+    /// Builds the arena and its own packet pool with locality `L`.
+    pub fn build_with<L: CpuLocal>(&self) -> Result<Arena<L>> {
+        // Cheap checks first, so a bad arena parameter does not cost a pool.
+        self.plan()?;
+        let pool = self.pool_config().build_with::<Mmap, L>(
+            MmapConfig::default().with_name(memfd_name(&self.name, "pool")),
+        )?;
+        Arena::create(self, pool, false)
+    }
 
-/// A snapshot of an arena (the seed's `sk_stats_arena` and
-/// `skmem_arena_get_stats`), serialisable and deserialisable with the
-/// `serde` feature.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ArenaStats {
-    /// Arena name.
-    pub name: String,
-    /// Accepts new views.
-    pub active: bool,
-    /// Torn down by [`Arena::defunct`].
-    pub defunct: bool,
-    /// The packet pool was supplied from outside.
-    pub external_pool: bool,
-    /// Bytes of one view while any view exists (0 otherwise).
-    pub map_size: u64,
-    /// Bytes of every region's span (memory the arena may use).
-    pub mem_total: u64,
-    /// Bytes of created segments.
-    pub mem_inuse: u64,
-    /// Live views.
-    pub views: ViewCounts,
-    /// Local views created so far.
-    pub local_views_created: u64,
-    /// Views sent to peers so far.
-    pub remote_views_sent: u64,
-    /// Redirects so far.
-    pub redirects: u64,
-    /// Redirects of remote views the peers acknowledged.
-    pub redirects_acked: u64,
-    /// Remote views the peers reported unmapped.
-    pub remote_closed: u64,
-    /// Remote views released because their socket closed (peer exited)
-    /// or the owner said so.
-    pub remote_lost: u64,
-    /// Every region the arena holds now.
-    pub regions: Vec<ArenaRegionStats>,
+    /// Builds the arena on an existing pool (an *external* pool: the arena
+    /// takes a reference on it and on each of its regions).
+    pub fn build_with_pool<L: CpuLocal>(&self, pool: &PacketPool<Mmap, L>) -> Result<Arena<L>> {
+        Arena::create(self, pool.retain(), true)
+    }
 }
 
 impl<L: CpuLocal> Arena<L> {
@@ -586,7 +153,7 @@ impl<L: CpuLocal> Arena<L> {
             }
             let mode = region.mode();
             let ro_fd = if mode.contains(RegionMode::MMAPOK | RegionMode::UREADONLY) {
-                Some(reopen_read_only(region.fd())?)
+                Some(sys::reopen_read_only(region.fd())?)
             } else {
                 None
             };
@@ -873,7 +440,7 @@ impl<L: CpuLocal> Arena<L> {
         self.core.check_mappable(&st)?;
         let base = {
             let fds = self.core.view_fds(&st);
-            view::map(&self.core.layout, &fds)?
+            sys::map(&self.core.layout, &fds)?
         };
         let id = ViewId(st.next_view);
         st.next_view += 1;
@@ -892,11 +459,11 @@ impl<L: CpuLocal> Arena<L> {
     }
 
     /// Sends a view to the process at the other end of `socket` (a
-    /// `SOCK_SEQPACKET` Unix socket, see [`socketpair`]): the layout
+    /// `SOCK_SEQPACKET` Unix socket, see [`socketpair`](crate::socketpair)): the layout
     /// descriptor and the memfds (read-only ones for `UREADONLY` regions,
     /// none for guards) in one message. The peer maps it with
     /// [`UserView::receive`]. The view counts as live from now on; see the
-    /// [module docs](self#views) for how it is released.
+    /// [crate docs](crate#views) for how it is released.
     pub fn send_view(&self, socket: impl AsFd) -> Result<ViewId> {
         let socket = socket.as_fd();
         wire::check_socket(socket)?;
@@ -1017,8 +584,8 @@ impl<L: CpuLocal> Arena<L> {
 
     /// Redirects view `id` (the seed's `skmem_arena_mredirect`): local
     /// views are remapped to zero pages here and now; remote views are sent
-    /// the redirect message (cooperative, see the [module
-    /// docs](self#redirect-and-peers-that-do-not-cooperate)). Returns
+    /// the redirect message (cooperative, see the [crate
+    /// docs](crate#redirect-and-peers-that-do-not-cooperate)). Returns
     /// `true` when this made the arena inactive (every view redirected:
     /// time to [`defunct`](Self::defunct)).
     ///
@@ -1045,7 +612,7 @@ impl<L: CpuLocal> Arena<L> {
                 // SAFETY: the view is live (it is in the table, and local
                 // views leave the table under this lock before they are
                 // unmapped); we hold the lock.
-                unsafe { view::redirect(base.0, &self.core.layout) }?;
+                unsafe { sys::redirect(base.0, &self.core.layout) }?;
                 flag.store(true, Ordering::Release);
             }
             MapKind::Remote { socket, .. } => {
@@ -1209,79 +776,10 @@ pub fn all_stats() -> Vec<ArenaStats> {
     cores.iter().map(|c| c.stats(c.view_counts())).collect()
 }
 
-impl Core {
-    fn view_counts(&self) -> ViewCounts {
-        let st = self.lock();
-        let mut c = ViewCounts::default();
-        for m in &st.maps {
-            match m.kind {
-                MapKind::Local { .. } => c.local += 1,
-                MapKind::Remote { .. } => c.remote += 1,
-            }
-            c.redirected += u32::from(m.redirected);
-        }
-        c
-    }
-
-    fn stats(&self, views: ViewCounts) -> ArenaStats {
-        let st = self.lock();
-        let mut regions = Vec::new();
-        let (mut total, mut inuse) = (0, 0);
-        for id in RegionId::ALL {
-            let Some(s) = &st.slots[id.index()] else {
-                continue;
-            };
-            let r = s.region.stats();
-            total += r.memtotal;
-            inuse += r.meminuse;
-            regions.push(ArenaRegionStats {
-                id,
-                view_offset: self.layout.offset_of(id).map(|o| o as u64),
-                sealed: s.sealed,
-                region: r,
-            });
-        }
-        ArenaStats {
-            name: self.name.clone(),
-            active: st.active,
-            defunct: st.defunct,
-            external_pool: self.external_pool,
-            map_size: if st.maps.is_empty() {
-                0
-            } else {
-                self.layout.total_len as u64
-            },
-            mem_total: total,
-            mem_inuse: inuse,
-            views,
-            local_views_created: st.counters.local_created,
-            remote_views_sent: st.counters.remote_sent,
-            redirects: st.counters.redirects,
-            redirects_acked: st.counters.redirects_acked,
-            remote_closed: st.counters.remote_closed,
-            remote_lost: st.counters.remote_lost,
-            regions,
-        }
-    }
-}
-
 #[cold]
 fn no_view(id: ViewId) -> Error {
     Error::Invalid {
         field: "view",
         reason: format!("the arena has no view {}", id.0),
     }
-}
-
-/// Opens a second, read-only file description of a memfd: a shared
-/// mapping of it can never be made writable.
-fn reopen_read_only(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    rustix::fs::open(
-        path.as_str(),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| wire::os("open(/proc/self/fd/N, O_RDONLY) of a memfd", e))
 }

@@ -11,7 +11,7 @@
 //! stay in the shared buffers.
 //!
 //! ```text
-//! cargo run --release -p skmem-packet --example arena_ipc -- [payload bytes] [seconds] [batch]
+//! cargo run --release -p skmem-arena --example arena_ipc -- [payload bytes] [seconds] [batch]
 //! ```
 
 #[cfg(not(target_os = "linux"))]
@@ -37,7 +37,7 @@ mod linux {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use skmem_packet::arena::{self, ArenaConfig, UserView};
+    use skmem_arena::{self as arena, ArenaConfig, UserView};
     use skmem_packet::{AllocFlags, Packet, PacketPoolConfig};
 
     const OWNER: u32 = 1;

@@ -143,7 +143,15 @@ fn attach_and_run(pid: u32, args: &Args, demo: bool) -> ExitCode {
         }
     };
     if args.once {
-        return match reader.read() {
+        // The demo child maps its stats file before its publisher thread
+        // writes the first snapshot (generation 0 is empty): wait for one
+        // rather than print nothing.
+        let mut snap = reader.read();
+        while matches!(&snap, Ok(s) if s.generation == 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            snap = reader.read();
+        }
+        return match snap {
             Ok(snap) => {
                 let json = snapshot_json(&snap);
                 let mut out = std::io::stdout().lock();

@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Weak;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use skmem_slab::{DebugFlags, Reap, SlabCache};
 use skmem_traits::stats::SlabStats;
 use skmem_traits::{

@@ -63,14 +63,20 @@
 //!
 //! The invariants of each part are stated in its module: [`local`] for the
 //! slot protocols, `cache` for the CPU layer and depot, `magazine` for the
-//! magazine itself. Loom models in `tests/loom_*.rs` check the CPU-layer /
-//! depot exchange, resize racing alloc and free, and the per-CPU front's
-//! stop / membarrier handshake (`loom_rseq_stop.rs`).
+//! magazine itself. Loom models in `tests/loom_*.rs` (run by
+//! `ci/loom.sh`) check the CPU-layer / depot exchange, resize racing alloc
+//! and free, the owner-slot handshake, [`PerThread`] caches (owners racing
+//! a purge, a thread's exit racing a reap or the cache's drop, a
+//! [`TypedCache`] box crossing threads: `loom_per_thread.rs`) and the
+//! per-CPU front's stop / membarrier handshake (`loom_rseq_stop.rs`).
+//! Every lock, atomic, shared cell and thread-local these paths use goes
+//! through one `sync` facade that swaps in loom's under `--cfg loom`, so
+//! the whole layer, [`PerThread`], [`TypedCache`] and the builders
+//! included, compiles and runs under loom with the same [`DefaultLocal`].
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod alloc_api;
-#[cfg(not(loom))]
 mod builder;
 mod cache;
 mod debug;
@@ -81,11 +87,9 @@ pub mod local;
 mod magazine;
 mod registry;
 mod sync;
-#[cfg(not(loom))]
 mod typed;
 
 pub use alloc_api::CacheAllocator;
-#[cfg(not(loom))]
 pub use builder::{CacheBuilder, Capacity, MirrorWith};
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
@@ -93,11 +97,9 @@ pub use ladder::{
     TinyLadder,
 };
 pub use layer::{HeapObjects, ObjectLayer, RawObjects};
-#[cfg(not(loom))]
 pub use local::{per_thread_mode, PerThread};
 pub use local::{Global, PerCpu};
 pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};
-#[cfg(not(loom))]
 pub use typed::{CachedBox, OwnedBox, TypedCache, TypedCacheBuilder, TypedCtor, TypedInner};
 
 /// The locality every layer defaults to ([`Cache`], [`TypedCache`], the
@@ -110,12 +112,7 @@ pub use typed::{CachedBox, OwnedBox, TypedCache, TypedCacheBuilder, TypedCtor, T
 /// exits. [`PerCpu`] bounds the cached objects by the CPU count instead of
 /// the thread count: pick it with `locality::<PerCpu>()` for many
 /// short-lived or mostly idle threads.
-#[cfg(not(loom))]
 pub type DefaultLocal = PerThread;
-/// Under loom, where [`PerThread`] is not modelled, the default is
-/// [`PerCpu`].
-#[cfg(loom)]
-pub type DefaultLocal = PerCpu;
 
 pub use skmem_slab::DebugFlags;
 pub use skmem_traits::stats::CacheStats;

@@ -42,7 +42,7 @@ use crate::builder::Capacity;
 use crate::cache::{Cache, CacheConfig};
 use crate::DefaultLocal;
 
-thread_local! {
+crate::sync::thread_locals! {
     static CTOR_PANIC: Cell<Option<Box<dyn Any + Send>>> = const { Cell::new(None) };
 }
 

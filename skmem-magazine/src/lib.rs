@@ -23,7 +23,7 @@
 //! ```text
 //!   Cache<B, L, G>          this crate: CPU layer (L) + depot, magazines of ladder G
 //!     └─ B: ObjectLayer     normally SlabCache<S, C, M> (skmem-slab)
-//!          └─ Region<S, M>  segments from a SegmentSource S (skmem-backends)
+//!          └─ Region<S, M>  segments from a SegmentSource S (skmem_slab::Heap, skmem-backends)
 //! ```
 //!
 //! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU

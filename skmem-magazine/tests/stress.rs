@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Stamp, MAGIC};
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
     AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu,
     PerThread, SeedLadder, TinyLadder,
 };
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
 const THREADS: usize = 4;

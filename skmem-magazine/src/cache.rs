@@ -1352,8 +1352,8 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::layer::HeapObjects;
     use crate::local::Global;
+    use skmem_slab::{Heap, SlabCache};
 
     #[test]
     fn enable_accepts_a_slot_born_enabled_holding_magazines() {
@@ -1361,9 +1361,12 @@ mod tests {
         // and, before `enable`'s walk reaches it, may load magazines: the
         // state a new thread allocating during a purge loop produces. The
         // single `Global` slot is in exactly that state after a free.
-        let layer = HeapObjects::new("born-enabled", 64, 8).unwrap();
-        let cache: Cache<_, Global> =
-            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
+        let cache = Cache::builder("born-enabled", 64)
+            .capacity(64)
+            .locality::<Global>()
+            .config(CacheConfig::default().register(false))
+            .build()
+            .unwrap();
         let obj = cache.alloc().unwrap();
         // SAFETY: allocated above, freed once.
         unsafe { cache.free(obj) };
@@ -1383,11 +1386,11 @@ mod tests {
         // SAFETY: allocated above, freed once.
         unsafe { cache.free(obj) };
         cache.purge();
-        assert_eq!(cache.layer().live(), 0);
+        assert_eq!(cache.layer().stats().sl_bufinuse, 0);
     }
 
     fn with_the_slot(
-        cache: &Cache<HeapObjects, Global>,
+        cache: &Cache<SlabCache<Heap>, Global>,
         f: impl FnMut(&mut CpuCache<<SeedLadder as Ladder>::MaxRounds>),
     ) {
         Global::for_each_slot(&cache.inner.slots, f);

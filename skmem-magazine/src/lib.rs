@@ -46,10 +46,19 @@
 //! # Example
 //!
 //! ```
-//! use skmem_magazine::{Cache, CacheConfig, HeapObjects, PerThread};
+//! use std::sync::Arc;
+//! use skmem_magazine::{magazine_max_objs_for, Cache, CacheConfig, PerThread, SeedLadder};
+//! use skmem_slab::{Heap, Region, RegionParams, SlabCache, SlabConfig};
+//! use skmem_traits::NoCtor;
 //!
-//! let layer = HeapObjects::new("example", 64, 8)?;
-//! let cache: Cache<_, PerThread> = Cache::new(layer, CacheConfig::default())?;
+//! // A region of 64-byte objects on the heap, with room for what the
+//! // magazines may hold, a slab cache on it and a magazine cache on that
+//! // (`Cache::builder` does the same in one call).
+//! let allowance = magazine_max_objs_for::<SeedLadder>(64, 4);
+//! let params = RegionParams::new("example", 64, 256).magazine_max_objs(allowance);
+//! let region: Arc<Region<Heap>> = Region::new(params, Default::default())?;
+//! let slab = SlabCache::new(region, SlabConfig::new("example", 64), NoCtor)?;
+//! let cache: Cache<_, PerThread> = Cache::new(slab, CacheConfig::default())?;
 //! let obj = cache.alloc().expect("memory");
 //! // SAFETY: `obj` came from `cache` and is not used afterwards.
 //! unsafe { cache.free(obj) };
@@ -96,7 +105,7 @@ pub use ladder::{
     magazine_max_objs, magazine_max_objs_for, magazine_max_objs_local, Ladder, MagType, SeedLadder,
     TinyLadder,
 };
-pub use layer::{HeapObjects, ObjectLayer, RawObjects};
+pub use layer::{ObjectLayer, RawObjects};
 pub use local::{per_thread_mode, PerThread};
 pub use local::{Global, PerCpu};
 pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};

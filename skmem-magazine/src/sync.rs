@@ -12,7 +12,8 @@
 //! Every lock, atomic, shared cell and thread-local that guards or reaches
 //! magazine state, slot state or the objects of a layer: the depot and
 //! slot locks, the per-thread tables and memo, the owner-slot handshake,
-//! the debug magazine and `HeapObjects`' live set. Loom sees only its own
+//! the debug magazine (the tests' `HeapObjects`, in `skmem-testkit`, puts
+//! its live set behind loom's lock the same way). Loom sees only its own
 //! primitives, so a `std` or `parking_lot` one left in that set would hide
 //! its synchronisation (and its interleavings) from the models.
 //!

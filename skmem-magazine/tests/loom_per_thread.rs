@@ -34,9 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use loom::sync::Arc;
 use loom::thread;
-use skmem_magazine::{
-    AllocFlags, Cache, CacheConfig, HeapObjects, PerThread, TinyLadder, TypedCache,
-};
+use skmem_magazine::{AllocFlags, Cache, CacheConfig, PerThread, TinyLadder, TypedCache};
+use skmem_testkit::HeapObjects;
 use skmem_traits::{ObjectCtor, ObjectInfo};
 
 type Tiny = Cache<HeapObjects, PerThread, TinyLadder>;

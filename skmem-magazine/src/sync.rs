@@ -20,13 +20,15 @@
 //! What stays on `std` / `parking_lot`, and why it may:
 //!
 //! * process-wide registries with no loom operation inside their critical
-//!   sections (the registry of caches, the per-thread `TABLES` / `IDS`).
-//!   Loom runs its threads one at a time on one OS thread, so a plain lock
-//!   is safe there exactly when nothing under it can switch loom threads;
-//!   and loom's statics are dropped before the model's main thread runs
-//!   its thread-local destructors, which still reach these registries;
-//! * counters that are only reported (`BACKOFFS`, generations): their
-//!   values never decide what a thread does with an object.
+//!   sections (the registry of caches, the per-thread `TABLES` / `IDS`,
+//!   which under loom are one per model, in a `std` thread-local of the OS
+//!   thread running it). Loom runs its threads one at a time on one OS
+//!   thread, so a plain lock is safe there exactly when nothing under it
+//!   can switch loom threads; and loom's statics are dropped before the
+//!   model's main thread runs its thread-local destructors, which still
+//!   reach these registries;
+//! * counters that are only reported or only need to be unique
+//!   (`BACKOFFS`, cache generations): no ordering rests on them.
 //!
 //! # Surface
 //!

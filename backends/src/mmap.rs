@@ -303,7 +303,7 @@ impl Mmap {
                 "pseudo regions take objects from the heap, not from an mmap span",
             ));
         }
-        let span_len = crate::geometry::check_common(geometry)?;
+        let span_len = geometry.check_common()?;
         if geometry.seg_count == 0 {
             return Err(Error::invalid_param("seg_count", 0, "must be non-zero"));
         }

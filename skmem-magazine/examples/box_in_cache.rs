@@ -2,8 +2,8 @@
 //! (a cloneable allocator, so the boxes are `'static`).
 
 use allocator_api2::boxed::Box;
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{magazine_max_objs, Cache, CacheAllocator, CacheConfig, PerThread};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 

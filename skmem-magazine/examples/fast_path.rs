@@ -12,7 +12,8 @@
 
 use std::hint::black_box;
 
-use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, HeapObjects, PerCpu, PerThread};
+use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread};
+use skmem_testkit::HeapObjects;
 
 const PAIRS: u64 = 100_000;
 

@@ -1,8 +1,8 @@
 //! A `hashbrown::HashMap` whose table lives in one 16 KiB object of a skmem
 //! cache: a bounded map that refuses to grow past its object.
 
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{magazine_max_objs, Cache, CacheConfig, Global};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use skmem_backends::Heap;
 use skmem_magazine::{Maintenance, MaintenanceConfig, PerThread, TypedCache};
+use skmem_slab::Heap;
 
 static BUILT: AtomicUsize = AtomicUsize::new(0);
 

@@ -4,8 +4,8 @@
 //! object size, and a growth beyond it fails cleanly (`try_reserve` errors).
 
 use allocator_api2::vec::Vec;
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{magazine_max_objs, Cache, CacheAllocator, CacheConfig, PerCpu};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 

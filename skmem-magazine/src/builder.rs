@@ -19,7 +19,7 @@
 use core::any::TypeId;
 use core::marker::PhantomData;
 
-use skmem_backends::Heap;
+use skmem_slab::Heap;
 use skmem_slab::{DebugFlags, Region, RegionLayout, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{CpuLocal, Error, Mirror, NoCtor, NoMirror, ObjectCtor, Result, SegmentSource};
 

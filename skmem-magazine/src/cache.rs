@@ -58,7 +58,6 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::AtomicU32 as StdAtomicU32;
 use std::sync::{Arc, Weak};
 
 use generic_array::ArrayLength;
@@ -71,7 +70,9 @@ use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
 use crate::local::FRONT_CAP;
 use crate::magazine::{Chain, MagBox, Magazine};
-use crate::sync::{current_thread, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId};
+use crate::sync::{
+    current_thread, AtomicU32, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, ThreadId,
+};
 use skmem_traits::registry;
 
 /// How a [`Cache`] behaves (the seed's `SKMEM_CR_*` creation flags).
@@ -399,7 +400,7 @@ pub(crate) struct Inner<B: ObjectLayer, L: CpuLocal, G: Ladder> {
     pub(crate) below: B,
     depot: Mutex<Depot<G::MaxRounds>>,
     /// Size new slots start with (0 while purged / disabled).
-    enabled_rounds: Arc<StdAtomicU32>,
+    enabled_rounds: Arc<AtomicU32>,
     contention: AtomicU64,
     resizes: AtomicU64,
     purges: AtomicU64,
@@ -479,15 +480,13 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         }
         let step = G::start_step(chunk);
         let rounds = G::rounds(step);
-        let enabled_rounds = Arc::new(StdAtomicU32::new(0));
+        let enabled_rounds = Arc::new(AtomicU32::new(0));
         let debug = crate::debug::DebugMags::for_layer(&below, rounds, &config);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L, G>>| {
             let init_rounds = enabled_rounds.clone();
             let exit_owner = weak.clone();
             let hooks = SlotHooks {
-                init: Box::new(move || {
-                    CpuCache::new(init_rounds.load(std::sync::atomic::Ordering::Acquire))
-                }),
+                init: Box::new(move || CpuCache::new(init_rounds.load(Ordering::Acquire))),
                 on_exit: Some(Box::new(move |cp: &mut CpuCache<G::MaxRounds>| {
                     let inner = exit_owner.upgrade()?;
                     let taken = core::mem::replace(cp, CpuCache::new(0));
@@ -1107,8 +1106,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
     /// object in the per-CPU fronts back to the layer beneath; slots
     /// disabled.
     fn purge_cpu_layer(&self, owed: &mut Owed<'_, B, L, G>) -> bool {
-        self.enabled_rounds
-            .store(0, std::sync::atomic::Ordering::Release);
+        self.enabled_rounds.store(0, Ordering::Release);
         if let Some(d) = &self.debug {
             d.drain(&self.below);
         }
@@ -1149,8 +1147,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Inner<B, L, G> {
             return;
         }
         let rounds = self.depot.lock().rounds;
-        self.enabled_rounds
-            .store(rounds, std::sync::atomic::Ordering::Release);
+        self.enabled_rounds.store(rounds, Ordering::Release);
         L::for_each_slot(&self.slots, |cp| {
             // A slot created after the store above was born with `rounds`
             // and may already hold magazines of that size (its thread
@@ -1355,8 +1352,8 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Drop for Inner<B, L, G> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::layer::HeapObjects;
     use crate::local::Global;
+    use skmem_slab::{Heap, SlabCache};
 
     #[test]
     fn enable_accepts_a_slot_born_enabled_holding_magazines() {
@@ -1364,9 +1361,12 @@ mod tests {
         // and, before `enable`'s walk reaches it, may load magazines: the
         // state a new thread allocating during a purge loop produces. The
         // single `Global` slot is in exactly that state after a free.
-        let layer = HeapObjects::new("born-enabled", 64, 8).unwrap();
-        let cache: Cache<_, Global> =
-            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
+        let cache = Cache::builder("born-enabled", 64)
+            .capacity(64)
+            .locality::<Global>()
+            .config(CacheConfig::default().register(false))
+            .build()
+            .unwrap();
         let obj = cache.alloc().unwrap();
         // SAFETY: allocated above, freed once.
         unsafe { cache.free(obj) };
@@ -1386,11 +1386,11 @@ mod tests {
         // SAFETY: allocated above, freed once.
         unsafe { cache.free(obj) };
         cache.purge();
-        assert_eq!(cache.layer().live(), 0);
+        assert_eq!(cache.layer().stats().sl_bufinuse, 0);
     }
 
     fn with_the_slot(
-        cache: &Cache<HeapObjects, Global>,
+        cache: &Cache<SlabCache<Heap>, Global>,
         f: impl FnMut(&mut CpuCache<<SeedLadder as Ladder>::MaxRounds>),
     ) {
         Global::for_each_slot(&cache.inner.slots, f);

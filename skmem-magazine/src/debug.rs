@@ -28,7 +28,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::collections::VecDeque;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use skmem_slab::DebugFlags;
 
 use crate::cache::CacheConfig;

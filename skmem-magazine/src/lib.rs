@@ -23,7 +23,7 @@
 //! ```text
 //!   Cache<B, L, G>          this crate: CPU layer (L) + depot, magazines of ladder G
 //!     └─ B: ObjectLayer     normally SlabCache<S, C, M> (skmem-slab)
-//!          └─ Region<S, M>  segments from a SegmentSource S (skmem-backends)
+//!          └─ Region<S, M>  segments from a SegmentSource S (skmem_slab::Heap, skmem-backends)
 //! ```
 //!
 //! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU
@@ -46,10 +46,19 @@
 //! # Example
 //!
 //! ```
-//! use skmem_magazine::{Cache, CacheConfig, HeapObjects, PerThread};
+//! use std::sync::Arc;
+//! use skmem_magazine::{magazine_max_objs_for, Cache, CacheConfig, PerThread, SeedLadder};
+//! use skmem_slab::{Heap, Region, RegionParams, SlabCache, SlabConfig};
+//! use skmem_traits::NoCtor;
 //!
-//! let layer = HeapObjects::new("example", 64, 8)?;
-//! let cache: Cache<_, PerThread> = Cache::new(layer, CacheConfig::default())?;
+//! // A region of 64-byte objects on the heap, with room for what the
+//! // magazines may hold, a slab cache on it and a magazine cache on that
+//! // (`Cache::builder` does the same in one call).
+//! let allowance = magazine_max_objs_for::<SeedLadder>(64, 4);
+//! let params = RegionParams::new("example", 64, 256).magazine_max_objs(allowance);
+//! let region: Arc<Region<Heap>> = Region::new(params, Default::default())?;
+//! let slab = SlabCache::new(region, SlabConfig::new("example", 64), NoCtor)?;
+//! let cache: Cache<_, PerThread> = Cache::new(slab, CacheConfig::default())?;
 //! let obj = cache.alloc().expect("memory");
 //! // SAFETY: `obj` came from `cache` and is not used afterwards.
 //! unsafe { cache.free(obj) };
@@ -63,14 +72,20 @@
 //!
 //! The invariants of each part are stated in its module: [`local`] for the
 //! slot protocols, `cache` for the CPU layer and depot, `magazine` for the
-//! magazine itself. Loom models in `tests/loom_*.rs` check the CPU-layer /
-//! depot exchange, resize racing alloc and free, and the per-CPU front's
-//! stop / membarrier handshake (`loom_rseq_stop.rs`).
+//! magazine itself. Loom models in `tests/loom_*.rs` (run by
+//! `ci/loom.sh`) check the CPU-layer / depot exchange, resize racing alloc
+//! and free, the owner-slot handshake, [`PerThread`] caches (owners racing
+//! a purge, a thread's exit racing a reap or the cache's drop, a
+//! [`TypedCache`] box crossing threads: `loom_per_thread.rs`) and the
+//! per-CPU front's stop / membarrier handshake (`loom_rseq_stop.rs`).
+//! Every lock, atomic, shared cell and thread-local these paths use goes
+//! through one `sync` facade that swaps in loom's under `--cfg loom`, so
+//! the whole layer, [`PerThread`], [`TypedCache`] and the builders
+//! included, compiles and runs under loom with the same [`DefaultLocal`].
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod alloc_api;
-#[cfg(not(loom))]
 mod builder;
 mod cache;
 mod debug;
@@ -81,23 +96,19 @@ pub mod local;
 mod magazine;
 mod registry;
 mod sync;
-#[cfg(not(loom))]
 mod typed;
 
 pub use alloc_api::CacheAllocator;
-#[cfg(not(loom))]
 pub use builder::{CacheBuilder, Capacity, MirrorWith};
 pub use cache::{Cache, CacheConfig};
 pub use ladder::{
     magazine_max_objs, magazine_max_objs_for, magazine_max_objs_local, Ladder, MagType, SeedLadder,
     TinyLadder,
 };
-pub use layer::{HeapObjects, ObjectLayer, RawObjects};
-#[cfg(not(loom))]
+pub use layer::{ObjectLayer, RawObjects};
 pub use local::{per_thread_mode, PerThread};
 pub use local::{Global, PerCpu};
 pub use registry::{all_stats, reap_all, update_all, Maintenance, MaintenanceConfig};
-#[cfg(not(loom))]
 pub use typed::{CachedBox, OwnedBox, TypedCache, TypedCacheBuilder, TypedCtor, TypedInner};
 
 /// The locality every layer defaults to ([`Cache`], [`TypedCache`], the
@@ -110,12 +121,7 @@ pub use typed::{CachedBox, OwnedBox, TypedCache, TypedCacheBuilder, TypedCtor, T
 /// exits. [`PerCpu`] bounds the cached objects by the CPU count instead of
 /// the thread count: pick it with `locality::<PerCpu>()` for many
 /// short-lived or mostly idle threads.
-#[cfg(not(loom))]
 pub type DefaultLocal = PerThread;
-/// Under loom, where [`PerThread`] is not modelled, the default is
-/// [`PerCpu`].
-#[cfg(loom)]
-pub type DefaultLocal = PerCpu;
 
 pub use skmem_slab::DebugFlags;
 pub use skmem_traits::stats::CacheStats;

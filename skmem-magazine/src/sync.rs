@@ -1,19 +1,48 @@
 //! The synchronisation primitives of the magazine layer, behind one name.
 //!
-//! Normal builds use `parking_lot` locks and `std` atomics; builds with
+//! Normal builds use `parking_lot` locks, `std` atomics, `core`'s
+//! `UnsafeCell` and `std` thread-locals; builds with
 //! `RUSTFLAGS="--cfg loom"` swap in `loom`'s, so that the loom models in
-//! `tests/loom_*.rs` explore every interleaving of the CPU-layer, depot and
-//! resize-perimeter code (the crossbeam / sharded-slab arrangement). Only
-//! the primitives that guard magazine state go through here; process-wide
-//! registries stay on `parking_lot`, which loom does not need to see.
+//! `tests/loom_*.rs` explore every interleaving of the CPU-layer, depot,
+//! per-thread slot and resize-perimeter code (the crossbeam / sharded-slab
+//! arrangement).
 //!
-//! The facade gives both back ends the same small surface: `lock`,
-//! `try_lock` returning an `Option`, and a condition variable whose `wait`
-//! takes the guard by value.
+//! # What goes through here
+//!
+//! Every lock, atomic, shared cell and thread-local that guards or reaches
+//! magazine state, slot state or the objects of a layer: the depot and
+//! slot locks, the per-thread tables and memo, the owner-slot handshake,
+//! the debug magazine (the tests' `HeapObjects`, in `skmem-testkit`, puts
+//! its live set behind loom's lock the same way). Loom sees only its own
+//! primitives, so a `std` or `parking_lot` one left in that set would hide
+//! its synchronisation (and its interleavings) from the models.
+//!
+//! What stays on `std` / `parking_lot`, and why it may:
+//!
+//! * process-wide registries with no loom operation inside their critical
+//!   sections (the registry of caches, the per-thread `TABLES` / `IDS`,
+//!   which under loom are one per model, in a `std` thread-local of the OS
+//!   thread running it). Loom runs its threads one at a time on one OS
+//!   thread, so a plain lock is safe there exactly when nothing under it
+//!   can switch loom threads; and loom's statics are dropped before the
+//!   model's main thread runs its thread-local destructors, which still
+//!   reach these registries;
+//! * counters that are only reported or only need to be unique
+//!   (`BACKOFFS`, cache generations): no ordering rests on them.
+//!
+//! # Surface
+//!
+//! Both back ends have the same small surface: `lock`, `try_lock`
+//! returning an `Option`, `get_mut`; a condition variable whose `wait`
+//! takes the guard by value; [`UnsafeCell::with_mut`] (loom's checked
+//! access); and [`thread_locals!`](crate::sync::thread_locals) taking plain
+//! initialisers (`const` ones on `std`, where they cost no lazy check).
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+    };
 
     /// A mutual-exclusion lock (parking_lot).
     #[derive(Debug, Default)]
@@ -38,6 +67,38 @@ mod imp {
         #[inline]
         pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
             self.0.try_lock()
+        }
+
+        /// The value, through exclusive access (no locking).
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut()
+        }
+    }
+
+    /// A cell whose value its users reach one at a time by their own
+    /// protocol (`core::cell::UnsafeCell`).
+    pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// A new cell.
+        pub(crate) fn new(v: T) -> Self {
+            UnsafeCell(core::cell::UnsafeCell::new(v))
+        }
+
+        /// The value, from its sole owner.
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+
+        /// Runs `f` on the value.
+        ///
+        /// # Safety
+        ///
+        /// The caller has exclusive access to the value for the call.
+        #[inline(always)]
+        pub(crate) unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            // SAFETY: caller's contract.
+            f(unsafe { &mut *self.0.get() })
         }
     }
 
@@ -74,7 +135,9 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+    };
 
     /// A mutual-exclusion lock (loom).
     #[derive(Debug)]
@@ -97,6 +160,37 @@ mod imp {
         /// Takes the lock if it is free.
         pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
             self.0.try_lock().ok()
+        }
+
+        /// The value, through exclusive access (no locking).
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().expect("loom mutex poisoned")
+        }
+    }
+
+    /// A cell whose value its users reach one at a time by their own
+    /// protocol (loom's, which flags accesses not ordered with each other).
+    pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// A new cell.
+        pub(crate) fn new(v: T) -> Self {
+            UnsafeCell(loom::cell::UnsafeCell::new(v))
+        }
+
+        /// The value, from its sole owner.
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+
+        /// Runs `f` on the value.
+        ///
+        /// # Safety
+        ///
+        /// The caller has exclusive access to the value for the call.
+        pub(crate) unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            // SAFETY: caller's contract; loom checks it.
+            self.0.with_mut(|p| f(unsafe { &mut *p }))
         }
     }
 
@@ -144,3 +238,38 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Declares thread-locals: `std::thread_local!` in normal builds (`const`
+/// initialisers stay `const`: no lazy check on access),
+/// `loom::thread_local!` under loom (one value per loom thread, dropped
+/// when that thread ends; `const { .. }` becomes a plain block). Code that
+/// may run from thread-local destructors reads them with `try_with`: under
+/// loom a thread's thread-locals are all gone once its destructors start.
+#[cfg(not(loom))]
+macro_rules! thread_locals {
+    () => {};
+    ($(#[$attr:meta])* static $name:ident: $t:ty = const $init:block; $($rest:tt)*) => {
+        std::thread_local! { $(#[$attr])* static $name: $t = const $init; }
+        crate::sync::thread_locals!($($rest)*);
+    };
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+        std::thread_local! { $(#[$attr])* static $name: $t = $init; }
+        crate::sync::thread_locals!($($rest)*);
+    };
+}
+
+/// Declares thread-locals (see the non-loom definition).
+#[cfg(loom)]
+macro_rules! thread_locals {
+    () => {};
+    ($(#[$attr:meta])* static $name:ident: $t:ty = const $init:block; $($rest:tt)*) => {
+        loom::thread_local! { $(#[$attr])* static $name: $t = $init; }
+        crate::sync::thread_locals!($($rest)*);
+    };
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+        loom::thread_local! { $(#[$attr])* static $name: $t = $init; }
+        crate::sync::thread_locals!($($rest)*);
+    };
+}
+
+pub(crate) use thread_locals;

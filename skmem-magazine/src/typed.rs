@@ -31,7 +31,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use skmem_backends::Heap;
+use skmem_slab::Heap;
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::stats::CacheStats;
 use skmem_traits::{
@@ -42,7 +42,7 @@ use crate::builder::Capacity;
 use crate::cache::{Cache, CacheConfig};
 use crate::DefaultLocal;
 
-thread_local! {
+crate::sync::thread_locals! {
     static CTOR_PANIC: Cell<Option<Box<dyn Any + Send>>> = const { Cell::new(None) };
 }
 

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use common::{word, Stamp, MAGIC};
 use skmem_magazine::{
-    all_stats, AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, PerCpu,
-    PerThread, SeedLadder, TinyLadder,
+    all_stats, AllocFlags, Cache, CacheConfig, CpuLocal, Global, Ladder, PerCpu, PerThread,
+    SeedLadder, TinyLadder,
 };
+use skmem_testkit::HeapObjects;
 
 type Layer = HeapObjects<Arc<Stamp>>;
 

@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use skmem_backends::Heap;
 use skmem_magazine::{Cache, DebugFlags, Global, PerCpu, PerThread};
+use skmem_slab::Heap;
 use skmem_slab::SlabCache;
 
 const CHILD: &str = "SKMEM_DEBUG_CHILD";

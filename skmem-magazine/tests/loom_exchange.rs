@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::ptr::NonNull;
 
 use loom::thread;
-use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, HeapObjects, PerCpu, TinyLadder};
+use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, PerCpu, TinyLadder};
+use skmem_testkit::HeapObjects;
 
 #[derive(Clone, Copy)]
 struct P(NonNull<u8>);

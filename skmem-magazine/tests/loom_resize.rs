@@ -4,7 +4,8 @@
 #![cfg(loom)]
 
 use loom::thread;
-use skmem_magazine::{Cache, CacheConfig, Global, HeapObjects, PerCpu, TinyLadder};
+use skmem_magazine::{Cache, CacheConfig, Global, PerCpu, TinyLadder};
+use skmem_testkit::HeapObjects;
 
 #[test]
 fn loom_resize_races_alloc_and_free() {

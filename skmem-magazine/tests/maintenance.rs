@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use common::Stamp;
 use skmem_magazine::{
-    all_stats, reap_all, update_all, Cache, CacheConfig, Global, HeapObjects, Maintenance,
-    MaintenanceConfig, TinyLadder,
+    all_stats, reap_all, update_all, Cache, CacheConfig, Global, Maintenance, MaintenanceConfig,
+    TinyLadder,
 };
+use skmem_testkit::HeapObjects;
 
 type Layer = HeapObjects<Arc<Stamp>>;
 

@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use common::{set_word, word, Stamp, MAGIC};
 use proptest::prelude::*;
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu,
-    PerThread, SeedLadder, TinyLadder,
+    AllocFlags, Cache, CacheConfig, CpuLocal, Global, Ladder, ObjectLayer, PerCpu, PerThread,
+    SeedLadder, TinyLadder,
 };
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
+use skmem_testkit::HeapObjects;
 
 #[derive(Debug, Clone)]
 enum Op {

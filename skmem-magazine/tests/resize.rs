@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use common::{word, Stamp, MAGIC};
 use skmem_magazine::{
-    Cache, CacheConfig, CpuLocal, Global, HeapObjects, PerCpu, PerThread, SeedLadder, TinyLadder,
+    Cache, CacheConfig, CpuLocal, Global, PerCpu, PerThread, SeedLadder, TinyLadder,
 };
+use skmem_testkit::HeapObjects;
 
 type Layer = HeapObjects<Arc<Stamp>>;
 

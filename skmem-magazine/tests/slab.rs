@@ -10,11 +10,11 @@ use std::sync::Arc;
 use allocator_api2::alloc::{Allocator, Layout};
 use allocator_api2::boxed::Box as ABox;
 use allocator_api2::vec::Vec as AVec;
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
     magazine_max_objs, AllocFlags, Cache, CacheAllocator, CacheConfig, CachedBox, Global, PerCpu,
     PerThread, TypedCache,
 };
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::NoCtor;
 

@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Stamp, MAGIC};
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{
-    AllocFlags, Cache, CacheConfig, CpuLocal, Global, HeapObjects, Ladder, ObjectLayer, PerCpu,
-    PerThread, SeedLadder, TinyLadder,
+    AllocFlags, Cache, CacheConfig, CpuLocal, Global, Ladder, ObjectLayer, PerCpu, PerThread,
+    SeedLadder, TinyLadder,
 };
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
+use skmem_testkit::HeapObjects;
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 3_000;

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Stamp, MAGIC};
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::local::owner_slot_backoffs;
 use skmem_magazine::{per_thread_mode, Cache, CacheConfig, PerThread, TinyLadder};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
 type Obj = Cache<SlabCache<Heap, Arc<Stamp>>, PerThread, TinyLadder>;

@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Stamp, MAGIC};
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::local::{ncpus, rseq_aborts, rseq_mode};
 use skmem_magazine::{Cache, CacheConfig, PerCpu, TinyLadder};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 
 /// Operations per worker thread.

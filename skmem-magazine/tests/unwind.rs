@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use skmem_backends::{Heap, HeapConfig};
 use skmem_magazine::{magazine_max_objs, AllocFlags, Cache, CacheConfig, Global};
+use skmem_slab::{Heap, HeapConfig};
 use skmem_slab::{Region, RegionParams, SlabCache, SlabConfig};
 use skmem_traits::{CpuLocal, ObjectCtor, ObjectInfo, Result};
 

@@ -32,6 +32,25 @@ impl SegmentGeometry {
                 "seg_size * seg_count overflows the address space",
             ))
     }
+
+    /// The checks every segment source makes first: a non-zero segment
+    /// size, a power-of-two alignment, and a span (`seg_size * seg_count`)
+    /// that fits the address space, in that order; returns the span length.
+    /// Sources add their own rules after these, so the error for the same
+    /// mistake is the same from every source.
+    pub fn check_common(&self) -> Result<usize> {
+        if self.seg_size == 0 {
+            return Err(Error::invalid_param("seg_size", 0, "must be non-zero"));
+        }
+        if !self.align.is_power_of_two() {
+            return Err(Error::invalid_param(
+                "align",
+                self.align as u64,
+                "must be a power of two",
+            ));
+        }
+        self.span_len()
+    }
 }
 
 /// Access rights for a segment.

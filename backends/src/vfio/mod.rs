@@ -614,7 +614,7 @@ unsafe impl SegmentSource for Vfio {
                 operation: "guard regions (DMA memory must be accessible)",
             });
         }
-        crate::geometry::check_common(geometry)?;
+        geometry.check_common()?;
         let page = domain.page_size();
         if geometry.seg_size % page != 0 {
             return Err(Error::invalid_param(

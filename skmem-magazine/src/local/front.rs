@@ -830,14 +830,15 @@ mod tests {
     /// `PerCpu` cache serves it through the locked slot.
     #[test]
     fn a_thread_without_rseq_takes_the_locked_path() {
-        use crate::{Cache, CacheConfig, HeapObjects, PerCpu};
+        use crate::{Cache, CacheConfig, PerCpu};
         let Some(f) = fronts() else { return };
         let area = super::super::rseq::area_offset().expect("rseq mode has an area");
-        let cache: Cache<HeapObjects, PerCpu> = Cache::new(
-            HeapObjects::new("unregistered", 64, 8).unwrap(),
-            CacheConfig::default().register(false),
-        )
-        .unwrap();
+        let cache = Cache::builder("unregistered", 64)
+            .capacity(64)
+            .locality::<PerCpu>()
+            .config(CacheConfig::default().register(false))
+            .build()
+            .unwrap();
         assert_eq!(cache.stats().locality, "per-cpu(rseq)");
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -887,7 +888,7 @@ mod tests {
     /// (stop, membarrier, drain) reaches the object its front holds.
     #[test]
     fn fronts_work_in_a_forked_child() {
-        use crate::{Cache, CacheConfig, HeapObjects, PerCpu};
+        use crate::{Cache, CacheConfig, PerCpu};
         if fronts().is_none() {
             return;
         }
@@ -898,18 +899,19 @@ mod tests {
         assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
         if pid == 0 {
             let ok = std::panic::catch_unwind(|| {
-                let cache: Cache<HeapObjects, PerCpu> = Cache::new(
-                    HeapObjects::new("forked", 64, 8).unwrap(),
-                    CacheConfig::default().register(false),
-                )
-                .unwrap();
+                let cache = Cache::builder("forked", 64)
+                    .capacity(64)
+                    .locality::<PerCpu>()
+                    .config(CacheConfig::default().register(false))
+                    .build()
+                    .unwrap();
                 let a = cache.alloc().unwrap();
                 // SAFETY: from `cache`, not used again.
                 unsafe { cache.free(a) };
                 assert_eq!(cache.stats().cached_objs, 1);
                 cache.purge();
                 assert_eq!(cache.stats().cached_objs, 0);
-                assert_eq!(cache.layer().live(), 0);
+                assert_eq!(cache.layer().stats().sl_bufinuse, 0);
             })
             .is_ok();
             // SAFETY: ends the child without running the parent's atexit

@@ -19,7 +19,6 @@ mod owner;
 mod percpu;
 #[cfg(all(target_os = "linux", not(miri), not(loom)))]
 mod rseq;
-#[cfg(not(loom))]
 mod thread;
 
 #[cfg(rseq_front)]
@@ -44,5 +43,4 @@ pub fn rseq_aborts() -> u64 {
 pub fn rseq_mode() -> bool {
     false
 }
-#[cfg(not(loom))]
 pub use thread::{per_thread_mode, PerThread, PerThreadSlots};

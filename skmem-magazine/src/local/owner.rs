@@ -85,9 +85,10 @@
 use core::sync::atomic::compiler_fence;
 
 #[cfg(loom)]
-use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU8, Ordering};
+use crate::sync::fence;
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use crate::sync::AtomicBool;
+use crate::sync::{AtomicU32, AtomicU8, Ordering, UnsafeCell};
 
 /// Owner back-offs to the lock because a remote party had stopped the slot
 /// (locked-mode slots, which always take the lock, are not counted).
@@ -206,7 +207,7 @@ mod imp {
     }
 
     pub(super) fn heavy_barrier() {
-        loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
+        crate::sync::fence(crate::sync::Ordering::SeqCst);
     }
 
     pub(super) struct Spin;
@@ -230,43 +231,6 @@ fn light_barrier() {
     fence(Ordering::SeqCst);
 }
 
-#[cfg(not(loom))]
-struct Cell<T>(core::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> Cell<T> {
-    fn new(v: T) -> Self {
-        Cell(core::cell::UnsafeCell::new(v))
-    }
-
-    /// # Safety
-    ///
-    /// The caller has exclusive access to the value (module docs).
-    #[inline(always)]
-    unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: caller's contract.
-        f(unsafe { &mut *self.0.get() })
-    }
-}
-
-#[cfg(loom)]
-struct Cell<T>(loom::cell::UnsafeCell<T>);
-
-#[cfg(loom)]
-impl<T> Cell<T> {
-    fn new(v: T) -> Self {
-        Cell(loom::cell::UnsafeCell::new(v))
-    }
-
-    /// # Safety
-    ///
-    /// The caller has exclusive access to the value (module docs).
-    unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: caller's contract; loom checks it.
-        self.0.with_mut(|p| f(unsafe { &mut *p }))
-    }
-}
-
 /// A value its owning thread uses without locked instructions and other
 /// threads reach through a stop/barrier handshake (module docs).
 ///
@@ -277,7 +241,7 @@ pub struct OwnerSlot<T> {
     busy: BusyFlag,
     stop: AtomicU8,
     lock: SlotLock,
-    value: Cell<T>,
+    value: UnsafeCell<T>,
 }
 
 impl<T> core::fmt::Debug for OwnerSlot<T> {
@@ -394,19 +358,19 @@ impl SlotLock {
 }
 
 #[cfg(loom)]
-struct SlotLock(loom::sync::Mutex<()>);
+struct SlotLock(crate::sync::Mutex<()>);
 
 #[cfg(loom)]
-struct Locked<'a>(#[allow(dead_code)] loom::sync::MutexGuard<'a, ()>);
+struct Locked<'a>(#[allow(dead_code)] crate::sync::MutexGuard<'a, ()>);
 
 #[cfg(loom)]
 impl SlotLock {
     fn new() -> Self {
-        SlotLock(loom::sync::Mutex::new(()))
+        SlotLock(crate::sync::Mutex::new(()))
     }
 
     fn lock(&self) -> Locked<'_> {
-        Locked(self.0.lock().expect("loom mutex poisoned"))
+        Locked(self.0.lock())
     }
 }
 
@@ -450,7 +414,7 @@ impl<T> OwnerSlot<T> {
             busy: BusyFlag::new(),
             stop: AtomicU8::new(stop),
             lock: SlotLock::new(),
-            value: Cell::new(value),
+            value: UnsafeCell::new(value),
         }
     }
 
@@ -598,7 +562,7 @@ impl<T> OwnerSlot<T> {
 
     /// The value, from its sole owner.
     pub fn into_inner(self) -> T {
-        self.value.0.into_inner()
+        self.value.into_inner()
     }
 }
 

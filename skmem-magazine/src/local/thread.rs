@@ -35,6 +35,18 @@
 //! threads are reached like any other: a thread that is not running has
 //! passed a context switch, which is a full barrier, and its `busy` is 0.
 //!
+//! # Loom
+//!
+//! Under `--cfg loom` the thread-locals are loom's (one per loom thread,
+//! dropped when that thread ends, so the exit hook runs in the model), and
+//! the slot list, the table locks and the fast table's pointers are loom
+//! primitives (the `sync` facade); `tests/loom_per_thread.rs` checks owners
+//! racing purges, exits racing reaps, and exits racing the cache's drop.
+//! The registry of tables and the free ids are one per loom model (a `std`
+//! thread-local of the OS thread running it), and nothing under their locks
+//! is a loom operation. Loom's `join` does not wait for the joined thread's
+//! thread-local destructors, so the models wait for the exit's effects.
+//!
 //! # Safety and correctness
 //!
 //! * A slot is a `Box` owned by its cache's list; only three parties reach
@@ -72,13 +84,12 @@
 
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use skmem_traits::{CpuLocal, ExitJob, SlotHooks};
 
 use super::owner::{Mode, OwnerSlot};
+use crate::sync::{AtomicPtr, Mutex, Ordering};
 
 /// One slot per thread, in thread-local storage (fewest instructions on the
 /// fast path). When a thread exits its slots are handed to the cache's exit
@@ -177,8 +188,9 @@ struct IdAlloc {
     free: Vec<usize>,
 }
 
-/// The next cache generation (0 is the empty memo's).
-static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The next cache generation (0 is the empty memo's). A `std` atomic also
+/// under loom: only its uniqueness matters, never an ordering.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The last cache this thread used (`generation`) and its slot there.
 struct Memo {
@@ -196,13 +208,56 @@ impl Memo {
     }
 }
 
-static TABLES: Mutex<Vec<Arc<Table>>> = Mutex::new(Vec::new());
-static IDS: Mutex<IdAlloc> = Mutex::new(IdAlloc {
+/// Every live thread's table, and the free cache ids. `parking_lot` locks
+/// also under loom (see the `sync` module): nothing under them is a loom
+/// operation, and the model's main thread reaches them from its
+/// thread-local destructors, after loom's own statics are gone.
+#[cfg(not(loom))]
+static TABLES: parking_lot::Mutex<Vec<Arc<Table>>> = parking_lot::Mutex::new(Vec::new());
+#[cfg(not(loom))]
+static IDS: parking_lot::Mutex<IdAlloc> = parking_lot::Mutex::new(IdAlloc {
     next: 0,
     free: Vec::new(),
 });
 
-thread_local! {
+// Under loom, one registry per OS thread, that is per loom model: the test
+// harness runs models side by side, and one model's tables hold loom
+// objects that another model's execution must never touch. (Loom runs all
+// threads of a model on the OS thread that called `model`.)
+#[cfg(loom)]
+std::thread_local! {
+    static TABLES: parking_lot::Mutex<Vec<Arc<Table>>> = const { parking_lot::Mutex::new(Vec::new()) };
+    static IDS: parking_lot::Mutex<IdAlloc> = const { parking_lot::Mutex::new(IdAlloc {
+        next: 0,
+        free: Vec::new(),
+    }) };
+}
+
+/// Runs `f` on the registry of tables.
+#[cfg(not(loom))]
+fn with_tables<R>(f: impl FnOnce(&mut Vec<Arc<Table>>) -> R) -> R {
+    f(&mut TABLES.lock())
+}
+
+/// Runs `f` on the registry of tables (this model's).
+#[cfg(loom)]
+fn with_tables<R>(f: impl FnOnce(&mut Vec<Arc<Table>>) -> R) -> R {
+    TABLES.with(|t| f(&mut t.lock()))
+}
+
+/// Runs `f` on the free cache ids.
+#[cfg(not(loom))]
+fn with_ids<R>(f: impl FnOnce(&mut IdAlloc) -> R) -> R {
+    f(&mut IDS.lock())
+}
+
+/// Runs `f` on the free cache ids (this model's).
+#[cfg(loom)]
+fn with_ids<R>(f: impl FnOnce(&mut IdAlloc) -> R) -> R {
+    IDS.with(|t| f(&mut t.lock()))
+}
+
+crate::sync::thread_locals! {
     static FAST: Cell<FastView> = const { Cell::new(FastView::EMPTY) };
     static MEMO: Memo = const { Memo::empty() };
     static GUARD: ThreadGuard = ThreadGuard::new();
@@ -222,16 +277,19 @@ impl ThreadGuard {
                 dead: false,
             }),
         });
-        TABLES.lock().push(table.clone());
+        with_tables(|t| t.push(table.clone()));
         ThreadGuard { table }
     }
 }
 
 impl Drop for ThreadGuard {
     fn drop(&mut self) {
-        // `MEMO` has no destructor, so it is still reachable here.
-        MEMO.with(|m| m.generation.set(0));
-        FAST.with(|f| f.set(FastView::EMPTY));
+        // `MEMO` and `FAST` have no destructor, so with `std` they are
+        // still reachable here; loom drops every thread-local of the thread
+        // at once, and then a failed `try_with` means nobody can read them
+        // any more either.
+        let _ = MEMO.try_with(|m| m.generation.set(0));
+        let _ = FAST.try_with(|f| f.set(FastView::EMPTY));
         let mut jobs = Vec::new();
         {
             let mut guard = self.table.state.lock();
@@ -252,7 +310,7 @@ impl Drop for ThreadGuard {
         for job in jobs {
             job();
         }
-        TABLES.lock().retain(|t| !Arc::ptr_eq(t, &self.table));
+        with_tables(|t| t.retain(|t| !Arc::ptr_eq(t, &self.table)));
     }
 }
 
@@ -298,7 +356,9 @@ fn slot_slow<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<NonNull<Thr
     };
     // `FAST` (and so `lookup`) is reset before the exit clears the memo, and
     // `register` refuses a dead table: no slot is memoised after the exit.
-    MEMO.with(|m| {
+    // (`try_with`: under loom the memo may be gone while other
+    // thread-locals' destructors still run; then nothing reads it again.)
+    let _ = MEMO.try_with(|m| {
         m.slot.set(p.cast());
         m.generation.set(slots.generation);
     });
@@ -308,7 +368,9 @@ fn slot_slow<T: Send + 'static>(slots: &PerThreadSlots<T>) -> Option<NonNull<Thr
 /// The calling thread's slot pointer for `id`, or null.
 #[inline(always)]
 fn lookup(id: usize) -> *mut u8 {
-    let v = FAST.with(Cell::get);
+    // An empty view once `FAST` is gone (loom, during the thread's
+    // thread-local destructors; with `std` it has no destructor).
+    let v = FAST.try_with(Cell::get).unwrap_or(FastView::EMPTY);
     if id < v.len {
         // SAFETY: `v` describes this thread's `fast` array, which only this
         // thread replaces (in `register`) and which lives until the thread's
@@ -400,10 +462,11 @@ unsafe impl CpuLocal for PerThread {
         // slot of this cache can exist.
         let _ = Mode::current();
         let id = {
-            let mut ids = IDS.lock();
-            ids.free.pop().unwrap_or_else(|| {
-                ids.next += 1;
-                ids.next - 1
+            with_ids(|ids| {
+                ids.free.pop().unwrap_or_else(|| {
+                    ids.next += 1;
+                    ids.next - 1
+                })
             })
         };
         PerThreadSlots {
@@ -455,7 +518,12 @@ impl<T: Send + 'static> Drop for PerThreadSlots<T> {
     fn drop(&mut self) {
         let owner = ptr::from_ref::<Shared<T>>(&*self.shared).cast::<()>();
         {
-            let tables = TABLES.lock();
+            // A snapshot: a table created after it cannot name this cache
+            // (registering needs `&self`, and we hold `&mut self`), and one
+            // whose thread exits after it stays alive through its `Arc`.
+            // Walking a copy keeps table locks (loom operations under loom)
+            // out of `TABLES`' critical section.
+            let tables = with_tables(|t| t.clone());
             for t in tables.iter() {
                 let mut guard = t.state.lock();
                 let st = &mut *guard;
@@ -473,11 +541,11 @@ impl<T: Send + 'static> Drop for PerThreadSlots<T> {
             // (we hold `&mut self`).
             drop(unsafe { Box::from_raw(p) });
         }
-        IDS.lock().free.push(self.id);
+        with_ids(|ids| ids.free.push(self.id));
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;

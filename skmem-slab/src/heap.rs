@@ -33,7 +33,7 @@ pub struct Heap {
 
 impl Heap {
     fn layout_for(geometry: &SegmentGeometry) -> Result<Layout> {
-        crate::geometry::check_common(geometry)?;
+        geometry.check_common()?;
         Layout::from_size_align(geometry.seg_size, geometry.align).map_err(|_| {
             Error::invalid_param(
                 "seg_size",

@@ -67,7 +67,20 @@ struct Child {
     data: UnixDatagram,
 }
 
+/// Held while a child's socket ends are open in this process (from the
+/// socketpairs to the spawn and their drop). The tests of this binary run
+/// in parallel threads: a `fork` by another test inside that window would
+/// give its child, until it execs, a copy of our child's socket end, and a
+/// test that waits for the peer's socket to close (its process exited)
+/// would then see it open. Seen once under load.
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn spawn(test: &str, mode: &str) -> Child {
+    // Declared first, so dropped last: after `cmd` (which holds the
+    // child's control end) and `data_child`.
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (ctl, ctl_child) = arena::socketpair().unwrap();
     let (data, data_child) = arena::socketpair().unwrap();
     let data_raw = data_child.as_raw_fd();

@@ -34,7 +34,9 @@ stats_pattern=${MALLOC_PROGRAMS_STATS_PATTERN:-^skmem-alloc: [1-9][0-9]* classes
 # What the programs need, from Debian, installed quietly when missing.
 need=()
 command -v /usr/bin/python3 >/dev/null || need+=(python3)
-[ -d /usr/lib/python3.11/test/libregrtest ] || need+=(libpython3.11-testsuite)
+# libregrtest alone ships with the standard library on some images; the
+# test modules the python step runs come with the test suite package.
+[ -f /usr/lib/python3.11/test/test_list.py ] || need+=(libpython3.11-testsuite)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v git >/dev/null || need+=(git)
 command -v gcc >/dev/null || need+=(gcc)
@@ -42,7 +44,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v zstd >/dev/null || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "malloc-programs: installing ${need[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # A fresh machine may have no package lists yet: update once and retry.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
 fi
 
 [ -n "$lib" ] || lib=$(scripts/build-libskmem.sh)

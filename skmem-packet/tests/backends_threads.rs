@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use skmem_backends::Heap;
 use skmem_magazine::{Global, PerCpu, PerThread};
 use skmem_packet::{AllocFlags, BufferSegmentHooks, Packet, PacketPoolConfig, SegmentEvent};
+use skmem_slab::DebugFlags;
 use skmem_traits::{CpuLocal, SegmentSource};
 
 const NS: AllocFlags = AllocFlags::NoSleep;
@@ -175,6 +176,10 @@ fn vfio_pool_reports_iovas_through_hooks_and_buflets() {
 fn rx_tx_pipeline_across_threads() {
     let pool = PacketPoolConfig::new("pipe")
         .md_count(512)
+        // Asserts normal-mode magazine behaviour: debug mode pinned off, so
+        // the suite also passes under SKMEM_DEBUG (which bypasses magazines
+        // and grows strides).
+        .debug(DebugFlags::empty())
         .build::<Heap>(Default::default())
         .unwrap();
     let (tx, rx) = mpsc::sync_channel::<Vec<Packet>>(4);

@@ -12,6 +12,7 @@ use skmem_packet::{
     AllocFlags, Error, MetadataType, ObjectRegion, Packet, PacketPool, PacketPoolConfig,
     PacketQueue,
 };
+use skmem_slab::DebugFlags;
 
 const NS: AllocFlags = AllocFlags::NoSleep;
 
@@ -167,6 +168,10 @@ fn kernel_only_pool_hands_out_constructed_packets() {
     let pool = PacketPoolConfig::new("ko")
         .kernel_only(true)
         .md_count(128)
+        // Asserts normal-mode magazine behaviour: debug mode pinned off, so
+        // the suite also passes under SKMEM_DEBUG (which bypasses magazines
+        // and grows strides).
+        .debug(DebugFlags::empty())
         .build::<Heap>(Default::default())
         .unwrap();
     assert!(pool.is_kernel_only());
@@ -311,6 +316,10 @@ fn partial_batches_under_exhaustion() {
 fn exhaustion_with_magazines_reaps_and_counts_right() {
     let pool = PacketPoolConfig::new("mags")
         .md_count(64)
+        // Asserts normal-mode magazine behaviour: debug mode pinned off, so
+        // the suite also passes under SKMEM_DEBUG (which bypasses magazines
+        // and grows strides).
+        .debug(DebugFlags::empty())
         .build_with::<Heap, Global>(Default::default())
         .unwrap();
     let cap = pool.capacity() as usize;
@@ -844,6 +853,10 @@ fn regions_name_each_role_and_outlive_the_pool() {
     // Mirrored metadata, buffers on demand, large buffers: every role.
     let pool = PacketPoolConfig::new("roles")
         .md_count(64)
+        // Asserts normal-mode magazine behaviour: debug mode pinned off, so
+        // the suite also passes under SKMEM_DEBUG (which bypasses magazines
+        // and grows strides).
+        .debug(DebugFlags::empty())
         .on_demand(true)
         .large_buf_size(16384)
         .build::<Heap>(Default::default())

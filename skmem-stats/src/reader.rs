@@ -140,6 +140,13 @@ impl Snapshot {
             _ => None,
         })
     }
+    /// The arenas.
+    pub fn arenas(&self) -> impl Iterator<Item = &skmem_traits::stats::ArenaSummary> {
+        self.entries.iter().filter_map(|e| match &e.stats {
+            Stats::Arena(a) => Some(a),
+            _ => None,
+        })
+    }
 }
 
 /// A read-only mapping of a published stats region.

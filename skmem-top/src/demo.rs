@@ -1,6 +1,7 @@
-//! The demo workload: three object caches of different sizes and a packet
-//! pool, worked by two threads whose allocation rates and holdings swing
-//! over time, so that every column of `skmem-top` moves.
+//! The demo workload: three object caches of different sizes, a packet
+//! pool and an arena (with a view mapped, and packets taken from its own
+//! pool), worked by two threads whose allocation rates and holdings swing
+//! over time, so that every column and panel of `skmem-top` moves.
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -8,7 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skmem::{AllocFlags, Cache, Heap, HeapConfig, PacketPool, PacketPoolConfig, SlabCache};
+use skmem::backends::Mmap;
+use skmem::{
+    AllocFlags, Arena, ArenaConfig, Cache, Heap, HeapConfig, PacketPool, PacketPoolConfig,
+    SlabCache, UserView,
+};
 
 /// The caches of the demo: name, object size, capacity. The names sort
 /// in another order than the sizes, so sorting by size visibly reorders.
@@ -21,11 +26,19 @@ pub const CACHES: [(&str, usize, usize); 3] = [
 /// The demo's packet pool name.
 pub const POOL: &str = "demo.packets";
 
+/// The demo's arena name. It sorts after the caches' names, so that the
+/// arena pool's caches list below the demo's own in the name order.
+pub const ARENA: &str = "ipc.arena";
+
 /// What the demo built.
 #[derive(Debug)]
 pub struct Demo {
     caches: Vec<Arc<Cache<SlabCache<Heap>>>>,
     pool: PacketPool<Heap>,
+    arena_pool: PacketPool<Mmap>,
+    // Field order is drop order: the view goes before the arena.
+    _view: UserView,
+    _arena: Arena,
 }
 
 impl Demo {
@@ -43,7 +56,18 @@ impl Demo {
         let pool = PacketPoolConfig::new(POOL)
             .md_count(1024)
             .build::<Heap>(HeapConfig::default())?;
-        Ok(Demo { caches, pool })
+        let arena = ArenaConfig::new(ARENA)
+            .pool(PacketPoolConfig::new(ARENA).md_count(256))
+            .build()?;
+        let arena_pool = arena.pool().expect("an arena built with a pool has one");
+        let view = arena.map_local()?;
+        Ok(Demo {
+            caches,
+            pool,
+            arena_pool,
+            _view: view,
+            _arena: arena,
+        })
     }
 
     /// Runs the workload on `threads` threads until `stop` is set, adding
@@ -61,9 +85,10 @@ impl Demo {
         let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut held: Vec<VecDeque<NonNull<u8>>> = vec![VecDeque::new(); self.caches.len()];
         let mut packets = VecDeque::new();
+        let mut arena_packets = VecDeque::new();
         let mut local_ops = 0u64;
         let mut step = 0u64;
-        let mut targets = [0usize; 4];
+        let mut targets = [0usize; 5];
         while !stop.load(Ordering::Relaxed) {
             step += 1;
             if step % 1024 == 0 {
@@ -80,13 +105,15 @@ impl Demo {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            // Cache i gets (i + 1) shares of the steps; packets one more.
-            let pick = (rng % 10) as usize;
+            // Cache i gets (i + 1) shares of the steps, packets of the
+            // pool three, packets of the arena's pool one.
+            let pick = (rng % 11) as usize;
             let i = match pick {
                 0 => 0,
                 1 | 2 => 1,
                 3..=5 => 2,
-                _ => 3,
+                6..=9 => 3,
+                _ => 4,
             };
             if i < self.caches.len() {
                 let cache = &self.caches[i];
@@ -101,12 +128,21 @@ impl Demo {
                     unsafe { cache.free(obj) };
                     local_ops += 1;
                 }
-            } else if packets.len() < targets[3] {
-                if let Ok(p) = self.pool.alloc_owned(1, AllocFlags::NoSleep) {
-                    packets.push_back(p);
+            } else if i == 3 {
+                if packets.len() < targets[3] {
+                    if let Ok(p) = self.pool.alloc_owned(1, AllocFlags::NoSleep) {
+                        packets.push_back(p);
+                        local_ops += 1;
+                    }
+                } else if packets.pop_front().is_some() {
                     local_ops += 1;
                 }
-            } else if packets.pop_front().is_some() {
+            } else if arena_packets.len() < targets[4] / 4 {
+                if let Ok(p) = self.arena_pool.alloc_owned(1, AllocFlags::NoSleep) {
+                    arena_packets.push_back(p);
+                    local_ops += 1;
+                }
+            } else if arena_packets.pop_front().is_some() {
                 local_ops += 1;
             }
         }

@@ -293,15 +293,23 @@ fn draw(f: &mut Frame, ui: &mut Ui, pid: u32) {
     let rows = ui.view.cache_rows();
     let regions = ui.view.regions();
     let pools = ui.view.pools();
-    let [title, caches_area, regions_area, pools_area, spark_area, status] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Min(6),
-        Constraint::Length(regions.len().min(8) as u16 + 3),
-        Constraint::Length(pools.len().min(4) as u16 + 3),
-        Constraint::Length(6),
-        Constraint::Length(1),
-    ])
-    .areas(f.area());
+    let arenas = ui.view.arenas();
+    let [title, caches_area, regions_area, pools_area, arenas_area, spark_area, status] =
+        Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(6),
+            Constraint::Length(regions.len().min(8) as u16 + 3),
+            Constraint::Length(pools.len().min(4) as u16 + 3),
+            // Hidden when the process has no arena.
+            Constraint::Length(if arenas.is_empty() {
+                0
+            } else {
+                arenas.len().min(3) as u16 + 3
+            }),
+            Constraint::Length(6),
+            Constraint::Length(1),
+        ])
+        .areas(f.area());
 
     let order = if ui.view.reverse { "rev" } else { "" };
     f.render_widget(
@@ -417,6 +425,49 @@ fn draw(f: &mut Frame, ui: &mut Ui, pid: u32) {
         )
         .block(Block::new().borders(Borders::ALL).title(" packet pools ")),
         pools_area,
+    );
+
+    let arena_rows = arenas.iter().map(|a| {
+        Row::new([
+            a.name.clone(),
+            (a.mem_inuse / 1024).to_string(),
+            (a.mem_total / 1024).to_string(),
+            (a.map_size / 1024).to_string(),
+            a.local_views.to_string(),
+            a.remote_views.to_string(),
+            a.redirects.to_string(),
+            if a.defunct { "defunct" } else { "active" }.to_string(),
+        ])
+    });
+    f.render_widget(
+        Table::new(
+            arena_rows,
+            [
+                Constraint::Min(28),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(10),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Length(10),
+                Constraint::Length(8),
+            ],
+        )
+        .header(
+            Row::new([
+                "ARENA",
+                "MEM_KIB",
+                "TOTAL_KIB",
+                "VIEW_KIB",
+                "LOCAL",
+                "REMOTE",
+                "REDIRECTS",
+                "STATE",
+            ])
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+        )
+        .block(Block::new().borders(Borders::ALL).title(" arenas ")),
+        arenas_area,
     );
 
     let selected = ui.table.selected().and_then(|i| rows.get(i));

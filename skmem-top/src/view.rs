@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use skmem_stats::Snapshot;
-use skmem_traits::stats::{CacheStats, PoolSummary, RegionStats};
+use skmem_traits::stats::{ArenaSummary, CacheStats, PoolSummary, RegionStats};
 
 /// Samples of the allocation rate kept per cache (the sparkline).
 pub const HISTORY: usize = 120;
@@ -163,6 +163,7 @@ pub struct View {
     caches: Vec<(u64, CacheStats)>,
     regions: Vec<RegionStats>,
     pools: Vec<PoolSummary>,
+    arenas: Vec<ArenaSummary>,
     /// The last snapshot's generation and writer pid.
     pub generation: u64,
 }
@@ -178,6 +179,7 @@ impl Default for View {
             caches: Vec::new(),
             regions: Vec::new(),
             pools: Vec::new(),
+            arenas: Vec::new(),
             generation: 0,
         }
     }
@@ -199,6 +201,7 @@ impl View {
         self.caches = snap.entries_caches();
         self.regions = snap.regions().cloned().collect();
         self.pools = snap.pools().cloned().collect();
+        self.arenas = snap.arenas().cloned().collect();
         self.generation = snap.generation;
         let mut alive = HashMap::with_capacity(self.caches.len());
         for (id, c) in &self.caches {
@@ -277,6 +280,14 @@ impl View {
         self.pools
             .iter()
             .filter(|p| p.name.contains(&self.filter))
+            .collect()
+    }
+
+    /// Arenas, filtered by name.
+    pub fn arenas(&self) -> Vec<&ArenaSummary> {
+        self.arenas
+            .iter()
+            .filter(|a| a.name.contains(&self.filter))
             .collect()
     }
 }

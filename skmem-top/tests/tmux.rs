@@ -153,6 +153,27 @@ fn skmem_top_watches_the_demo_in_tmux() {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("the title names the watched pid");
+    // The arenas panel lists the demo's arena with its one local view.
+    let arena_line = first
+        .lines()
+        .skip_while(|l| !l.contains(" arenas "))
+        .find(|l| l.contains(skmem_top::demo::ARENA))
+        .unwrap_or_else(|| panic!("no arena row:\n{first}"));
+    let cells: Vec<&str> = arena_line
+        .trim_matches(|c: char| c == '│' || c.is_whitespace())
+        .split_whitespace()
+        .collect();
+    // ARENA MEM_KIB TOTAL_KIB VIEW_KIB LOCAL REMOTE REDIRECTS STATE
+    assert_eq!(cells.len(), 8, "{arena_line}");
+    assert_eq!(
+        (cells[4], cells[5], cells[7]),
+        ("1", "0", "active"),
+        "{arena_line}"
+    );
+    assert!(
+        cells[3].parse::<u64>().unwrap() > 0,
+        "a view is mapped: {arena_line}"
+    );
     let rows1 = cache_rows(&first);
     // Sorted by name to begin with.
     let names: Vec<&String> = rows1.iter().map(|(n, _)| n).collect();
@@ -258,6 +279,13 @@ fn once_json_lists_caches_with_name_and_size() {
         .iter()
         .any(|p| p["name"] == skmem_top::demo::POOL));
     assert!(v["regions"].as_array().unwrap().len() >= 3);
+    let arena = v["arenas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == skmem_top::demo::ARENA)
+        .unwrap_or_else(|| panic!("the demo's arena missing from {v}"));
+    assert_eq!(arena["local_views"], 1);
 }
 
 #[test]

@@ -10,31 +10,7 @@ use skmem_traits::{Error, RegionMode, Result};
 use crate::id::RegionId;
 use crate::wire;
 
-/// A builder setter: `pub fn $name(mut self, v: $ty) -> Self` storing `v`
-/// in the field of the same name.
-macro_rules! setter {
-    ($(#[$m:meta])* $name:ident: $ty:ty) => {
-        $(#[$m])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
-            self
-        }
-    };
-}
-
-/// `e` with the parameter it names replaced by `param` (when it is an
-/// [`Error::InvalidParam`]), so that a region's complaint names the config
-/// parameter the caller set.
-fn rename_param(e: Error, param: &'static str) -> Error {
-    match e {
-        Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
-            param,
-            value,
-            reason,
-        },
-        other => other,
-    }
-}
+use skmem_traits::__config_setter as setter;
 
 /// How to build an [`Arena`](crate::Arena). Sizes are in bytes; a count or size of 0
 /// leaves the region out (except the schema, which every arena has).
@@ -219,7 +195,7 @@ impl ArenaConfig {
                 let kp = params(k, self.slot_desc_size, self.slot_count, M::NOMAGAZINES);
                 let kl = kp
                     .configure()
-                    .map_err(|e| rename_param(e, "slot_desc_size"))?;
+                    .map_err(|e| e.rename_param("slot_desc_size"))?;
                 let up = params(
                     u,
                     kl.obj_size,

@@ -54,18 +54,6 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-/// A builder setter: `pub fn $name(mut self, v: $ty) -> Self` storing `v`
-/// in the field of the same name. Used by the pool config.
-macro_rules! setter {
-    ($(#[$m:meta])* $name:ident: $ty:ty) => {
-        $(#[$m])*
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.$name = v;
-            self
-        }
-    };
-}
-
 pub mod pool;
 
 pub use pool::*;

@@ -108,6 +108,23 @@ impl Error {
         Error::Os { operation, errno }
     }
 
+    /// This error with the parameter it names replaced by `param`, when it
+    /// is an [`Error::InvalidParam`] (any other error is returned as is):
+    /// a layer that computes one layer's parameters from its own
+    /// configuration uses it so that the complaint names the setting the
+    /// caller made (a region's `obj_size` refused as the pool's `buf_size`).
+    #[must_use]
+    pub fn rename_param(self, param: &'static str) -> Self {
+        match self {
+            Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
+                param,
+                value,
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// `true` for errors that say "nothing left right now", which a caller
     /// may retry later.
     pub fn is_exhaustion(&self) -> bool {

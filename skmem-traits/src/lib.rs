@@ -26,6 +26,21 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+/// A builder setter, `pub fn $name(mut self, v: $ty) -> Self`, storing `v`
+/// in the field of the same name: the configuration builders of the layer
+/// crates (packet pool, arena) are written with it. Not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __config_setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
 mod ctor;
 mod error;
 mod flags;

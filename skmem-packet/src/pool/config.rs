@@ -21,6 +21,7 @@
 //!    of either size, the metadata region's flags;
 //! 6. **user buflets** (`ubft`, on-demand and not kernel-only): the mirror.
 
+use skmem_traits::__config_setter as setter;
 use std::sync::Arc;
 
 use skmem_magazine::{magazine_max_objs_for, SeedLadder};
@@ -509,7 +510,7 @@ impl PacketPoolConfig {
         } else {
             0
         });
-        let buf_l = buf.configure().map_err(|e| rename_param(e, "buf_size"))?;
+        let buf_l = buf.configure().map_err(|e| e.rename_param("buf_size"))?;
 
         // 4. large buffers
         let lbuf = if self.large_buf_size != 0 {
@@ -535,7 +536,7 @@ impl PacketPoolConfig {
             });
             let l = p
                 .configure()
-                .map_err(|e| rename_param(e, "large_buf_size"))?;
+                .map_err(|e| e.rename_param("large_buf_size"))?;
             Some((p, l))
         } else {
             None
@@ -607,20 +608,6 @@ fn check_pair(what: &'static str, master: &RegionLayout, shadow: &RegionLayout) 
         ));
     }
     Ok(())
-}
-
-/// `e` with the parameter it names replaced by `param` (when it is an
-/// [`Error::InvalidParam`]), so that a region's complaint names the config
-/// parameter the caller set.
-fn rename_param(e: Error, param: &'static str) -> Error {
-    match e {
-        Error::InvalidParam { value, reason, .. } => Error::InvalidParam {
-            param,
-            value,
-            reason,
-        },
-        other => other,
-    }
 }
 
 /// The regions a pool will create: parameters and computed layouts.

@@ -421,6 +421,40 @@ proptest! {
         prop_assert_eq!(l.obj_size, obj.max(8).div_ceil(align) * align);
         prop_assert_eq!((l.seg_size, l.seg_count as usize, l.objs_per_seg, l.obj_count, l.align), (l.obj_size, cnt, 1, cnt, align));
     }
+
+    /// `max_capacity` is a real ceiling for every size and count, down to a
+    /// single object: the layout never holds more than `max`, holds at
+    /// least one, and keeps the layout invariants (whole objects per
+    /// segment, whole pages, strides in alignment granules).
+    #[test]
+    fn max_capacity_is_a_ceiling_down_to_one_object(
+        obj in prop_oneof![1usize..=64, 1usize..20_000, 4097usize..70_000],
+        max in prop_oneof![1usize..40, 1usize..5_000],
+        cnt_frac in 0.0f64..=1.0,
+        hint in prop_oneof![Just(0usize), 1usize..200_000],
+        mono in any::<bool>(),
+        nomag in any::<bool>(),
+        mag in 0usize..600,
+    ) {
+        let cnt = ((max as f64 * cnt_frac) as usize).clamp(1, max);
+        let mode = if mono { MONO } else { NONE } | if nomag { NOMAG } else { NONE };
+        let l = RegionParams::new("ceiling", obj, cnt)
+            .seg_size(hint)
+            .mode(mode)
+            .magazine_max_objs(mag)
+            .max_capacity(max)
+            .configure()
+            .unwrap();
+        prop_assert!((1..=max).contains(&l.obj_count), "{} objects, ceiling {}", l.obj_count, max);
+        prop_assert!(l.objs_per_seg >= 1);
+        prop_assert_eq!(l.objs_per_seg as usize, l.seg_size / l.obj_size);
+        prop_assert_eq!(l.obj_count, l.objs_per_seg as usize * l.seg_count as usize);
+        prop_assert_eq!(l.seg_size % 4096, 0);
+        prop_assert!(l.obj_size >= obj);
+        if l.obj_size != obj {
+            prop_assert_eq!(l.obj_size % l.align, 0);
+        }
+    }
 }
 
 /// A non-pseudo region with a power-of-two `align` from 8 up to below the
@@ -461,48 +495,6 @@ fn packed_regions_round_objects_to_the_requested_granule() {
     for align in [4, 64, 128, 24] {
         let l = packed(24, 512, 12288, align);
         assert_eq!((l.obj_size, l.align), (64, 64), "align {align}");
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 8 } else { 2048 },
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
-
-    /// `max_capacity` is a real ceiling for every size and count, down to a
-    /// single object: the layout never holds more than `max`, holds at
-    /// least one, and keeps the layout invariants (whole objects per
-    /// segment, whole pages, strides in alignment granules).
-    #[test]
-    fn max_capacity_is_a_ceiling_down_to_one_object(
-        obj in prop_oneof![1usize..=64, 1usize..20_000, 4097usize..70_000],
-        max in prop_oneof![1usize..40, 1usize..5_000],
-        cnt_frac in 0.0f64..=1.0,
-        hint in prop_oneof![Just(0usize), 1usize..200_000],
-        mono in any::<bool>(),
-        nomag in any::<bool>(),
-        mag in 0usize..600,
-    ) {
-        let cnt = ((max as f64 * cnt_frac) as usize).clamp(1, max);
-        let mode = if mono { MONO } else { NONE } | if nomag { NOMAG } else { NONE };
-        let l = RegionParams::new("ceiling", obj, cnt)
-            .seg_size(hint)
-            .mode(mode)
-            .magazine_max_objs(mag)
-            .max_capacity(max)
-            .configure()
-            .unwrap();
-        prop_assert!((1..=max).contains(&l.obj_count), "{} objects, ceiling {}", l.obj_count, max);
-        prop_assert!(l.objs_per_seg >= 1);
-        prop_assert_eq!(l.objs_per_seg as usize, l.seg_size / l.obj_size);
-        prop_assert_eq!(l.obj_count, l.objs_per_seg as usize * l.seg_count as usize);
-        prop_assert_eq!(l.seg_size % 4096, 0);
-        prop_assert!(l.obj_size >= obj);
-        if l.obj_size != obj {
-            prop_assert_eq!(l.obj_size % l.align, 0);
-        }
     }
 }
 

@@ -15,6 +15,23 @@
 //! | [`Mirror`] | whether a region drives a shadow region segment for segment | [`NoMirror`] |
 //! | [`CpuLocal`] | where the magazine layer keeps per-CPU state | — |
 //!
+//! # What lives here, and why not with its layer
+//!
+//! Each layer crate owns its mechanisms: the `CpuLocal` *policies*
+//! (`PerCpu`, `PerThread`, `Global`) live in `skmem-magazine`, the slab
+//! and region code in `skmem-slab`. Two things every layer shares stay
+//! here on purpose:
+//!
+//! * the four traits, as the design fixes them: a backend crate, a test
+//!   double or a user's own policy implements one without depending on the
+//!   layers that consume it (a `CpuLocal` written for another runtime
+//!   needs nothing of the magazine layer but this contract);
+//! * the stats records ([`stats`]) and the [`registry`] that lists them:
+//!   the registry holds every kind side by side, and the readers of
+//!   published stats (`skmem-stats`, `skmem-top`) decode all of them from
+//!   another process's memory without linking the slab, magazine, packet
+//!   or arena code that produced them.
+//!
 //! The crate is `no_std` (with `alloc`); the `std` feature (on by default)
 //! only adds `std::error::Error` through `thiserror`, and the `serde` feature
 //! makes every stats struct serialisable.

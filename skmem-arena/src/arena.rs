@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustix::io::Errno;
@@ -22,7 +22,6 @@ use crate::id::{RegionId, ViewId, REGION_COUNT};
 use crate::layout::{ArenaLayout, PoolInfo, ViewRegion};
 use crate::owner::{
     ArenaCache, Core, Counters, MapEntry, MapKind, SendPtr, Singleton, Slot, SlotDescCache, State,
-    REGISTRY,
 };
 use crate::region::DynRegion;
 use crate::stats::{ArenaStats, ViewCounts};
@@ -293,12 +292,6 @@ impl<L: CpuLocal> Arena<L> {
         let entry =
             skmem_traits::registry::register_arc(skmem_traits::registry::Kind::Arena, &core);
         let _ = core.registration.set(entry);
-        let mut reg = REGISTRY
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        reg.retain(|w| w.strong_count() > 0);
-        reg.push(Arc::downgrade(&core));
-        drop(reg);
         tracing::debug!(arena = %core.name, map_size = core.layout.total_len, external, "arena created");
         Ok(Arena {
             core,
@@ -765,15 +758,21 @@ impl<L: CpuLocal> Arena<L> {
 }
 
 /// Snapshots of every arena alive in this process (the seed's
-/// `kern.skywalk.stats.arena` list).
+/// `kern.skywalk.stats.arena` list), in creation order: the arenas of the
+/// process registry ([`skmem_traits::registry`], where each arena lists
+/// itself with an [`ArenaSummary`](skmem_traits::stats::ArenaSummary)),
+/// each with its whole [`ArenaStats`].
 pub fn all_stats() -> Vec<ArenaStats> {
-    let cores: Vec<Arc<Core>> = {
-        let reg = REGISTRY
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        reg.iter().filter_map(Weak::upgrade).collect()
-    };
-    cores.iter().map(|c| c.stats(c.view_counts())).collect()
+    let mut out = Vec::new();
+    skmem_traits::registry::for_each(|_, kind, object| {
+        if kind != skmem_traits::registry::Kind::Arena {
+            return;
+        }
+        if let Some(core) = object.as_any().and_then(|a| a.downcast_ref::<Core>()) {
+            out.push(core.stats(core.view_counts()));
+        }
+    });
+    out
 }
 
 #[cold]

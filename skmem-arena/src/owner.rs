@@ -12,7 +12,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 use skmem_backends::Mmap;
@@ -161,9 +161,10 @@ impl skmem_traits::registry::Registered for Core {
             defunct: st.defunct,
         })
     }
+    fn as_any(&self) -> Option<&dyn core::any::Any> {
+        Some(self)
+    }
 }
-
-pub(crate) static REGISTRY: std::sync::Mutex<Vec<Weak<Core>>> = std::sync::Mutex::new(Vec::new());
 
 impl Core {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -126,6 +126,12 @@ pub trait Registered: Send + Sync {
     fn reclaim(&self, lowmem: bool) {
         let _ = lowmem;
     }
+    /// The object itself, for a layer that lists its own kind with more
+    /// detail than [`Stats`] carries (the arena's `all_stats` downcasts
+    /// its entries); `None` (the default) keeps the object opaque.
+    fn as_any(&self) -> Option<&dyn core::any::Any> {
+        None
+    }
 }
 
 #[derive(Clone)]

@@ -16,7 +16,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-45}"
-TARGETS=(cache_ops packet_pool_ops arena_receive)
+TARGETS=(cache_ops packet_pool_ops arena_receive stats_region)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     echo "installing the nightly toolchain..."

@@ -62,7 +62,7 @@ fi
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    targets=(cache_ops packet_pool_ops arena_receive)
+    targets=(cache_ops packet_pool_ops arena_receive stats_region)
 fi
 
 if [ ${#targets[@]} -eq 1 ]; then

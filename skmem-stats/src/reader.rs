@@ -222,6 +222,15 @@ impl Reader {
     /// Maps an open stats region read-only and checks its header. `pid`,
     /// when given, is checked for liveness on every read.
     pub fn from_fd(fd: OwnedFd, pid: Option<u32>) -> Result<Reader, ReadError> {
+        // The seal first, the size second: a file that may still shrink
+        // could lose pages between the `fstat` and the reads (SIGBUS), and
+        // once the seal is on the size read after it can only grow.
+        let seals = rustix::fs::fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
+        if !seals.contains(SealFlags::SHRINK) {
+            return Err(ReadError::Garbage(
+                "the region is not sealed against shrinking (not written by skmem-stats)".into(),
+            ));
+        }
         let stat = rustix::fs::fstat(&fd).map_err(|e| io("fstat of the stats region")(e.into()))?;
         let len = stat.st_size.max(0) as u64;
         if len < HEADER_SIZE as u64 {
@@ -229,12 +238,6 @@ impl Reader {
                 len,
                 needed: HEADER_SIZE as u64,
             });
-        }
-        let seals = rustix::fs::fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
-        if !seals.contains(SealFlags::SHRINK) {
-            return Err(ReadError::Garbage(
-                "the region is not sealed against shrinking (not written by skmem-stats)".into(),
-            ));
         }
         let map_len = usize::try_from(len)
             .map_err(|_| ReadError::Garbage(format!("{len} bytes do not fit the address space")))?;

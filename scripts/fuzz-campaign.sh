@@ -14,7 +14,7 @@
 # A crash stops that target's run and leaves its input in FUZZ_ARTIFACTS/<target>/
 # (default fuzz/artifacts/<target>/).
 #
-#   scripts/fuzz-campaign.sh                      # all three, 10M each, one after the other
+#   scripts/fuzz-campaign.sh                      # all four, 10M each, one after the other
 #   FUZZ_RUNS=1000000 scripts/fuzz-campaign.sh cache_ops
 #   FUZZ_SANITIZER=none scripts/fuzz-campaign.sh cache_ops   # 3.5x the speed, no ASan
 #   FUZZ_MAX_LEN=256 scripts/fuzz-campaign.sh                 # short inputs, steady speed

@@ -11,7 +11,13 @@
 //! that links `skmem-stats`, by running with `SKMEM_STATS=publish` (see
 //! [`skmem_stats::init_from_env`]); `skmem-top`
 //! finds the `skmem-stats` memfd under `/proc/PID/fd`, maps it read-only
-//! and reads it every second. Keys: `s` cycles the sort column, `r`
+//! and reads it every second. The screen: a sortable table of caches
+//! (object size, objects in use and total, memory, magazine size, CPU-layer
+//! hit rate, depot full/empty, contention, resizes, allocations and
+//! allocations per second), then panels of regions (segments, memory,
+//! wired), packet pools (packets, packets and buflets out, memory) and
+//! arenas (memory, view size, local and remote views, redirects, state;
+//! hidden when there are none), and the sparkline. Keys: `s` cycles the sort column, `r`
 //! reverses the order, `/` filters by name (Enter applies, Esc clears),
 //! arrows move the selection (its allocation rate is the sparkline), `q`
 //! quits.

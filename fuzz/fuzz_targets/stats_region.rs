@@ -3,9 +3,9 @@
 //! records and then damaged: bytes overwritten anywhere, the file cut
 //! short, left unsealed, a header claiming more records than it has. The
 //! publishing process is not trusted, so the reader must return a
-//! snapshot or an error and never crash, and the tables it feeds
-//! (`write_tables`, the exit dump's and `skmem-top`'s text) must format
-//! any counters it returns.
+//! snapshot or an error and never crash, and what consumes a snapshot
+//! (`write_tables`, the text of the exit dump; `skmem-top`'s view: rows,
+//! rates, cells, every sort order) must cope with any counters it returns.
 //!
 //! The region is written here from the layout the `layout` module
 //! documents (not with the library's writer, so a writer bug cannot hide
@@ -24,6 +24,7 @@ use skmem_stats::layout::{
     decode, encode, RawRecord, AUX_LEN, HEADER_SIZE, MAGIC, NAME_LEN, RECORD_SIZE, VALUES, VERSION,
 };
 use skmem_stats::{Reader, Stats};
+use skmem_top::view::{Column, View};
 use skmem_traits::stats::{
     ArenaSummary, CacheStats, CustomStats, PoolSummary, RegionStats, SlabStats,
 };
@@ -188,6 +189,23 @@ fuzz_target!(|input: Input| {
             let stats: Vec<Stats> = snapshot.entries.iter().map(|e| e.stats.clone()).collect();
             let mut text = String::new();
             skmem_traits::registry::write_tables(&mut text, &stats).unwrap();
+            // What skmem-top does with it: two refreshes (rates between
+            // them), every cell of every row, sorted by every column.
+            let mut view = View::default();
+            view.update(&snapshot);
+            let mut later = snapshot.clone();
+            later.generation = later.generation.wrapping_add(1);
+            later.time_ns = later.time_ns.wrapping_add(u64::from(input.spare) << 20);
+            view.update(&later);
+            for column in Column::ALL {
+                view.sort = column;
+                for row in view.cache_rows() {
+                    for c in Column::ALL {
+                        let _ = row.cell(c);
+                    }
+                }
+            }
+            let _ = (view.regions(), view.pools(), view.arenas());
             if !damaged {
                 assert_eq!(snapshot.generation, 7);
                 assert_eq!(snapshot.pid, 4242);

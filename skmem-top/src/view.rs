@@ -110,7 +110,7 @@ impl CacheRow {
             Column::Size => s.slab.objsize.to_string(),
             Column::InUse => s.objs_in_use().to_string(),
             Column::Total => s.objs_total().to_string(),
-            Column::Mem => (s.objs_in_use() * s.slab.chunksize / 1024).to_string(),
+            Column::Mem => (s.mem_in_use() / 1024).to_string(),
             Column::Mag => s.cpu_mag_size.to_string(),
             Column::Hit => format!("{:.1}", self.hit_pct),
             Column::Full => s.depot_full.to_string(),
@@ -129,7 +129,7 @@ impl CacheRow {
             Column::Size => s.slab.objsize as f64,
             Column::InUse => s.objs_in_use() as f64,
             Column::Total => s.objs_total() as f64,
-            Column::Mem => (s.objs_in_use() * s.slab.chunksize) as f64,
+            Column::Mem => s.mem_in_use() as f64,
             Column::Mag => f64::from(s.cpu_mag_size),
             Column::Hit => self.hit_pct,
             Column::Full => s.depot_full as f64,
@@ -185,8 +185,10 @@ impl Default for View {
     }
 }
 
+/// Allocations served (saturating: the counters come from another
+/// process and are not trusted).
 fn allocs(s: &CacheStats) -> u64 {
-    s.cpu_alloc + s.slab.sl_alloc
+    s.cpu_alloc.saturating_add(s.slab.sl_alloc)
 }
 
 impl View {

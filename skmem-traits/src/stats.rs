@@ -319,6 +319,13 @@ impl CacheStats {
         self.slab.sl_bufinuse.saturating_sub(self.cached_objs)
     }
 
+    /// Bytes of the objects in use (their chunks), saturating: the
+    /// counters may come from another process (a published region), so no
+    /// product of them may overflow.
+    pub fn mem_in_use(&self) -> u64 {
+        self.objs_in_use().saturating_mul(self.slab.chunksize)
+    }
+
     /// Objects the slab layer's slabs hold in all (in use, cached or free).
     pub fn objs_total(&self) -> u64 {
         self.slab
@@ -355,7 +362,7 @@ impl TableRow for CacheStats {
             self.slab.objsize.to_string(),
             self.objs_in_use().to_string(),
             self.objs_total().to_string(),
-            mib(self.objs_in_use() * self.slab.chunksize),
+            mib(self.mem_in_use()),
             self.cpu_mag_size.to_string(),
             self.cpu_mag_resize.to_string(),
             self.cpu_alloc.to_string(),
@@ -538,6 +545,34 @@ display_as_table!(
     ArenaSummary,
     CustomStats
 );
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// Counters read from another process's published region are not
+    /// trusted: a table of extreme values formats (saturating) instead of
+    /// overflowing. Fails with "attempt to multiply with overflow" when
+    /// the memory column multiplies plainly (the `stats_region` fuzz
+    /// target's first find).
+    #[test]
+    fn extreme_counters_format_without_overflow() {
+        let mut c = CacheStats {
+            name: "hostile".into(),
+            ..CacheStats::default()
+        };
+        c.slab.sl_bufinuse = u64::MAX;
+        c.slab.chunksize = u64::MAX;
+        c.slab.sl_create = u64::MAX;
+        c.slab.chunks_per_slab = u32::MAX;
+        c.cpu_alloc = u64::MAX;
+        c.slab.sl_alloc = u64::MAX;
+        assert_eq!(c.mem_in_use(), u64::MAX);
+        let text = c.to_string();
+        assert!(text.contains("hostile"), "{text}");
+    }
+}
 
 #[cfg(all(test, feature = "serde"))]
 mod tests {

@@ -141,20 +141,22 @@ impl SlabDebug {
     }
 
     /// Checks that `addr` is an object a user holds and marks it `next`
-    /// (with a transaction of `kind`), under both locks. On success the
-    /// object is still allocated in the bookkeeping; on failure nothing
-    /// changed and the report's text is returned. A damaged redzone is
-    /// returned as a report next to the success.
-    // The report is formatted on the stack (no allocation: the allocator
-    // may be skmem itself), hence the large error.
-    #[allow(clippy::result_large_err)]
+    /// (with a transaction of `kind`), under both locks. `Some` when taken:
+    /// the object is still allocated in the bookkeeping, and a damaged
+    /// redzone leaves its report in `found`. `None` when refused: nothing
+    /// changed, and `found` holds the report saying why.
+    // A report is formatted on the stack (no allocation: the allocator may
+    // be skmem itself) straight into the caller's slot, written only when
+    // there is something to say: returned by value, the 3 KiB buffer was
+    // copied on every free (a third of a checked free's instructions).
     fn take_from_user(
         &self,
         state: &State,
         addr: *const u8,
         next: TagState,
         kind: TxnKind,
-    ) -> std::result::Result<(Obj, Option<report::StackBuf>), report::StackBuf> {
+        found: &mut Option<report::StackBuf>,
+    ) -> Option<Obj> {
         let mut tags = self.tags.lock();
         let Some(obj) = state.lookup(addr) else {
             let (kind, ring) = match tags.find(addr as usize) {
@@ -168,17 +170,18 @@ impl SlabDebug {
                             offset: at.offset,
                         }
                     };
-                    (kind, ring.map(|r| *r))
+                    (kind, ring.map(|r| &*r))
                 }
                 None => (ReportKind::Foreign, None),
             };
-            return Err(self.report(addr as usize, kind, ring.as_ref()));
+            *found = Some(self.report(addr as usize, kind, ring));
+            return None;
         };
-        let (tag, ring) = tags.get(obj.seg.index, obj.seg.base.as_ptr() as usize, obj.idx);
+        let (tag, mut ring) = tags.get(obj.seg.index, obj.seg.base.as_ptr() as usize, obj.idx);
         if tag.state != TagState::User {
             let why = tag.state.double_free_reason();
-            let ring = ring.map(|r| *r);
-            return Err(self.report(addr as usize, ReportKind::DoubleFree(why), ring.as_ref()));
+            *found = Some(self.report(addr as usize, ReportKind::DoubleFree(why), ring.as_deref()));
+            return None;
         }
         tag.state = next;
         let overrun = if self.guard_len != 0 {
@@ -188,17 +191,17 @@ impl SlabDebug {
         } else {
             None
         };
-        let ring = match ring {
-            Some(ring) => {
-                ring.push(Txn::now(kind));
-                Some(*ring)
-            }
-            None => None,
-        };
-        let overrun = overrun.map(|offset| {
-            self.report(addr as usize, ReportKind::Overrun { offset }, ring.as_ref())
-        });
-        Ok((obj, overrun))
+        if let Some(ring) = ring.as_deref_mut() {
+            ring.push(Txn::now(kind));
+        }
+        if let Some(offset) = overrun {
+            *found = Some(self.report(
+                addr as usize,
+                ReportKind::Overrun { offset },
+                ring.as_deref(),
+            ));
+        }
+        Some(obj)
     }
 
     /// Marks `obj` (just taken from the bookkeeping, or leaving a
@@ -345,9 +348,15 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         let wake = {
             let mut state = d.state.lock();
             for obj in objs.iter().rev() {
-                if let Ok((obj, _)) =
-                    d.take_from_user(&state, obj.addr.as_ptr(), TagState::Free, TxnKind::Free)
-                {
+                // Objects just handed out by `debug_take`: nothing to report.
+                let mut unused = None;
+                if let Some(obj) = d.take_from_user(
+                    &state,
+                    obj.addr.as_ptr(),
+                    TagState::Free,
+                    TxnKind::Free,
+                    &mut unused,
+                ) {
                     let obj = state
                         .begin_free(obj.addr.as_ptr())
                         .expect("an object just taken is allocated");
@@ -388,19 +397,20 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     }
 
     /// Validates a free against the debug record and, when it is sound,
-    /// begins it; `Err` carries the report.
-    #[allow(clippy::result_large_err)] // as `take_from_user`
+    /// begins it; `found` as in `take_from_user` (the refusal's report, or
+    /// a damaged redzone's next to a begun free).
     fn debug_begin_free(
         &self,
         d: &SlabDebug,
         addr: *const u8,
-    ) -> std::result::Result<(Obj, Option<report::StackBuf>), report::StackBuf> {
+        found: &mut Option<report::StackBuf>,
+    ) -> Option<Obj> {
         let mut state = d.state.lock();
-        let (obj, overrun) = d.take_from_user(&state, addr, TagState::Free, TxnKind::Free)?;
+        let obj = d.take_from_user(&state, addr, TagState::Free, TxnKind::Free, found)?;
         let obj = state
             .begin_free(obj.addr.as_ptr())
             .expect("an object a user holds is allocated");
-        Ok((obj, overrun))
+        Some(obj)
     }
 
     /// Destructs, scrubs and returns a begun free; a destructor panic is
@@ -436,17 +446,16 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     ///
     /// As [`free`](Self::free).
     pub(super) unsafe fn debug_free(&self, d: &SlabDebug, addr: *mut u8) {
-        match self.debug_begin_free(d, addr) {
-            Ok((obj, overrun)) => {
-                if let Some(text) = overrun {
-                    report::emit(&text, d.flags);
-                }
-                // SAFETY: begun above; the caller gave the object up.
-                if let Err(payload) = unsafe { self.debug_finish_free(d, &obj) } {
-                    resume_unwind(payload);
-                }
+        let mut found = None;
+        let begun = self.debug_begin_free(d, addr, &mut found);
+        if let Some(text) = &found {
+            report::emit(text, d.flags);
+        }
+        if let Some(obj) = begun {
+            // SAFETY: begun above; the caller gave the object up.
+            if let Err(payload) = unsafe { self.debug_finish_free(d, &obj) } {
+                resume_unwind(payload);
             }
-            Err(text) => report::emit(&text, d.flags),
         }
     }
 
@@ -458,22 +467,22 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
     /// As [`try_free`](Self::try_free).
     pub(super) unsafe fn debug_try_free(&self, addr: *mut u8) -> Result<()> {
         let d = self.debug.as_deref().expect("debug cache");
-        match self.debug_begin_free(d, addr) {
-            Ok((obj, overrun)) => {
-                if let Some(text) = overrun {
-                    report::emit(&text, d.flags);
-                }
-                // SAFETY: begun above; the caller gave the object up.
-                if let Err(payload) = unsafe { self.debug_finish_free(d, &obj) } {
-                    resume_unwind(payload);
-                }
-                Ok(())
-            }
-            Err(text) => Err(Error::Invalid {
+        let mut found = None;
+        let Some(obj) = self.debug_begin_free(d, addr, &mut found) else {
+            let text = found.expect("a refused free says why");
+            return Err(Error::Invalid {
                 field: "obj",
                 reason: text.as_str().trim_end().to_owned(),
-            }),
+            });
+        };
+        if let Some(text) = &found {
+            report::emit(text, d.flags);
         }
+        // SAFETY: begun above; the caller gave the object up.
+        if let Err(payload) = unsafe { self.debug_finish_free(d, &obj) } {
+            resume_unwind(payload);
+        }
+        Ok(())
     }
 
     /// The batch and chain frees of a debug cache, from `first` on; `next`
@@ -514,21 +523,25 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
         let mut pending = Some(first);
         let mut dtor_panic: Option<Box<dyn Any + Send>> = None;
         while let Some(addr) = pending {
-            match self.debug_begin_free(d, addr.as_ptr()) {
-                Ok((obj, overrun)) => {
+            let mut found = None;
+            let begun = self.debug_begin_free(d, addr.as_ptr(), &mut found);
+            match begun {
+                Some(obj) => {
                     // The link (chains) is read before the object is
                     // destructed and poisoned.
                     pending = next(Some(&obj));
-                    if let Some(text) = overrun {
-                        report::emit(&text, d.flags);
+                    if let Some(text) = &found {
+                        report::emit(text, d.flags);
                     }
                     // SAFETY: begun above; the caller gave it up.
                     if let Err(payload) = unsafe { self.debug_finish_free(d, &obj) } {
                         dtor_panic.get_or_insert(payload);
                     }
                 }
-                Err(text) => {
-                    report::emit(&text, d.flags);
+                None => {
+                    if let Some(text) = &found {
+                        report::emit(text, d.flags);
+                    }
                     if chain {
                         // The link of a bad object cannot be trusted.
                         break;
@@ -560,32 +573,36 @@ impl<S: SegmentSource, C: ObjectCtor, M: Mirror> SlabCache<S, C, M> {
             .debug
             .as_deref()
             .expect("debug_to_magazine on a cache not in debug mode");
+        let mut found = None;
         let taken = {
             let state = d.state.lock();
-            d.take_from_user(&state, obj.as_ptr(), TagState::Cached, TxnKind::ToMagazine)
+            d.take_from_user(
+                &state,
+                obj.as_ptr(),
+                TagState::Cached,
+                TxnKind::ToMagazine,
+                &mut found,
+            )
         };
-        match taken {
-            Ok((obj, overrun)) => {
-                if let Some(text) = overrun {
-                    report::emit(&text, d.flags);
-                    if d.guard_len != 0 {
-                        // SAFETY: the object rests with the caller now;
-                        // the redzone is inside its chunk.
-                        unsafe { patterns::fill_guard(obj.addr.as_ptr(), d.obj_size, d.guard_len) };
-                    }
-                }
-                if d.poison && !d.constructed {
-                    // SAFETY: the user gave the object up; no constructed
-                    // state to keep.
-                    unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, d.free_pat) };
-                }
-                true
-            }
-            Err(text) => {
-                report::emit(&text, d.flags);
-                false
-            }
+        if let Some(text) = &found {
+            report::emit(text, d.flags);
         }
+        let Some(obj) = taken else {
+            return false;
+        };
+        if found.is_some() && d.guard_len != 0 {
+            // The redzone was damaged (reported above): rewritten, so the
+            // next check reports only new damage.
+            // SAFETY: the object rests with the caller now; the redzone is
+            // inside its chunk.
+            unsafe { patterns::fill_guard(obj.addr.as_ptr(), d.obj_size, d.guard_len) };
+        }
+        if d.poison && !d.constructed {
+            // SAFETY: the user gave the object up; no constructed state to
+            // keep.
+            unsafe { patterns::fill(obj.addr.as_ptr(), d.obj_size, d.free_pat) };
+        }
+        true
     }
 
     /// Hands out an object that [`debug_to_magazine`](Self::debug_to_magazine)

@@ -54,7 +54,10 @@ fn touch(view: &UserView) {
     let page = rustix::param::page_size();
     for r in view.layout().regions.clone() {
         if r.prot == Protection::None {
-            assert!(view.read(r.id, 0, &mut [0u8; 1]).is_err(), "a guard region read");
+            assert!(
+                view.read(r.id, 0, &mut [0u8; 1]).is_err(),
+                "a guard region read"
+            );
             continue;
         }
         let mut off = 0;
@@ -73,7 +76,10 @@ fn touch(view: &UserView) {
             }
             off += page;
         }
-        assert!(view.read(r.id, r.len, &mut [0u8; 1]).is_err(), "read past a region");
+        assert!(
+            view.read(r.id, r.len, &mut [0u8; 1]).is_err(),
+            "read past a region"
+        );
     }
     // The schema the owner wrote may be anything; reading it is an answer.
     let _ = view.read_schema();
@@ -111,7 +117,12 @@ fuzz_target!(|data: &[u8]| {
     if !borrowed.is_empty() {
         assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
     }
-    let sent = rustix::net::sendmsg(&owner, &[IoSlice::new(&msg)], &mut control, SendFlags::NOSIGNAL);
+    let sent = rustix::net::sendmsg(
+        &owner,
+        &[IoSlice::new(&msg)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    );
     if sent != Ok(msg.len()) {
         // Nothing to receive: `receive` would wait forever.
         return;

@@ -111,7 +111,11 @@ impl ObjectCtor for Ctor {
     ) -> skmem_traits::Result<()> {
         assert!(obj.size >= 8, "objects are at least 8 bytes here");
         if fires(&self.0.ctor_fail_in) {
-            return Err(Error::invalid_param("fuzz", 0, "injected constructor failure"));
+            return Err(Error::invalid_param(
+                "fuzz",
+                0,
+                "injected constructor failure",
+            ));
         }
         if fires(&self.0.ctor_panic_in) {
             self.0.injected.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +131,10 @@ impl ObjectCtor for Ctor {
     fn destruct(&self, obj: ObjectInfo, _shadow: Option<ObjectInfo>) {
         // SAFETY: as in `construct`.
         let mark = unsafe { obj.addr.as_ptr().cast::<u64>().read() };
-        assert_eq!(mark, MARK, "destructor given an object that is not constructed: {obj:?}");
+        assert_eq!(
+            mark, MARK,
+            "destructor given an object that is not constructed: {obj:?}"
+        );
         if fires(&self.0.dtor_panic_in) {
             // The slab takes the object back all the same (its contract);
             // the constructor rebuilds it before it is handed out again.
@@ -152,30 +159,64 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Alloc { fail_ok: bool },
-    AllocBatch { n: u8, fail_ok: bool },
-    Free { pick: u16 },
-    FreeBatch { start: u16, n: u8 },
-    FreeNocache { pick: u16 },
+    Alloc {
+        fail_ok: bool,
+    },
+    AllocBatch {
+        n: u8,
+        fail_ok: bool,
+    },
+    Free {
+        pick: u16,
+    },
+    FreeBatch {
+        start: u16,
+        n: u8,
+    },
+    FreeNocache {
+        pick: u16,
+    },
     Purge,
-    ReapNow { purge: bool },
-    Reclaim { lowmem: bool },
+    ReapNow {
+        purge: bool,
+    },
+    Reclaim {
+        lowmem: bool,
+    },
     Update,
     DebugResize,
     LayerReap,
-    ArmCtorPanic { after: u8 },
-    ArmCtorFail { after: u8 },
-    ArmDtorPanic { after: u8 },
+    ArmCtorPanic {
+        after: u8,
+    },
+    ArmCtorFail {
+        after: u8,
+    },
+    ArmDtorPanic {
+        after: u8,
+    },
     /// Allocates `allocs % 32` objects on another thread and frees
     /// `frees % 32` of ours there. That thread stays, with its slot and
     /// magazines, for the next such operation, of this input or of a later
     /// one (so a cache also dies under another thread's live slot), unless
     /// bit 6 of `allocs` is set: it then exits (its slots flush at exit)
     /// before the operation ends. See [`on_worker`].
-    OtherThread { allocs: u8, frees: u8 },
-    ApiAlloc { size: u16, align_log: u8, zeroed: bool },
-    ApiFree { pick: u16 },
-    ApiResize { pick: u16, size: u16 },
+    OtherThread {
+        allocs: u8,
+        frees: u8,
+    },
+    ApiAlloc {
+        size: u16,
+        align_log: u8,
+        zeroed: bool,
+    },
+    ApiFree {
+        pick: u16,
+    },
+    ApiResize {
+        pick: u16,
+        size: u16,
+    },
     ZstBox,
     EmptyBoxedSlice,
 }
@@ -224,16 +265,24 @@ impl<L: CpuLocal> Harness<L> {
         let ctl = Arc::new(Ctl::default());
         let params = RegionParams::new("fuzz-obj", obj_size, count).magazine_max_objs(mags);
         let region = Region::<Heap>::new(params, HeapConfig::default()).ok()?;
-        let slab = SlabCache::new(region, SlabConfig::new("fuzz-obj", obj_size), Ctor(ctl.clone()))
-            .expect("slab over a fresh region");
-        let config = CacheConfig::default().register(false).dynamic(input.dynamic);
+        let slab = SlabCache::new(
+            region,
+            SlabConfig::new("fuzz-obj", obj_size),
+            Ctor(ctl.clone()),
+        )
+        .expect("slab over a fresh region");
+        let config = CacheConfig::default()
+            .register(false)
+            .dynamic(input.dynamic);
         let cache = Cache::new(slab, config.clone()).expect("cache");
         let params = RegionParams::new("fuzz-raw", obj_size, count).magazine_max_objs(mags);
         let region = Region::<Heap>::new(params, HeapConfig::default()).expect("same params");
         let slab = SlabCache::new(region, SlabConfig::new("fuzz-raw", obj_size), NoCtor)
             .expect("slab over a fresh region");
         let raw: RawCache<L> = Cache::new(slab, config).expect("cache");
-        let api = raw.allocator().expect("a heap region is plain private memory");
+        let api = raw
+            .allocator()
+            .expect("a heap region is plain private memory");
         Some(Harness {
             ctl,
             cache: Arc::new(cache),
@@ -250,14 +299,21 @@ impl<L: CpuLocal> Harness<L> {
     fn take(&mut self, obj: NonNull<u8>) {
         let addr = obj.as_ptr() as usize;
         assert!(
-            self.cache.layer().region().segment_of(obj.as_ptr()).is_some(),
+            self.cache
+                .layer()
+                .region()
+                .segment_of(obj.as_ptr())
+                .is_some(),
             "object {addr:#x} is not in a live segment of the region"
         );
         assert_eq!(addr % 8, 0, "object {addr:#x} misaligned");
         // SAFETY: a live, constructed object of the cache, ours alone.
         let mark = unsafe { obj.as_ptr().cast::<u64>().read() };
         assert_eq!(mark, MARK, "object {addr:#x} handed out unconstructed");
-        assert!(self.live_set.insert(addr), "object {addr:#x} handed out twice");
+        assert!(
+            self.live_set.insert(addr),
+            "object {addr:#x} handed out twice"
+        );
         self.live.push(addr);
     }
 
@@ -335,7 +391,11 @@ impl<L: CpuLocal> Harness<L> {
             }
             Op::ArmDtorPanic { after } => self.arm(&self.ctl.dtor_panic_in, after),
             Op::OtherThread { allocs, frees } => self.other_thread(allocs, frees),
-            Op::ApiAlloc { size, align_log, zeroed } => {
+            Op::ApiAlloc {
+                size,
+                align_log,
+                zeroed,
+            } => {
                 let size = size as usize % (2 * self.obj_size + 1);
                 let align = 1usize << (align_log % 8);
                 let layout = Layout::from_size_align(size, align).expect("small layout");
@@ -347,7 +407,11 @@ impl<L: CpuLocal> Harness<L> {
                 };
                 match got {
                     Ok(block) => {
-                        assert!(fits || size == 0, "{layout:?} does not fit {}-byte objects", self.obj_size);
+                        assert!(
+                            fits || size == 0,
+                            "{layout:?} does not fit {}-byte objects",
+                            self.obj_size
+                        );
                         assert!(block.len() >= size, "block shorter than asked");
                         let ptr = block.cast::<u8>();
                         self.take_block(ptr, layout, zeroed);
@@ -384,15 +448,16 @@ impl<L: CpuLocal> Harness<L> {
                     };
                     if let Ok(block) = r {
                         let old = self.blocks.swap_remove(i);
-                        assert_eq!(block.cast::<u8>(), old.ptr, "a cache object resizes in place");
+                        assert_eq!(
+                            block.cast::<u8>(),
+                            old.ptr,
+                            "a cache object resizes in place"
+                        );
                         let keep = old.layout.size().min(size);
                         // SAFETY: `keep` bytes of the block are ours.
                         let bytes = unsafe { std::slice::from_raw_parts(old.ptr.as_ptr(), keep) };
                         assert!(bytes.iter().all(|&x| x == old.fill), "resize lost contents");
-                        self.blocks.push(Block {
-                            layout: new,
-                            ..old
-                        });
+                        self.blocks.push(Block { layout: new, ..old });
                         let b = self.blocks.last().expect("just pushed");
                         // SAFETY: the block's `size` bytes are ours.
                         unsafe { b.ptr.as_ptr().write_bytes(b.fill, size) };
@@ -417,7 +482,11 @@ impl<L: CpuLocal> Harness<L> {
             real || layout.size() == 0,
             "a {layout:?} block at {ptr:?} outside the cache's region"
         );
-        assert_eq!(ptr.as_ptr() as usize % layout.align(), 0, "misaligned block");
+        assert_eq!(
+            ptr.as_ptr() as usize % layout.align(),
+            0,
+            "misaligned block"
+        );
         if real {
             for b in &self.blocks {
                 assert!(!(b.real && b.ptr == ptr), "block {ptr:?} handed out twice");
@@ -426,7 +495,10 @@ impl<L: CpuLocal> Harness<L> {
         if zeroed && layout.size() > 0 {
             // SAFETY: the block's `size` bytes are ours.
             let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), layout.size()) };
-            assert!(bytes.iter().all(|&x| x == 0), "allocate_zeroed gave dirty bytes");
+            assert!(
+                bytes.iter().all(|&x| x == 0),
+                "allocate_zeroed gave dirty bytes"
+            );
         }
         let fill = (ptr.as_ptr() as usize >> 3) as u8 | 1;
         // SAFETY: the block's `size` bytes are ours.
@@ -491,7 +563,11 @@ impl<L: CpuLocal> Harness<L> {
             self.live.len(),
             s.cached_objs,
         );
-        assert_eq!(s.slab.ctor, self.ctl.ctor_ok.load(Ordering::Relaxed), "ctor count");
+        assert_eq!(
+            s.slab.ctor,
+            self.ctl.ctor_ok.load(Ordering::Relaxed),
+            "ctor count"
+        );
         // The slab counts a destructor call that panicked as a call.
         assert_eq!(
             s.slab.dtor,
@@ -542,7 +618,11 @@ impl<L: CpuLocal> Harness<L> {
         let r = self.raw.stats();
         assert_eq!(r.cached_objs, 0, "raw purge left objects:\n{r:#?}");
         assert_eq!(r.slab.sl_bufinuse, 0);
-        assert_eq!(self.raw.layer().region().segments_in_use(), 0, "raw segments back");
+        assert_eq!(
+            self.raw.layer().region().segments_in_use(),
+            0,
+            "raw segments back"
+        );
     }
 }
 

@@ -66,31 +66,94 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Alloc { bufcnt: u8 },
-    AllocBatch { bufcnt: u8, n: u8 },
-    Free { pick: u16 },
-    FreeBatch { start: u16, n: u8 },
-    WritePayload { pick: u16, len: u16, byte: u8 },
-    AllocBuflet { large: bool },
-    FreeBuflet { pick: u16 },
-    CloneBuflet { pick: u16 },
-    AddBuflet { pkt: u16, bft: u16 },
-    Attach { parent: u16, child: u16 },
-    RequestTxCompletion { pick: u16 },
-    ArmCallbackPanic { after: u8 },
-    UppInsert { pick: u16, owner: u8 },
-    UppInsertBuflet { pick: u16, owner: u8 },
+    Alloc {
+        bufcnt: u8,
+    },
+    AllocBatch {
+        bufcnt: u8,
+        n: u8,
+    },
+    Free {
+        pick: u16,
+    },
+    FreeBatch {
+        start: u16,
+        n: u8,
+    },
+    WritePayload {
+        pick: u16,
+        len: u16,
+        byte: u8,
+    },
+    AllocBuflet {
+        large: bool,
+    },
+    FreeBuflet {
+        pick: u16,
+    },
+    CloneBuflet {
+        pick: u16,
+    },
+    AddBuflet {
+        pkt: u16,
+        bft: u16,
+    },
+    Attach {
+        parent: u16,
+        child: u16,
+    },
+    RequestTxCompletion {
+        pick: u16,
+    },
+    ArmCallbackPanic {
+        after: u8,
+    },
+    UppInsert {
+        pick: u16,
+        owner: u8,
+    },
+    UppInsertBuflet {
+        pick: u16,
+        owner: u8,
+    },
     /// Arbitrary bytes at an offset of a held packet's user metadata.
-    ScribblePacket { pick: u16, offset: u8, bytes: Vec<u8> },
+    ScribblePacket {
+        pick: u16,
+        offset: u8,
+        bytes: Vec<u8>,
+    },
     /// Arbitrary bytes into a held standalone buflet's user buflet.
-    ScribbleBuflet { pick: u16, offset: u8, bytes: Vec<u8> },
+    ScribbleBuflet {
+        pick: u16,
+        offset: u8,
+        bytes: Vec<u8>,
+    },
     /// Links a held packet's user chain to a held buflet (or ends it).
-    LinkChain { pick: u16, to: u16, end: bool },
-    FreeHeld { pick: u16, with_owned: u8 },
-    FreeChild { pick: u16 },
-    UppRemove { pick: u16, wrong_owner: bool, made_up: Option<u32> },
-    UppRemoveBuflet { pick: u16, wrong_owner: bool, made_up: Option<u32> },
-    UppPurge { owner: u8 },
+    LinkChain {
+        pick: u16,
+        to: u16,
+        end: bool,
+    },
+    FreeHeld {
+        pick: u16,
+        with_owned: u8,
+    },
+    FreeChild {
+        pick: u16,
+    },
+    UppRemove {
+        pick: u16,
+        wrong_owner: bool,
+        made_up: Option<u32>,
+    },
+    UppRemoveBuflet {
+        pick: u16,
+        wrong_owner: bool,
+        made_up: Option<u32>,
+    },
+    UppPurge {
+        owner: u8,
+    },
     Reap,
     Purge,
 }
@@ -208,7 +271,10 @@ impl<L: CpuLocal> Harness<L> {
         for b in unsafe { p.buflets() } {
             // SAFETY: a buflet of that packet.
             let a = unsafe { b.addr() } as usize;
-            assert!(a == 0 || !held.contains(&a), "fresh packet got a held buffer {a:#x}");
+            assert!(
+                a == 0 || !held.contains(&a),
+                "fresh packet got a held buffer {a:#x}"
+            );
             if a != 0 {
                 mine.push(a);
             }
@@ -239,9 +305,12 @@ impl<L: CpuLocal> Harness<L> {
             }
             &Op::AllocBatch { bufcnt, n } => {
                 let mut v = Vec::new();
-                let r = self
-                    .pool
-                    .alloc_batch_vec(u16::from(bufcnt) % (max + 2), n as usize % 48, &mut v, NS);
+                let r = self.pool.alloc_batch_vec(
+                    u16::from(bufcnt) % (max + 2),
+                    n as usize % 48,
+                    &mut v,
+                    NS,
+                );
                 if let Ok(got) = r {
                     assert_eq!(got, v.len());
                 }
@@ -270,14 +339,22 @@ impl<L: CpuLocal> Harness<L> {
                 let r = unsafe { self.pool.free_batch(&v) };
                 r.expect("freeing packets the caller owns");
             }
-            &Op::FreeHeld { pick: i, with_owned } => {
+            &Op::FreeHeld {
+                pick: i,
+                with_owned,
+            } => {
                 // A packet a user still holds: refused, and in a batch
                 // nothing of the batch is freed (issue 11 item 10).
                 let Some(i) = pick(&self.held, i) else {
                     return;
                 };
                 let held = self.held[i].1;
-                let mut v: Vec<Packet> = self.owned.iter().copied().take(with_owned as usize % 8).collect();
+                let mut v: Vec<Packet> = self
+                    .owned
+                    .iter()
+                    .copied()
+                    .take(with_owned as usize % 8)
+                    .collect();
                 v.push(held);
                 // SAFETY: allocated from this pool, not freed; the call is
                 // refused, so nothing is given up.
@@ -291,7 +368,11 @@ impl<L: CpuLocal> Harness<L> {
                 assert!(r.is_err(), "freeing a user-held packet was not refused");
             }
             &Op::FreeChild { pick: i } => {
-                let Some(&child) = self.children.values().nth(i as usize % self.children.len().max(1)) else {
+                let Some(&child) = self
+                    .children
+                    .values()
+                    .nth(i as usize % self.children.len().max(1))
+                else {
                     return;
                 };
                 // SAFETY: allocated, not freed; refused, nothing given up.
@@ -313,7 +394,10 @@ impl<L: CpuLocal> Harness<L> {
                     let bufs = self.held_buffers();
                     // SAFETY: fresh, ours.
                     let a = unsafe { b.addr() } as usize;
-                    assert!(a == 0 || !bufs.contains(&a), "fresh buflet got a held buffer");
+                    assert!(
+                        a == 0 || !bufs.contains(&a),
+                        "fresh buflet got a held buffer"
+                    );
                     self.bufs.push(b);
                 }
             }
@@ -365,7 +449,8 @@ impl<L: CpuLocal> Harness<L> {
             }
             &Op::ArmCallbackPanic { after } => {
                 if self.injected.load(Ordering::Relaxed) < MAX_INJECTED_PANICS {
-                    self.armed.store(1 + u32::from(after % 8), Ordering::Relaxed);
+                    self.armed
+                        .store(1 + u32::from(after % 8), Ordering::Relaxed);
                 }
             }
             &Op::UppInsert { pick: i, owner } => {
@@ -385,35 +470,66 @@ impl<L: CpuLocal> Harness<L> {
             &Op::UppInsertBuflet { pick: i, owner } => {
                 if let Some(i) = pick(&self.bufs, i) {
                     // SAFETY: ours, standalone; given up on success.
-                    if let Ok(idx) = unsafe { self.pool.upp_insert_buflet(owner_of(owner), self.bufs[i]) } {
+                    if let Ok(idx) =
+                        unsafe { self.pool.upp_insert_buflet(owner_of(owner), self.bufs[i]) }
+                    {
                         self.bufs.swap_remove(i);
                         self.held_bufs.push((idx, owner_of(owner)));
                     }
                 }
             }
-            Op::ScribblePacket { pick: i, offset, bytes } => {
+            Op::ScribblePacket {
+                pick: i,
+                offset,
+                bytes,
+            } => {
                 if let Some(i) = pick(&self.held, *i) {
-                    let base = self.pool.user_metadata(self.held[i].0).expect("held").as_ptr();
+                    let base = self
+                        .pool
+                        .user_metadata(self.held[i].0)
+                        .expect("held")
+                        .as_ptr();
                     scribble(base, umd::SIZE, *offset as usize, bytes);
                 }
             }
-            Op::ScribbleBuflet { pick: i, offset, bytes } => {
+            Op::ScribbleBuflet {
+                pick: i,
+                offset,
+                bytes,
+            } => {
                 if let Some(i) = pick(&self.held_bufs, *i) {
-                    let base = self.pool.user_buflet(self.held_bufs[i].0).expect("held").as_ptr();
+                    let base = self
+                        .pool
+                        .user_buflet(self.held_bufs[i].0)
+                        .expect("held")
+                        .as_ptr();
                     scribble(base, ubft::SIZE, *offset as usize, bytes);
                 }
             }
             &Op::LinkChain { pick: i, to, end } => {
                 if let Some(i) = pick(&self.held, i) {
-                    let base = self.pool.user_metadata(self.held[i].0).expect("held").as_ptr();
+                    let base = self
+                        .pool
+                        .user_metadata(self.held[i].0)
+                        .expect("held")
+                        .as_ptr();
                     let next = match pick(&self.held_bufs, to) {
                         Some(j) if !end => self.held_bufs[j].0,
                         _ => IDX_NONE,
                     };
-                    scribble(base, umd::SIZE, umd::BUF + ubft::NEXT_INDEX, &next.to_ne_bytes());
+                    scribble(
+                        base,
+                        umd::SIZE,
+                        umd::BUF + ubft::NEXT_INDEX,
+                        &next.to_ne_bytes(),
+                    );
                 }
             }
-            &Op::UppRemove { pick: i, wrong_owner, made_up } => {
+            &Op::UppRemove {
+                pick: i,
+                wrong_owner,
+                made_up,
+            } => {
                 let (idx, owner) = match (made_up, pick(&self.held, i)) {
                     (Some(idx), _) => (idx, 1 + (idx >> 30)),
                     (None, Some(j)) => (self.held[j].0, self.held[j].2),
@@ -432,7 +548,11 @@ impl<L: CpuLocal> Harness<L> {
                     self.take(p);
                 }
             }
-            &Op::UppRemoveBuflet { pick: i, wrong_owner, made_up } => {
+            &Op::UppRemoveBuflet {
+                pick: i,
+                wrong_owner,
+                made_up,
+            } => {
                 let (idx, owner) = match (made_up, pick(&self.held_bufs, i)) {
                     (Some(idx), _) => (idx, 1 + (idx >> 30)),
                     (None, Some(j)) => self.held_bufs[j],
@@ -468,7 +588,11 @@ impl<L: CpuLocal> Harness<L> {
         let s = self.pool.stats();
         let mine = (self.owned.len() + self.children.len() + self.held.len()) as u64;
         assert_eq!(s.packets_out, mine, "after {after:?}: packets out");
-        assert_eq!(s.upp_packets, self.held.len() as u64, "after {after:?}: user-held packets");
+        assert_eq!(
+            s.upp_packets,
+            self.held.len() as u64,
+            "after {after:?}: user-held packets"
+        );
     }
 
     fn finish(mut self) {
@@ -490,7 +614,9 @@ impl<L: CpuLocal> Harness<L> {
         self.children.clear();
         // SAFETY: ours, distinct, given up.
         unsafe {
-            self.pool.free_batch(&pkts).expect("freeing packets the caller owns");
+            self.pool
+                .free_batch(&pkts)
+                .expect("freeing packets the caller owns");
             self.pool.free_buflet_batch(&std::mem::take(&mut self.bufs));
         }
         let s = self.pool.stats();
@@ -502,7 +628,12 @@ impl<L: CpuLocal> Harness<L> {
         self.pool.purge();
         let s = self.pool.stats();
         assert_eq!(s.md_cache.slab.sl_bufinuse, 0, "every metadata object back");
-        assert_eq!(s.buf_def.slab.sl_bufinuse, 0, "every buffer back:\n{}", s.table());
+        assert_eq!(
+            s.buf_def.slab.sl_bufinuse,
+            0,
+            "every buffer back:\n{}",
+            s.table()
+        );
         if let Some(b) = &s.bft_def {
             assert_eq!(b.slab.sl_bufinuse, 0, "every buflet back");
         }
@@ -527,7 +658,10 @@ fn run<L: CpuLocal>(input: &Input) {
     // SKMEM_FUZZ_TRACE=1 prints each operation (to replay a finding).
     let trace = std::env::var_os("SKMEM_FUZZ_TRACE").is_some();
     if trace {
-        eprintln!("on_demand {} per_thread {} md_count {}", input.on_demand, input.per_thread, input.md_count);
+        eprintln!(
+            "on_demand {} per_thread {} md_count {}",
+            input.on_demand, input.per_thread, input.md_count
+        );
     }
     for op in input.ops.iter().take(256) {
         if trace {

@@ -315,6 +315,47 @@ impl<B: ObjectLayer, L: CpuLocal> Inner<B, L> {
             slots: &self.slots,
         }
     }
+
+    // The fast paths' exits: out of line, so that a fast path only passes
+    // `&self` (not the core's trait objects) on its cold branch.
+
+    /// [`CoreRef::alloc_slow`].
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        self.core().alloc_slow(flags)
+    }
+
+    /// [`CoreRef::alloc_refill`].
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
+        self.core().alloc_refill(flags)
+    }
+
+    /// [`CoreRef::free_spill`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Cache::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_spill(&self, obj: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.core().free_spill(obj) }
+    }
+
+    /// [`CoreRef::free_slow`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Cache::free_batch`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&self, objs: &[NonNull<u8>]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.core().free_slow(objs) }
+    }
 }
 
 /// A magazine cache stacked on an object layer `B` (normally a
@@ -496,7 +537,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     #[cold]
     #[inline(never)]
     fn alloc_refill_nosleep(&self) -> Option<NonNull<u8>> {
-        self.inner.core().alloc_refill(AllocFlags::NoSleep).ok()
+        self.inner.alloc_refill(AllocFlags::NoSleep).ok()
     }
 
     /// `alloc`'s slow path, error dropped out of line (keeps `alloc` small
@@ -504,7 +545,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     #[cold]
     #[inline(never)]
     fn alloc_slow_nosleep(&self) -> Option<NonNull<u8>> {
-        self.inner.core().alloc_slow(AllocFlags::NoSleep).ok()
+        self.inner.alloc_slow(AllocFlags::NoSleep).ok()
     }
 
     /// Allocates one constructed object; `flags` say whether the layer
@@ -513,12 +554,12 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     pub fn alloc_with(&self, flags: AllocFlags) -> Result<NonNull<u8>> {
         match L::fast_pop(&self.inner.slots.0) {
             FastPath::Hit(obj) => return Ok(obj),
-            FastPath::Miss => return self.inner.core().alloc_refill(flags),
+            FastPath::Miss => return self.inner.alloc_refill(flags),
             FastPath::Off => {}
         }
         match L::with_slot(&self.inner.slots.0, CpuCache::pop) {
             Some(Some(obj)) => Ok(obj),
-            _ => self.inner.core().alloc_slow(flags),
+            _ => self.inner.alloc_slow(flags),
         }
     }
 
@@ -586,7 +627,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
             match L::fast_push(&self.inner.slots.0, obj) {
                 FastPath::Hit(()) => {}
                 // SAFETY: forwarded from the caller.
-                FastPath::Miss => unsafe { self.inner.core().free_spill(obj) },
+                FastPath::Miss => unsafe { self.inner.free_spill(obj) },
                 // SAFETY: forwarded from the caller.
                 FastPath::Off => unsafe { self.free_to_slot(obj) },
             }
@@ -605,7 +646,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
     unsafe fn free_to_slot_inline(&self, obj: NonNull<u8>) {
         if L::with_slot(&self.inner.slots.0, |cp| cp.push(obj)) != Some(true) {
             // SAFETY: forwarded from the caller.
-            unsafe { self.inner.core().free_slow(&[obj]) }
+            unsafe { self.inner.free_slow(&[obj]) }
         }
     }
 
@@ -633,7 +674,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
             && L::with_slot(&self.inner.slots.0, |cp| cp.push_all(objs)) != Some(true)
         {
             // SAFETY: forwarded from the caller.
-            unsafe { self.inner.core().free_slow(objs) }
+            unsafe { self.inner.free_slow(objs) }
         }
     }
 

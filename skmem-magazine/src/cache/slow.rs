@@ -455,6 +455,7 @@ pub(crate) struct CoreRef<'a> {
 impl CoreRef<'_> {
     /// `alloc`'s slow path: the CPU layer and the depot, then the layer
     /// beneath.
+    #[inline(never)]
     pub(super) fn alloc_slow(self, flags: AllocFlags) -> Result<NonNull<u8>> {
         let mut one = [MaybeUninit::uninit()];
         if self.alloc_cpu_layer(&mut one) == 1 {
@@ -469,6 +470,7 @@ impl CoreRef<'_> {
     /// pushes the extra into the front with one commit, and gives back
     /// through the slot whatever the front did not take (another thread on
     /// this CPU filled it meanwhile, or a remote operation stopped it).
+    #[inline(never)]
     pub(super) fn alloc_refill(self, flags: AllocFlags) -> Result<NonNull<u8>> {
         let mut buf = [MaybeUninit::uninit(); FRONT_CAP / 2 + 1];
         let n = self.alloc_cpu_layer(&mut buf);
@@ -494,6 +496,7 @@ impl CoreRef<'_> {
     /// # Safety
     ///
     /// As [`Cache::free`](super::Cache::free).
+    #[inline(never)]
     pub(super) unsafe fn free_spill(self, obj: NonNull<u8>) {
         let mut buf = [MaybeUninit::uninit(); FRONT_CAP / 2 + 1];
         let n = self.slots.front_take(&mut buf[..FRONT_CAP / 2]);
@@ -509,6 +512,7 @@ impl CoreRef<'_> {
 
     /// Fills a prefix of `out` from the calling thread's slot (and the
     /// depot); returns its length.
+    #[inline(never)]
     pub(super) fn alloc_cpu_layer(self, out: &mut [MaybeUninit<NonNull<u8>>]) -> usize {
         let core = self.core;
         if let Some(d) = &core.debug {
@@ -529,6 +533,7 @@ impl CoreRef<'_> {
     /// # Safety
     ///
     /// As [`Cache::free_batch`](super::Cache::free_batch).
+    #[inline(never)]
     pub(super) unsafe fn free_slow(self, objs: &[NonNull<u8>]) {
         let core = self.core;
         if let Some(d) = &core.debug {

@@ -7,9 +7,12 @@
 //! `rounds` of the ladder step it was made for, so a 14-round magazine
 //! costs 128 bytes, not the 1 280 of the largest (158-round) step, and no
 //! code is compiled per ladder. [`MagBox`] owns one; it is the only handle
-//! to a magazine and keeps the pointer to the whole allocation, so the
-//! rounds are reached with the allocation's provenance (never through a
-//! reference to the header alone).
+//! to a magazine. It points at round 0, with the header in front (at a
+//! fixed negative offset, hashbrown's control-pointer trick), so the fast
+//! path reaches round `i` at `ptr + 8 i` exactly as it reached a round
+//! array at the start of a struct; the pointer is derived from the
+//! allocation's, so the header and rounds are reached with its provenance
+//! (never through a reference to the header alone).
 //!
 //! # Invariants
 //!
@@ -53,8 +56,9 @@ pub(crate) fn layout(cap: u32) -> Option<Layout> {
     Some(layout.pad_to_align())
 }
 
-/// An owned magazine of `cap` rounds (see the module docs for the layout).
-pub(crate) struct MagBox(NonNull<Header>);
+/// An owned magazine of `cap` rounds: a pointer to round 0, the header
+/// `ROUNDS_AT` bytes before it (see the module docs).
+pub(crate) struct MagBox(NonNull<*mut u8>);
 
 // SAFETY: a magazine is a list of addresses of objects owned by the cache
 // that owns the magazine; moving the list between threads moves no object
@@ -73,27 +77,43 @@ impl MagBox {
         // SAFETY: the layout holds the header, so its size is non-zero as
         // `alloc` requires.
         let raw = NonNull::new(unsafe { std::alloc::alloc(layout) })?.cast::<Header>();
-        // SAFETY: `raw` is a fresh allocation of `layout`, which starts with
-        // a `Header` at offset 0 (aligned: `layout` has at least its
-        // alignment). The rounds stay uninitialised: none is valid yet and
-        // none is read before it is written (module invariants).
-        unsafe { raw.as_ptr().write(Header { next: None, cap }) };
-        Some(MagBox(raw))
+        // SAFETY:
+        // * `raw` is a fresh allocation of `layout`, which starts with a
+        //   `Header` at offset 0 (aligned: `layout` has at least its
+        //   alignment). The rounds stay uninitialised: none is valid yet and
+        //   none is read before it is written (module invariants);
+        // * one header further is round 0, within the allocation (`cap > 0`)
+        //   and aligned for a round (see `ROUNDS_AT`), hence non-null.
+        let rounds = unsafe {
+            raw.as_ptr().write(Header { next: None, cap });
+            NonNull::new_unchecked(raw.as_ptr().add(1).cast::<*mut u8>())
+        };
+        Some(MagBox(rounds))
     }
 
-    /// The header, read through the owning pointer.
+    /// The start of the allocation: the header.
+    #[inline(always)]
+    fn header_ptr(&self) -> *mut Header {
+        // SAFETY: the box points one header (`ROUNDS_AT` bytes) into its
+        // allocation (see `new`), so stepping back one header stays within
+        // it; the result has the allocation's provenance and the header's
+        // alignment (the header and a round align alike).
+        unsafe { self.0.as_ptr().cast::<Header>().sub(1) }
+    }
+
+    /// The header.
     #[inline(always)]
     fn header(&self) -> &Header {
         // SAFETY: the header was written by `new` and lives as long as the
         // box; `&self` keeps it from being changed meanwhile.
-        unsafe { self.0.as_ref() }
+        unsafe { &*self.header_ptr() }
     }
 
     /// The header, for changing `next`.
     #[inline(always)]
     fn header_mut(&mut self) -> &mut Header {
         // SAFETY: as in `header`, with the box borrowed exclusively.
-        unsafe { self.0.as_mut() }
+        unsafe { &mut *self.header_ptr() }
     }
 
     /// Capacity in rounds.
@@ -121,10 +141,7 @@ impl MagBox {
     /// Address of round 0, with the whole allocation's provenance.
     #[inline(always)]
     fn rounds(&self) -> *mut *mut u8 {
-        // SAFETY: one header further is `ROUNDS_AT`, within the allocation
-        // (the rounds follow the header, `cap > 0` of them), and aligned for
-        // a round (see `ROUNDS_AT`).
-        unsafe { self.0.as_ptr().add(1).cast::<*mut u8>() }
+        self.0.as_ptr()
     }
 
     /// Round `i` (unchecked against the valid count and `cap` in release).
@@ -205,12 +222,14 @@ impl MagBox {
 impl Drop for MagBox {
     fn drop(&mut self) {
         let layout = layout(self.cap()).expect("the layout was computed at allocation");
+        let header = self.header_ptr();
         // SAFETY: the header is initialised and dropped once here (it owns
         // `next`); the rounds are raw pointers without drop glue. The
-        // allocation was made by `new` with this same layout.
+        // allocation starts at the header and was made by `new` with this
+        // same layout.
         unsafe {
-            core::ptr::drop_in_place(self.0.as_ptr());
-            std::alloc::dealloc(self.0.as_ptr().cast::<u8>(), layout);
+            core::ptr::drop_in_place(header);
+            std::alloc::dealloc(header.cast::<u8>(), layout);
         }
     }
 }

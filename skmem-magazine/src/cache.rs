@@ -69,12 +69,11 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
 use skmem_slab::Reap;
 use skmem_traits::stats::CacheStats;
-use skmem_traits::{AllocFlags, CpuLocal, Error, ExitJob, FastPath, Result, SlotHooks};
+use skmem_traits::{AllocFlags, CpuLocal, ExitJob, FastPath, Result, SlotHooks};
 
 use crate::ladder::{Ladder, LadderExt, SeedLadder};
 use crate::layer::ObjectLayer;
@@ -406,22 +405,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
                 "residency sizing reserves FRONT_CAP front objects per slot"
             )
         };
-        let chunk = below.chunk_size();
-        if chunk == 0 || chunk < below.obj_size() {
-            return Err(Error::invalid_param(
-                "chunk_size",
-                chunk as u64,
-                "the layer's chunk is smaller than its objects",
-            ));
-        }
-        if !below.obj_align().is_power_of_two() {
-            return Err(Error::invalid_param(
-                "obj_align",
-                below.obj_align() as u64,
-                "not a power of two",
-            ));
-        }
-        let core = CacheCore::new(&below, G::STEPS, chunk, config);
+        let core = CacheCore::new(&below, G::STEPS, config)?;
         let init_rounds = core.enabled_rounds();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner<B, L>>| {
             let exit_owner = weak.clone();
@@ -449,8 +433,7 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
             let entry = registry::register_arc(registry::Kind::Cache, &inner);
             let _ = inner.core.registration.set(entry);
         }
-        let rounds = inner.core.magazine_size();
-        tracing::debug!(cache = %inner.below.name(), chunk, rounds, locality = L::NAME, "magazine cache created");
+        inner.core().created(L::NAME);
         Ok(Cache {
             inner,
             ladder: PhantomData,
@@ -578,38 +561,11 @@ impl<B: ObjectLayer, L: CpuLocal, G: Ladder> Cache<B, L, G> {
         self.alloc_batch_slow(out, flags)
     }
 
+    /// `alloc_batch`'s slow path: [`CoreRef::alloc_batch_slow`].
     #[cold]
     #[inline(never)]
     fn alloc_batch_slow(&self, out: &mut [MaybeUninit<NonNull<u8>>], flags: AllocFlags) -> usize {
-        let n = self.inner.core().alloc_cpu_layer(out);
-        if n == out.len() {
-            return n;
-        }
-        let (from_cpu, rest) = out.split_at_mut(n);
-        // The layer beneath may panic (a constructor, or a destructor run by
-        // the region's reap); the caller then never learns of the objects
-        // already taken from the CPU layer, so they go back first.
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.inner.below.alloc_batch(rest, flags)
-        })) {
-            Ok(m) => n + m,
-            Err(payload) => {
-                // SAFETY: `alloc_cpu_layer` initialised this prefix;
-                // `MaybeUninit<T>` has `T`'s layout.
-                let taken = unsafe {
-                    core::slice::from_raw_parts(from_cpu.as_ptr().cast::<NonNull<u8>>(), n)
-                };
-                let give_back = || {
-                    // SAFETY: constructed objects of this cache, taken by
-                    // this call and handed to nobody.
-                    unsafe { self.free_batch(taken) }
-                };
-                if catch_unwind(AssertUnwindSafe(give_back)).is_err() {
-                    tracing::error!(cache = %self.name(), "a destructor panicked while a panicking batch allocation gave its objects back");
-                }
-                resume_unwind(payload)
-            }
-        }
+        self.inner.core().alloc_batch_slow(out, flags)
     }
 
     /// Frees a constructed object into the cache. It stays constructed in

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use skmem_traits::registry;
 use skmem_traits::stats::CacheStats;
-use skmem_traits::{AllocFlags, Result};
+use skmem_traits::{AllocFlags, Error, Result};
 
 use super::{CacheConfig, CpuCache};
 use crate::depot::Depot;
@@ -232,17 +232,31 @@ pub(crate) struct CacheCore {
 
 impl CacheCore {
     /// The core of a cache over `below` on ladder `steps` (checked by the
-    /// shell); `chunk` is the layer's, checked by the caller.
+    /// shell); an error when the layer's geometry does not suit a cache.
     pub(super) fn new(
         below: &dyn ObjectLayer,
         steps: &'static [MagType],
-        chunk: usize,
         config: CacheConfig,
-    ) -> Self {
+    ) -> Result<Self> {
+        let chunk = below.chunk_size();
+        if chunk == 0 || chunk < below.obj_size() {
+            return Err(Error::invalid_param(
+                "chunk_size",
+                chunk as u64,
+                "the layer's chunk is smaller than its objects",
+            ));
+        }
+        if !below.obj_align().is_power_of_two() {
+            return Err(Error::invalid_param(
+                "obj_align",
+                below.obj_align() as u64,
+                "not a power of two",
+            ));
+        }
         let step = crate::ladder::start_step(steps, chunk);
         let rounds = steps[step].rounds;
         let debug = crate::debug::DebugMags::for_layer(below, rounds, &config);
-        CacheCore {
+        Ok(CacheCore {
             depot: Mutex::new(Depot::new(step, rounds)),
             enabled_rounds: Arc::new(AtomicU32::new(0)),
             contention: AtomicU64::new(0),
@@ -257,7 +271,7 @@ impl CacheCore {
             config,
             registration: std::sync::OnceLock::new(),
             debug,
-        }
+        })
     }
 
     /// The size new slots start with, shared with the slots' `init` hook.
@@ -453,6 +467,12 @@ pub(crate) struct CoreRef<'a> {
 }
 
 impl CoreRef<'_> {
+    /// Logs the new cache (locality policy `locality`).
+    pub(super) fn created(self, locality: &'static str) {
+        let (chunk, rounds) = (self.core.chunk, self.core.magazine_size());
+        tracing::debug!(cache = %self.below.name(), chunk, rounds, locality, "magazine cache created");
+    }
+
     /// `alloc`'s slow path: the CPU layer and the depot, then the layer
     /// beneath.
     #[inline(never)]
@@ -508,6 +528,46 @@ impl CoreRef<'_> {
         // SAFETY: the front's objects belong to this cache and left the
         // front (the trait's contract); `obj` is forwarded from the caller.
         unsafe { self.free_slow(objs) }
+    }
+
+    /// `alloc_batch`'s slow path: a prefix of `out` from the CPU layer
+    /// and the depot, the rest from the layer beneath; returns the count.
+    ///
+    /// The layer beneath may panic (a constructor, or a destructor run by
+    /// the region's reap); the caller then never learns of the objects
+    /// already taken from the CPU layer, so they go back first.
+    #[inline(never)]
+    pub(super) fn alloc_batch_slow(
+        self,
+        out: &mut [MaybeUninit<NonNull<u8>>],
+        flags: AllocFlags,
+    ) -> usize {
+        let n = self.alloc_cpu_layer(out);
+        if n == out.len() {
+            return n;
+        }
+        let (from_cpu, rest) = out.split_at_mut(n);
+        match catch_unwind(AssertUnwindSafe(|| self.below.alloc_batch(rest, flags))) {
+            Ok(m) => n + m,
+            Err(payload) => {
+                // SAFETY: `alloc_cpu_layer` initialised this prefix;
+                // `MaybeUninit<T>` has `T`'s layout.
+                let taken = unsafe {
+                    core::slice::from_raw_parts(from_cpu.as_ptr().cast::<NonNull<u8>>(), n)
+                };
+                let give_back = || {
+                    if !taken.is_empty() {
+                        // SAFETY: constructed objects of this cache, taken
+                        // by this call and handed to nobody.
+                        unsafe { self.free_slow(taken) }
+                    }
+                };
+                if catch_unwind(AssertUnwindSafe(give_back)).is_err() {
+                    tracing::error!(cache = %self.below.name(), "a destructor panicked while a panicking batch allocation gave its objects back");
+                }
+                resume_unwind(payload)
+            }
+        }
     }
 
     /// Fills a prefix of `out` from the calling thread's slot (and the

@@ -530,46 +530,6 @@ impl CoreRef<'_> {
         unsafe { self.free_slow(objs) }
     }
 
-    /// `alloc_batch`'s slow path: a prefix of `out` from the CPU layer
-    /// and the depot, the rest from the layer beneath; returns the count.
-    ///
-    /// The layer beneath may panic (a constructor, or a destructor run by
-    /// the region's reap); the caller then never learns of the objects
-    /// already taken from the CPU layer, so they go back first.
-    #[inline(never)]
-    pub(super) fn alloc_batch_slow(
-        self,
-        out: &mut [MaybeUninit<NonNull<u8>>],
-        flags: AllocFlags,
-    ) -> usize {
-        let n = self.alloc_cpu_layer(out);
-        if n == out.len() {
-            return n;
-        }
-        let (from_cpu, rest) = out.split_at_mut(n);
-        match catch_unwind(AssertUnwindSafe(|| self.below.alloc_batch(rest, flags))) {
-            Ok(m) => n + m,
-            Err(payload) => {
-                // SAFETY: `alloc_cpu_layer` initialised this prefix;
-                // `MaybeUninit<T>` has `T`'s layout.
-                let taken = unsafe {
-                    core::slice::from_raw_parts(from_cpu.as_ptr().cast::<NonNull<u8>>(), n)
-                };
-                let give_back = || {
-                    if !taken.is_empty() {
-                        // SAFETY: constructed objects of this cache, taken
-                        // by this call and handed to nobody.
-                        unsafe { self.free_slow(taken) }
-                    }
-                };
-                if catch_unwind(AssertUnwindSafe(give_back)).is_err() {
-                    tracing::error!(cache = %self.below.name(), "a destructor panicked while a panicking batch allocation gave its objects back");
-                }
-                resume_unwind(payload)
-            }
-        }
-    }
-
     /// Fills a prefix of `out` from the calling thread's slot (and the
     /// depot); returns its length.
     #[inline(never)]

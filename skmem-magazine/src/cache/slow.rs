@@ -9,7 +9,8 @@
 //! stats and the exited-thread flush on them. The generic shell in
 //! [`super`] keeps only what must be inline for speed: taking the calling
 //! thread's slot and popping or pushing there (`CpuCache::pop` and friends),
-//! plus thin forwarding. This part is compiled once, whatever the layer,
+//! thin forwarding, the slot hooks and `alloc_batch`'s slow path (kept
+//! there for its call to `Cache::free_batch`, see its docs). This part is compiled once, whatever the layer,
 //! locality policy and ladder of the caches that use it (the shape of
 //! hashbrown's `RawTable` over `RawTableInner`, and of `skmem_slab`'s
 //! `slab/inner.rs`). A dynamic call costs a few instructions on paths that

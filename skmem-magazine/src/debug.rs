@@ -50,8 +50,8 @@ pub(crate) struct DebugMags {
 impl DebugMags {
     /// The debug magazine for a cache over `below` whose magazines would
     /// hold `rounds`; `None` when `below` is not in debug mode.
-    pub(crate) fn for_layer<B: ObjectLayer>(
-        below: &B,
+    pub(crate) fn for_layer(
+        below: &dyn ObjectLayer,
         rounds: u32,
         config: &CacheConfig,
     ) -> Option<Self> {
@@ -79,9 +79,9 @@ impl DebugMags {
 
     /// Fills a prefix of `out` from the magazine (oldest first), each
     /// object checked by `below`; returns the count.
-    pub(crate) fn take<B: ObjectLayer>(
+    pub(crate) fn take(
         &self,
-        below: &B,
+        below: &dyn ObjectLayer,
         out: &mut [MaybeUninit<NonNull<u8>>],
     ) -> usize {
         let mut n = 0;
@@ -105,7 +105,7 @@ impl DebugMags {
     /// # Safety
     ///
     /// As [`Cache::free`](crate::Cache::free) for each element.
-    pub(crate) unsafe fn free<B: ObjectLayer>(&self, below: &B, objs: &[NonNull<u8>]) {
+    pub(crate) unsafe fn free(&self, below: &dyn ObjectLayer, objs: &[NonNull<u8>]) {
         for &obj in objs {
             let mut fifo = self.fifo.lock();
             if fifo.0.len() < self.cap {
@@ -124,7 +124,7 @@ impl DebugMags {
 
     /// Gives every resting object back to `below` (purge, drop), each
     /// checked on the way out.
-    pub(crate) fn drain<B: ObjectLayer>(&self, below: &B) {
+    pub(crate) fn drain(&self, below: &dyn ObjectLayer) {
         let objs: Vec<NonNull<u8>> = self.fifo.lock().0.drain(..).collect();
         for &obj in &objs {
             // SAFETY: each object left the FIFO above and is held by this

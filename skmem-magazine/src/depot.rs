@@ -22,13 +22,11 @@
 //! * `min <= total` and `reaplimit` is whatever the last update left (it is
 //!   clamped by `min` when used).
 
-use generic_array::ArrayLength;
-
 use crate::magazine::{Chain, MagBox};
 
 /// One list of the depot (the seed's `skmem_maglist`).
-pub(crate) struct MagList<N: ArrayLength> {
-    chain: Chain<N>,
+pub(crate) struct MagList {
+    chain: Chain,
     /// Lowest `total` since the last working-set update.
     pub(crate) min: u64,
     /// Magazines that may be reaped (outside the working set).
@@ -37,7 +35,7 @@ pub(crate) struct MagList<N: ArrayLength> {
     pub(crate) alloc: u64,
 }
 
-impl<N: ArrayLength> MagList<N> {
+impl MagList {
     const fn new() -> Self {
         MagList {
             chain: Chain::new(),
@@ -53,7 +51,7 @@ impl<N: ArrayLength> MagList<N> {
     }
 
     /// Takes up to `n` magazines (the seed's `skmem_depot_batch_alloc`).
-    pub(crate) fn take(&mut self, n: usize, out: &mut Chain<N>) -> usize {
+    pub(crate) fn take(&mut self, n: usize, out: &mut Chain) -> usize {
         let mut got = 0;
         while got < n {
             let Some(mag) = self.chain.pop() else { break };
@@ -68,12 +66,12 @@ impl<N: ArrayLength> MagList<N> {
     }
 
     /// Files one magazine.
-    pub(crate) fn put(&mut self, mag: MagBox<N>) {
+    pub(crate) fn put(&mut self, mag: MagBox) {
         self.chain.push(mag);
     }
 
     /// Takes every magazine, leaving the list empty and its working set zero.
-    pub(crate) fn drain(&mut self, out: &mut Chain<N>) {
+    pub(crate) fn drain(&mut self, out: &mut Chain) {
         while let Some(mag) = self.chain.pop() {
             out.push(mag);
         }
@@ -97,7 +95,7 @@ impl<N: ArrayLength> MagList<N> {
     }
 
     /// Takes the magazines outside the working set.
-    fn take_reapable(&mut self, out: &mut Chain<N>) -> usize {
+    fn take_reapable(&mut self, out: &mut Chain) -> usize {
         let n = self.reaplimit.min(self.min) as usize;
         let got = self.take(n, out);
         self.reaplimit -= got as u64;
@@ -106,11 +104,11 @@ impl<N: ArrayLength> MagList<N> {
 }
 
 /// The depot of one cache (the depot half of the seed's `skmem_cache`).
-pub(crate) struct Depot<N: ArrayLength> {
+pub(crate) struct Depot {
     /// Full magazines.
-    pub(crate) full: MagList<N>,
+    pub(crate) full: MagList,
     /// Empty magazines.
-    pub(crate) empty: MagList<N>,
+    pub(crate) empty: MagList,
     /// Current ladder step.
     pub(crate) step: usize,
     /// Rounds of the current step's magazines.
@@ -124,7 +122,7 @@ pub(crate) struct Depot<N: ArrayLength> {
     pub(crate) skip_next_judgement: bool,
 }
 
-impl<N: ArrayLength> Depot<N> {
+impl Depot {
     /// An empty depot at ladder step `step` of `rounds` rounds.
     pub(crate) const fn new(step: usize, rounds: u32) -> Self {
         Depot {
@@ -154,11 +152,7 @@ impl<N: ArrayLength> Depot<N> {
     }
 
     /// Takes the full and empty magazines outside the working set.
-    pub(crate) fn take_reapable(
-        &mut self,
-        full: &mut Chain<N>,
-        empty: &mut Chain<N>,
-    ) -> (usize, usize) {
+    pub(crate) fn take_reapable(&mut self, full: &mut Chain, empty: &mut Chain) -> (usize, usize) {
         (
             self.full.take_reapable(full),
             self.empty.take_reapable(empty),
@@ -169,16 +163,15 @@ impl<N: ArrayLength> Depot<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::magazine::Magazine;
-    use generic_array::typenum::U4;
+    use crate::magazine::MagBox;
 
-    fn depot_with(full: usize, empty: usize) -> Depot<U4> {
+    fn depot_with(full: usize, empty: usize) -> Depot {
         let mut d = Depot::new(0, 2);
         for _ in 0..full {
-            d.full.put(Magazine::new(2).unwrap());
+            d.full.put(MagBox::new(2).unwrap());
         }
         for _ in 0..empty {
-            d.empty.put(Magazine::new(2).unwrap());
+            d.empty.put(MagBox::new(2).unwrap());
         }
         d
     }

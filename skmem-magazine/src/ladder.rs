@@ -8,14 +8,13 @@
 //! long as the chunk size is below the step's `max_chunk`.
 //!
 //! A ladder is a zero-sized policy type ([`Ladder`]) with the steps as an
-//! associated constant and the largest capacity as a type-level number, so
-//! the magazine's round array is a `GenericArray` whose length is known at
-//! compile time. [`SeedLadder`] is the 64-bit table of the seed;
+//! associated constant, checked when a [`Cache`](crate::Cache) on it is
+//! compiled. The cache's non-generic core only sees the steps, a
+//! `&'static [MagType]`, and sizes each magazine at run time to exactly its
+//! step's rounds (no capacity is a type parameter, so no slow-path code is
+//! compiled per ladder). [`SeedLadder`] is the 64-bit table of the seed;
 //! [`TinyLadder`] has magazines of 1, 2 and 4 rounds and is for tests and
 //! models that want every exchange path to run often.
-
-use generic_array::typenum::{Unsigned, U158, U4};
-use generic_array::ArrayLength;
 
 /// One step of a ladder (the seed's `skmem_magtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +30,9 @@ pub struct MagType {
 
 /// A ladder of magazine sizes.
 ///
-/// `STEPS` must be non-empty with strictly increasing `rounds`, each at most
-/// `MaxRounds`; [`Cache`](crate::Cache) checks this at compile time.
+/// `STEPS` must be non-empty with strictly increasing, non-zero `rounds`;
+/// [`Cache`](crate::Cache) checks this at compile time.
 pub trait Ladder: Send + Sync + 'static {
-    /// The largest `rounds` of any step, as a type-level number.
-    type MaxRounds: ArrayLength;
     /// The steps, smallest magazine first.
     const STEPS: &'static [MagType];
 }
@@ -45,7 +42,6 @@ pub trait Ladder: Send + Sync + 'static {
 pub struct SeedLadder;
 
 impl Ladder for SeedLadder {
-    type MaxRounds = U158;
     const STEPS: &'static [MagType] = &[
         MagType {
             rounds: 14,
@@ -96,7 +92,6 @@ impl Ladder for SeedLadder {
 pub struct TinyLadder;
 
 impl Ladder for TinyLadder {
-    type MaxRounds = U4;
     const STEPS: &'static [MagType] = &[
         MagType {
             rounds: 1,
@@ -119,27 +114,12 @@ impl Ladder for TinyLadder {
 /// Derived facts about a ladder (private extension, sharded-slab style).
 pub(crate) trait LadderExt: Ladder {
     /// Evaluating this fails the build for a malformed ladder.
-    const VALID: () = validate(Self::STEPS, Self::MaxRounds::USIZE);
-
-    /// The step a cache with this chunk size starts at.
-    fn start_step(chunk: usize) -> usize {
-        start_step(Self::STEPS, chunk)
-    }
-
-    /// Whether a cache at `step` with this chunk size may climb further.
-    fn can_grow(step: usize, chunk: usize) -> bool {
-        step + 1 < Self::STEPS.len() && chunk < Self::STEPS[step].max_chunk
-    }
-
-    /// Rounds of a magazine at `step`.
-    fn rounds(step: usize) -> u32 {
-        Self::STEPS[step].rounds
-    }
+    const VALID: () = validate(Self::STEPS);
 }
 
 impl<G: Ladder> LadderExt for G {}
 
-const fn validate(steps: &[MagType], max: usize) {
+const fn validate(steps: &[MagType]) {
     assert!(
         !steps.is_empty(),
         "a magazine ladder needs at least one step"
@@ -149,10 +129,6 @@ const fn validate(steps: &[MagType], max: usize) {
         assert!(
             steps[i].rounds > 0,
             "a magazine step must hold at least one round"
-        );
-        assert!(
-            steps[i].rounds as usize <= max,
-            "a step holds more rounds than MaxRounds"
         );
         if i > 0 {
             assert!(
@@ -164,7 +140,8 @@ const fn validate(steps: &[MagType], max: usize) {
     }
 }
 
-fn start_step(steps: &[MagType], chunk: usize) -> usize {
+/// The step a cache with this chunk size starts at.
+pub(crate) fn start_step(steps: &[MagType], chunk: usize) -> usize {
     let mut i = 0;
     while i + 1 < steps.len() && chunk <= steps[i].min_chunk {
         i += 1;
@@ -172,14 +149,25 @@ fn start_step(steps: &[MagType], chunk: usize) -> usize {
     i
 }
 
+/// Whether a cache at `step` with this chunk size may climb further.
+pub(crate) fn can_grow(steps: &[MagType], step: usize, chunk: usize) -> bool {
+    step + 1 < steps.len() && chunk < steps[step].max_chunk
+}
+
 /// The largest magazine (rounds) a cache with this chunk size can ever use
 /// on ladder `G`: its starting step, climbed while growth is allowed.
 pub fn max_rounds<G: Ladder>(chunk_size: usize) -> u32 {
-    let mut step = G::start_step(chunk_size.max(1));
-    while G::can_grow(step, chunk_size.max(1)) {
+    max_rounds_on(G::STEPS, chunk_size)
+}
+
+/// [`max_rounds`] on the steps of a ladder.
+fn max_rounds_on(steps: &[MagType], chunk_size: usize) -> u32 {
+    let chunk = chunk_size.max(1);
+    let mut step = start_step(steps, chunk);
+    while can_grow(steps, step, chunk) {
         step += 1;
     }
-    G::rounds(step)
+    steps[step].rounds
 }
 
 /// Worst-case number of objects the CPU layer of a cache on ladder `G` can
@@ -227,15 +215,15 @@ mod tests {
     #[test]
     fn seed_ladder_start_steps_match_the_seed() {
         // chunk <= 128 skips the 14-round step, <= 96 the 30, and so on.
-        assert_eq!(SeedLadder::start_step(1024), 0);
-        assert_eq!(SeedLadder::start_step(129), 0);
-        assert_eq!(SeedLadder::start_step(128), 1);
-        assert_eq!(SeedLadder::start_step(96), 2);
-        assert_eq!(SeedLadder::start_step(64), 3);
-        assert_eq!(SeedLadder::start_step(32), 4);
-        assert_eq!(SeedLadder::start_step(16), 5);
-        assert_eq!(SeedLadder::start_step(8), 6);
-        assert_eq!(SeedLadder::start_step(1), 6);
+        assert_eq!(start_step(SeedLadder::STEPS, 1024), 0);
+        assert_eq!(start_step(SeedLadder::STEPS, 129), 0);
+        assert_eq!(start_step(SeedLadder::STEPS, 128), 1);
+        assert_eq!(start_step(SeedLadder::STEPS, 96), 2);
+        assert_eq!(start_step(SeedLadder::STEPS, 64), 3);
+        assert_eq!(start_step(SeedLadder::STEPS, 32), 4);
+        assert_eq!(start_step(SeedLadder::STEPS, 16), 5);
+        assert_eq!(start_step(SeedLadder::STEPS, 8), 6);
+        assert_eq!(start_step(SeedLadder::STEPS, 1), 6);
     }
 
     #[test]

@@ -29,7 +29,11 @@
 //! * [`Cache`] is generic over the layer beneath ([`ObjectLayer`]), the CPU
 //!   locality policy ([`CpuLocal`]: [`PerCpu`],
 //!   [`PerThread`], [`Global`]) and the magazine [`Ladder`]. No boxing, no
-//!   dynamic dispatch on the fast path. On x86-64 Linux, [`PerCpu`]'s
+//!   dynamic dispatch on the fast path: only taking the calling thread's
+//!   slot and popping or pushing there is generic and inline; the depot,
+//!   the slow paths and maintenance are one non-generic core, compiled once
+//!   and reached through trait objects, and magazines are sized at run time
+//!   to their ladder step. On x86-64 Linux, [`PerCpu`]'s
 //!   single-object alloc and free run as restartable sequences on a small
 //!   per-CPU front (no atomic read-modify-write); elsewhere, and where the
 //!   process has no rseq, it falls back to locked slots at run time (stats

@@ -8,8 +8,10 @@ use std::collections::HashSet;
 use std::ptr::NonNull;
 
 use loom::thread;
-use skmem_magazine::{Cache, CacheConfig, CpuLocal, Global, PerCpu, TinyLadder};
-use skmem_testkit::HeapObjects;
+use skmem_magazine::{CacheConfig, CpuLocal, Global, PerCpu};
+
+mod loom_common;
+use loom_common::{round_trips, tiny_cache};
 
 #[derive(Clone, Copy)]
 struct P(NonNull<u8>);
@@ -18,10 +20,7 @@ unsafe impl Send for P {}
 
 fn model<L: CpuLocal>() {
     loom::model(|| {
-        let layer = HeapObjects::new("loom-exchange", 8, 8).unwrap();
-        let cache: Cache<_, L, TinyLadder> =
-            Cache::new(layer, CacheConfig::default().register(false)).unwrap();
-        let cache = loom::sync::Arc::new(cache);
+        let cache = loom::sync::Arc::new(tiny_cache::<L>("loom-exchange", CacheConfig::default()));
         // Two cached objects to start with.
         let a = cache.alloc().unwrap();
         let b = cache.alloc().unwrap();
@@ -34,18 +33,7 @@ fn model<L: CpuLocal>() {
             .map(|_| {
                 let cache = cache.clone();
                 thread::spawn(move || {
-                    let x = cache.alloc().unwrap();
-                    let y = cache.alloc().unwrap();
-                    assert_ne!(x, y);
-                    // SAFETY: from `cache`, freed once.
-                    unsafe {
-                        cache.free(x);
-                        cache.free(y);
-                    }
-                    // Once more: the magazines just filled are traded again.
-                    let z = cache.alloc().unwrap();
-                    // SAFETY: from `cache`, freed once.
-                    unsafe { cache.free(z) };
+                    let (x, y) = round_trips(&cache);
                     (P(x), P(y))
                 })
             })

@@ -36,9 +36,11 @@ use loom::sync::Arc;
 use loom::thread;
 use skmem_magazine::{AllocFlags, Cache, CacheConfig, PerThread, TinyLadder, TypedCache};
 use skmem_testkit::HeapObjects;
+
+mod loom_common;
 use skmem_traits::{ObjectCtor, ObjectInfo};
 
-type Tiny = Cache<HeapObjects, PerThread, TinyLadder>;
+type Tiny = loom_common::Tiny<PerThread>;
 
 /// The objects held by some thread right now. A `std` lock on purpose: an
 /// observer, not part of the code under test, so it must add neither
@@ -62,8 +64,7 @@ impl Held {
 }
 
 fn tiny(name: &str) -> Tiny {
-    let layer = HeapObjects::new(name, 8, 8).unwrap();
-    Cache::new(layer, CacheConfig::default().register(false)).unwrap()
+    loom_common::tiny_cache(name, CacheConfig::default())
 }
 
 /// Two objects out at once, back, then one more round trip: with 1-round

@@ -4,32 +4,22 @@
 #![cfg(loom)]
 
 use loom::thread;
-use skmem_magazine::{Cache, CacheConfig, Global, PerCpu, TinyLadder};
-use skmem_testkit::HeapObjects;
+use skmem_magazine::{CacheConfig, Global, PerCpu};
+
+mod loom_common;
+use loom_common::{round_trips, tiny_cache};
 
 #[test]
 fn loom_resize_races_alloc_and_free() {
     loom::model(|| {
-        let layer = HeapObjects::new("loom-resize", 8, 8).unwrap();
-        let cache: Cache<_, PerCpu, TinyLadder> =
-            Cache::new(layer, CacheConfig::default().register(false).dynamic(true)).unwrap();
+        let cache = tiny_cache::<PerCpu>("loom-resize", CacheConfig::default().dynamic(true));
         let cache = loom::sync::Arc::new(cache);
         let worker = {
             let cache = cache.clone();
             thread::spawn(move || {
                 // Two objects out at once: with 1-round magazines the frees
                 // swap magazines and trade with the depot, racing the resize.
-                let x = cache.alloc().unwrap();
-                let y = cache.alloc().unwrap();
-                assert_ne!(x, y);
-                // SAFETY: from `cache`, each freed once.
-                unsafe {
-                    cache.free(x);
-                    cache.free(y);
-                }
-                let z = cache.alloc().unwrap();
-                // SAFETY: from `cache`.
-                unsafe { cache.free(z) };
+                round_trips(&cache);
             })
         };
         cache.debug_resize();
@@ -45,9 +35,7 @@ fn loom_resize_races_alloc_and_free() {
 #[test]
 fn loom_purge_respects_the_resize_perimeter() {
     loom::model(|| {
-        let layer = HeapObjects::new("loom-perimeter", 8, 8).unwrap();
-        let cache: Cache<_, Global, TinyLadder> =
-            Cache::new(layer, CacheConfig::default().register(false).dynamic(true)).unwrap();
+        let cache = tiny_cache::<Global>("loom-perimeter", CacheConfig::default().dynamic(true));
         let o = cache.alloc().unwrap();
         // SAFETY: from `cache`.
         unsafe { cache.free(o) };

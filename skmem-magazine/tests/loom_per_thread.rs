@@ -208,14 +208,7 @@ fn cache_dropped_while_its_thread_exits() {
         let owner = {
             let cache = cache.clone();
             thread::spawn(move || {
-                let x = cache.alloc().unwrap();
-                let y = cache.alloc().unwrap();
-                assert_ne!(x, y);
-                // SAFETY: from `cache`, each freed once.
-                unsafe {
-                    cache.free(x);
-                    cache.free(y);
-                }
+                loom_common::two_out_and_back(&cache);
                 drop(cache);
             })
         };

@@ -6,7 +6,7 @@
 
 use std::ptr::NonNull;
 
-use skmem_magazine::{Cache, CacheConfig, CpuLocal, TinyLadder};
+use skmem_magazine::{Cache, CacheConfig, CpuLocal, Ladder, ObjectLayer, TinyLadder};
 use skmem_testkit::HeapObjects;
 
 /// A magazine cache over the test heap layer, with the tiny ladder.
@@ -20,11 +20,12 @@ pub fn tiny_cache<L: CpuLocal>(name: &str, config: CacheConfig) -> Tiny<L> {
     Cache::new(layer, config.register(false)).unwrap()
 }
 
-/// Two objects out at once and back, then one more round trip: with
-/// 1-round magazines the frees fill the loaded and the previous magazine
-/// and the next operations trade with the depot. Returns the first two
-/// objects (distinct, asserted).
-pub fn round_trips<L: CpuLocal>(cache: &Tiny<L>) -> (NonNull<u8>, NonNull<u8>) {
+/// Two objects out at once and back: with 1-round magazines the frees
+/// fill the loaded and the previous magazine. Returns the two objects
+/// (distinct, asserted).
+pub fn two_out_and_back<B: ObjectLayer, L: CpuLocal, G: Ladder>(
+    cache: &Cache<B, L, G>,
+) -> (NonNull<u8>, NonNull<u8>) {
     let x = cache.alloc().unwrap();
     let y = cache.alloc().unwrap();
     assert_ne!(x, y);
@@ -33,9 +34,17 @@ pub fn round_trips<L: CpuLocal>(cache: &Tiny<L>) -> (NonNull<u8>, NonNull<u8>) {
         cache.free(x);
         cache.free(y);
     }
-    // Once more: the magazines just filled are traded again.
+    (x, y)
+}
+
+/// [`two_out_and_back`], then one more round trip: the magazines just
+/// filled are traded with the depot. Returns the first two objects.
+pub fn round_trips<B: ObjectLayer, L: CpuLocal, G: Ladder>(
+    cache: &Cache<B, L, G>,
+) -> (NonNull<u8>, NonNull<u8>) {
+    let pair = two_out_and_back(cache);
     let z = cache.alloc().unwrap();
     // SAFETY: from `cache`, freed once.
     unsafe { cache.free(z) };
-    (x, y)
+    pair
 }

@@ -289,6 +289,26 @@ fn run_tui(
     }
 }
 
+/// A bordered table titled `title` with a bold header: the region, pool
+/// and arena panels below the cache table. `columns` pairs each header
+/// with its width; each row has one cell per column.
+fn panel(
+    f: &mut Frame,
+    area: ratatui::layout::Rect,
+    title: &str,
+    columns: &[(&str, Constraint)],
+    rows: impl Iterator<Item = Vec<String>>,
+) {
+    let header = Row::new(columns.iter().map(|(name, _)| *name))
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    f.render_widget(
+        Table::new(rows.map(Row::new), columns.iter().map(|(_, width)| *width))
+            .header(header)
+            .block(Block::new().borders(Borders::ALL).title(title.to_string())),
+        area,
+    );
+}
+
 fn draw(f: &mut Frame, ui: &mut Ui, pid: u32) {
     let rows = ui.view.cache_rows();
     let regions = ui.view.regions();
@@ -353,121 +373,78 @@ fn draw(f: &mut Frame, ui: &mut Ui, pid: u32) {
         &mut ui.table,
     );
 
-    let region_rows = regions.iter().map(|r| {
-        Row::new([
-            r.name.clone(),
-            r.source.to_string(),
-            format!("{}/{}", r.seginuse, r.seg_cnt),
-            (r.meminuse / 1024).to_string(),
-            (r.memtotal / 1024).to_string(),
-            (r.w_meminuse / 1024).to_string(),
-        ])
-    });
-    f.render_widget(
-        Table::new(
-            region_rows,
-            [
-                Constraint::Min(28),
-                Constraint::Length(8),
-                Constraint::Length(12),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(10),
-            ],
-        )
-        .header(
-            Row::new([
-                "REGION",
-                "SOURCE",
-                "SEGS",
-                "MEM_KIB",
-                "TOTAL_KIB",
-                "WIRED_KIB",
-            ])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-        )
-        .block(Block::new().borders(Borders::ALL).title(" regions ")),
+    panel(
+        f,
         regions_area,
+        " regions ",
+        &[
+            ("REGION", Constraint::Min(28)),
+            ("SOURCE", Constraint::Length(8)),
+            ("SEGS", Constraint::Length(12)),
+            ("MEM_KIB", Constraint::Length(10)),
+            ("TOTAL_KIB", Constraint::Length(10)),
+            ("WIRED_KIB", Constraint::Length(10)),
+        ],
+        regions.iter().map(|r| {
+            vec![
+                r.name.clone(),
+                r.source.to_string(),
+                format!("{}/{}", r.seginuse, r.seg_cnt),
+                (r.meminuse / 1024).to_string(),
+                (r.memtotal / 1024).to_string(),
+                (r.w_meminuse / 1024).to_string(),
+            ]
+        }),
     );
-
-    let pool_rows = pools.iter().map(|p| {
-        Row::new([
-            p.name.clone(),
-            p.source.clone(),
-            p.md_capacity.to_string(),
-            p.packets_out.to_string(),
-            p.buflets_out.to_string(),
-            (p.meminuse / 1024).to_string(),
-        ])
-    });
-    f.render_widget(
-        Table::new(
-            pool_rows,
-            [
-                Constraint::Min(28),
-                Constraint::Length(8),
-                Constraint::Length(10),
-                Constraint::Length(12),
-                Constraint::Length(12),
-                Constraint::Length(10),
-            ],
-        )
-        .header(
-            Row::new([
-                "POOL",
-                "SOURCE",
-                "PACKETS",
-                "PKTS_OUT",
-                "BUFLETS_OUT",
-                "MEM_KIB",
-            ])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-        )
-        .block(Block::new().borders(Borders::ALL).title(" packet pools ")),
+    panel(
+        f,
         pools_area,
+        " packet pools ",
+        &[
+            ("POOL", Constraint::Min(28)),
+            ("SOURCE", Constraint::Length(8)),
+            ("PACKETS", Constraint::Length(10)),
+            ("PKTS_OUT", Constraint::Length(12)),
+            ("BUFLETS_OUT", Constraint::Length(12)),
+            ("MEM_KIB", Constraint::Length(10)),
+        ],
+        pools.iter().map(|p| {
+            vec![
+                p.name.clone(),
+                p.source.clone(),
+                p.md_capacity.to_string(),
+                p.packets_out.to_string(),
+                p.buflets_out.to_string(),
+                (p.meminuse / 1024).to_string(),
+            ]
+        }),
     );
-
-    let arena_rows = arenas.iter().map(|a| {
-        Row::new([
-            a.name.clone(),
-            (a.mem_inuse / 1024).to_string(),
-            (a.mem_total / 1024).to_string(),
-            (a.map_size / 1024).to_string(),
-            a.local_views.to_string(),
-            a.remote_views.to_string(),
-            a.redirects.to_string(),
-            if a.defunct { "defunct" } else { "active" }.to_string(),
-        ])
-    });
-    f.render_widget(
-        Table::new(
-            arena_rows,
-            [
-                Constraint::Min(28),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(10),
-                Constraint::Length(8),
-            ],
-        )
-        .header(
-            Row::new([
-                "ARENA",
-                "MEM_KIB",
-                "TOTAL_KIB",
-                "VIEW_KIB",
-                "LOCAL",
-                "REMOTE",
-                "REDIRECTS",
-                "STATE",
-            ])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
-        )
-        .block(Block::new().borders(Borders::ALL).title(" arenas ")),
+    panel(
+        f,
         arenas_area,
+        " arenas ",
+        &[
+            ("ARENA", Constraint::Min(28)),
+            ("MEM_KIB", Constraint::Length(10)),
+            ("TOTAL_KIB", Constraint::Length(10)),
+            ("VIEW_KIB", Constraint::Length(10)),
+            ("LOCAL", Constraint::Length(7)),
+            ("REMOTE", Constraint::Length(7)),
+            ("REDIRECTS", Constraint::Length(10)),
+            ("STATE", Constraint::Length(8)),
+        ],
+        arenas.iter().map(|a| {
+            vec![
+                a.name.clone(),
+                (a.mem_inuse / 1024).to_string(),
+                (a.mem_total / 1024).to_string(),
+                (a.map_size / 1024).to_string(),
+                a.local_views.to_string(),
+                a.remote_views.to_string(),
+                a.redirects.to_string(),
+                if a.defunct { "defunct" } else { "active" }.to_string(),
+            ]
+        }),
     );
 
     let selected = ui.table.selected().and_then(|i| rows.get(i));
